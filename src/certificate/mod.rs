@@ -1,0 +1,508 @@
+//! Deletion certificates: a signed statement of what a run deleted.
+//!
+//! A certificate is a DSSE envelope (Ed25519) around an RFC 8785 canonical
+//! JSON payload. The payload names no object key, so it can be shared: the
+//! keys are in the manifest written beside it (JSON Lines, one deleted object
+//! per line), which the payload pins by its SHA-256 and by the RFC 6962 Merkle
+//! root over its lines. Certificates are numbered and each names the SHA-256 of
+//! its predecessor, so a missing certificate shows as a gap. This module owns
+//! the formats, signing and verification; it never touches the database or a
+//! store (the caller streams manifest entries in).
+
+pub mod dsse;
+pub mod jcs;
+pub mod merkle;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use dsse::{Envelope, Identity};
+
+pub const PAYLOAD_TYPE: &str = "application/vnd.lethe.deletion-certificate.v1+json";
+pub const METHOD: &str = "deleted through the storage API; absence verified";
+pub const KIND: &str = "lethe deletion certificate";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot encode: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertificateError + '_ {
+    move |source| CertificateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Payload {
+    pub certificate: String,
+    pub format: u32,
+    pub sequence: u64,
+    /// Hex SHA-256 of the previous certificate file; `null` for the first.
+    pub previous_certificate_sha256: Option<String>,
+    pub key_id: String,
+    pub tool: Tool,
+    pub issued_at: String,
+    /// The run that issued this certificate.
+    pub run: RunSummary,
+    /// Every run with ledger rows in the covered range (an interrupted run's
+    /// deletions are certified by the next run).
+    pub runs: Vec<RunSummary>,
+    pub window: Window,
+    pub ledger: LedgerAnchor,
+    pub policies: Vec<PolicyDigest>,
+    pub stores: Vec<StoreSection>,
+    pub counts: Counts,
+    pub method: String,
+    pub manifest_file: String,
+    pub manifest_sha256: String,
+    pub merkle_root: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tool {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSummary {
+    pub id: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    pub from: String,
+    pub to: String,
+}
+
+/// The ledger rows this certificate covers, pinned by the last row's hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerAnchor {
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub last_row_sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDigest {
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    pub name: String,
+    pub url: String,
+    /// `permanent`: the store keeps no earlier version after a delete.
+    pub deletion_mode: String,
+    pub recordings_deleted: u64,
+    pub objects_deleted: u64,
+    pub already_absent: u64,
+    pub bytes_deleted: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Counts {
+    /// Lines of the manifest: objects verified absent.
+    pub items: u64,
+    pub recordings_deleted: u64,
+    pub objects_deleted: u64,
+    pub already_absent: u64,
+    pub bytes_deleted: u64,
+    pub failed: u64,
+}
+
+/// One manifest line: one object verified absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub store: String,
+    pub key: String,
+    /// `recording`, `sidecar` or `companion`.
+    pub role: String,
+    pub recording: String,
+    pub size: u64,
+    pub e_tag: Option<String>,
+    pub purposes: Vec<String>,
+    pub recorded_at: String,
+    pub expires_at: String,
+    pub rules: Vec<String>,
+    pub purpose: String,
+    pub basis: String,
+    pub deleted_at: String,
+    /// `deleted` or `already-absent`.
+    pub result: String,
+    pub verification: String,
+    pub run_id: String,
+    pub ledger_seq: i64,
+}
+
+/// `lethe-cert-000042.json`.
+pub fn certificate_file_name(sequence: u64) -> String {
+    format!("lethe-cert-{sequence:06}.json")
+}
+
+/// `lethe-cert-000042.manifest.jsonl`.
+pub fn manifest_file_name(sequence: u64) -> String {
+    format!("lethe-cert-{sequence:06}.manifest.jsonl")
+}
+
+/// The manifest beside a certificate file.
+pub fn manifest_path_for(certificate: &Path) -> PathBuf {
+    let name = certificate
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let stem = name.strip_suffix(".json").unwrap_or(name);
+    certificate.with_file_name(format!("{stem}.manifest.jsonl"))
+}
+
+/// Streams manifest lines into a temporary file in the certificate folder
+/// while hashing them and building the Merkle root.
+pub struct ManifestWriter {
+    out: BufWriter<tempfile::NamedTempFile>,
+    sha: Sha256,
+    tree: merkle::RootBuilder,
+    line: Vec<u8>,
+}
+
+/// A finished manifest, not yet published under its final name.
+pub struct ManifestDigest {
+    pub sha256: String,
+    pub merkle_root: String,
+    pub lines: u64,
+    file: tempfile::NamedTempFile,
+}
+
+impl ManifestWriter {
+    pub fn create(dir: &Path) -> Result<Self, CertificateError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let file = tempfile::Builder::new()
+            .prefix(".lethe-manifest-")
+            .tempfile_in(dir)
+            .map_err(io_err(dir))?;
+        Ok(Self {
+            out: BufWriter::new(file),
+            sha: Sha256::new(),
+            tree: merkle::RootBuilder::new(),
+            line: Vec::with_capacity(512),
+        })
+    }
+
+    pub fn push(&mut self, entry: &ManifestEntry) -> Result<(), CertificateError> {
+        self.line.clear();
+        let value = serde_json::to_value(entry)?;
+        jcs::write_value(&value, &mut self.line);
+        self.tree.push_leaf_data(&self.line);
+        self.line.push(b'\n');
+        self.sha.update(&self.line);
+        let path = self.out.get_ref().path().to_path_buf();
+        self.out.write_all(&self.line).map_err(io_err(&path))
+    }
+
+    pub fn finish(self) -> Result<ManifestDigest, CertificateError> {
+        let path = self.out.get_ref().path().to_path_buf();
+        let file = self.out.into_inner().map_err(|e| CertificateError::Io {
+            path: path.clone(),
+            source: e.into_error(),
+        })?;
+        file.as_file().sync_all().map_err(io_err(&path))?;
+        Ok(ManifestDigest {
+            sha256: hex::encode(self.sha.finalize()),
+            merkle_root: hex::encode(self.tree.root()),
+            lines: self.tree.leaves(),
+            file,
+        })
+    }
+}
+
+/// Signs a payload; returns the certificate file's bytes.
+pub fn seal(identity: &Identity, payload: &Payload) -> Result<Vec<u8>, CertificateError> {
+    let bytes = jcs::to_vec(payload)?;
+    Ok(identity.seal(PAYLOAD_TYPE, &bytes).to_file_bytes())
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes the manifest, then the certificate, under their final names in
+/// `dir` (each via a temporary file and a rename, so that a reader never
+/// sees half a file). Returns the certificate's path.
+pub fn publish(
+    dir: &Path,
+    sequence: u64,
+    certificate: &[u8],
+    manifest: ManifestDigest,
+) -> Result<PathBuf, CertificateError> {
+    persist_manifest(manifest, &dir.join(manifest_file_name(sequence)))?;
+    let cert_path = dir.join(certificate_file_name(sequence));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".lethe-cert-")
+        .tempfile_in(dir)
+        .map_err(io_err(dir))?;
+    tmp.write_all(certificate).map_err(io_err(&cert_path))?;
+    tmp.as_file().sync_all().map_err(io_err(&cert_path))?;
+    tmp.persist(&cert_path).map_err(|e| CertificateError::Io {
+        path: cert_path.clone(),
+        source: e.error,
+    })?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(cert_path)
+}
+
+/// Gives a finished manifest its final name.
+pub fn persist_manifest(manifest: ManifestDigest, path: &Path) -> Result<(), CertificateError> {
+    manifest
+        .file
+        .persist(path)
+        .map_err(|e| CertificateError::Io {
+            path: path.to_path_buf(),
+            source: e.error,
+        })?;
+    Ok(())
+}
+
+/// The result of one verification step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Pass(String),
+    Fail(String),
+    Skip(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub payload: Option<Payload>,
+    pub checks: Vec<(&'static str, Check)>,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        self.payload.is_some() && !self.checks.iter().any(|(_, c)| matches!(c, Check::Fail(_)))
+    }
+}
+
+/// Verifies a certificate file: its form, payload type and signature; the
+/// payload; the manifest beside it (hash, Merkle root, line count) when it is
+/// there; and the link to the previous certificate when that one is there.
+pub fn verify(path: &Path, key: &VerifyingKey) -> Verification {
+    let mut checks = Vec::new();
+    let file = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            checks.push((
+                "certificate",
+                Check::Fail(format!("cannot read {}: {e}", path.display())),
+            ));
+            return Verification {
+                payload: None,
+                checks,
+            };
+        }
+    };
+    let (envelope, payload_bytes) = match dsse::open_envelope(&file, PAYLOAD_TYPE, key) {
+        Ok(ok) => ok,
+        Err(e) => {
+            checks.push(("signature", Check::Fail(e.to_string())));
+            return Verification {
+                payload: None,
+                checks,
+            };
+        }
+    };
+    checks.push((
+        "signature",
+        Check::Pass(format!(
+            "Ed25519 signature by key {} verifies",
+            envelope.signatures[0].keyid
+        )),
+    ));
+    let payload: Payload = match serde_json::from_slice(&payload_bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            checks.push((
+                "payload",
+                Check::Fail(format!(
+                    "the signed payload is not a lethe certificate: {e}"
+                )),
+            ));
+            return Verification {
+                payload: None,
+                checks,
+            };
+        }
+    };
+    let canonical = jcs::to_vec(&payload)
+        .map(|c| c == payload_bytes)
+        .unwrap_or(false);
+    let payload_check = if !canonical {
+        Check::Fail("the signed payload is not canonical JSON".into())
+    } else if payload.key_id != envelope.signatures[0].keyid {
+        Check::Fail(format!(
+            "the signature's key id {:?} differs from the signed key id {:?}",
+            envelope.signatures[0].keyid, payload.key_id
+        ))
+    } else if payload.certificate != KIND || payload.format != 1 {
+        Check::Fail(format!(
+            "unknown certificate kind {:?} format {}",
+            payload.certificate, payload.format
+        ))
+    } else {
+        Check::Pass(format!(
+            "certificate #{} issued {} by run {}",
+            payload.sequence, payload.issued_at, payload.run.id
+        ))
+    };
+    checks.push(("payload", payload_check));
+    checks.push((
+        "manifest",
+        verify_manifest(&manifest_path_for(path), &payload),
+    ));
+    checks.push(("chain", verify_chain(path, &payload)));
+    Verification {
+        payload: Some(payload),
+        checks,
+    }
+}
+
+fn verify_manifest(path: &Path, payload: &Payload) -> Check {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Check::Skip(format!(
+                "manifest {} not present: the object list was not checked",
+                path.display()
+            ));
+        }
+        Err(e) => return Check::Fail(format!("cannot read manifest {}: {e}", path.display())),
+    };
+    let mut reader = BufReader::new(file);
+    let mut sha = Sha256::new();
+    let mut tree = merkle::RootBuilder::new();
+    let mut line = Vec::new();
+    let mut malformed = None;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Check::Fail(format!("cannot read manifest: {e}")),
+        }
+        sha.update(&line);
+        let content = line.strip_suffix(b"\n").unwrap_or(&line);
+        tree.push_leaf_data(content);
+        if malformed.is_none() {
+            let ok = serde_json::from_slice::<ManifestEntry>(content)
+                .ok()
+                .and_then(|e| jcs::to_vec(&e).ok())
+                .is_some_and(|c| c == content && line.ends_with(b"\n"));
+            if !ok {
+                malformed = Some(tree.leaves());
+            }
+        }
+    }
+    let sha = hex::encode(sha.finalize());
+    if sha != payload.manifest_sha256 {
+        return Check::Fail(format!(
+            "manifest SHA-256 is {sha}, the certificate signs {}",
+            payload.manifest_sha256
+        ));
+    }
+    let root = hex::encode(tree.root());
+    if root != payload.merkle_root {
+        return Check::Fail(format!(
+            "manifest Merkle root is {root}, the certificate signs {}",
+            payload.merkle_root
+        ));
+    }
+    if tree.leaves() != payload.counts.items {
+        return Check::Fail(format!(
+            "manifest has {} lines, the certificate counts {}",
+            tree.leaves(),
+            payload.counts.items
+        ));
+    }
+    if let Some(n) = malformed {
+        return Check::Fail(format!(
+            "manifest line {n} is not a canonical manifest entry"
+        ));
+    }
+    Check::Pass(format!(
+        "{} objects; SHA-256 and Merkle root match",
+        tree.leaves()
+    ))
+}
+
+fn verify_chain(path: &Path, payload: &Payload) -> Check {
+    if payload.sequence <= 1 {
+        return match &payload.previous_certificate_sha256 {
+            None => Check::Pass("first certificate of the chain".into()),
+            Some(_) => Check::Fail("certificate #1 names a previous certificate".into()),
+        };
+    }
+    let Some(expected) = &payload.previous_certificate_sha256 else {
+        return Check::Fail(format!(
+            "certificate #{} names no previous certificate",
+            payload.sequence
+        ));
+    };
+    let previous = path.with_file_name(certificate_file_name(payload.sequence - 1));
+    let mut bytes = Vec::new();
+    match File::open(&previous).and_then(|mut f| f.read_to_end(&mut bytes)) {
+        Ok(_) => {
+            let got = sha256_hex(&bytes);
+            if &got == expected {
+                Check::Pass(format!("links to {}", previous.display()))
+            } else {
+                Check::Fail(format!(
+                    "{} has SHA-256 {got}, this certificate names {expected}",
+                    previous.display()
+                ))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::Skip(format!(
+            "previous certificate {} not present: the chain link was not checked",
+            previous.display()
+        )),
+        Err(e) => Check::Fail(format!("cannot read {}: {e}", previous.display())),
+    }
+}
+
+/// Reads the entries of a manifest, line by line.
+pub fn read_manifest(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<ManifestEntry, String>>, CertificateError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    Ok(BufReader::new(file).lines().enumerate().map(|(i, line)| {
+        let line = line.map_err(|e| format!("line {}: {e}", i + 1))?;
+        serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", i + 1))
+    }))
+}

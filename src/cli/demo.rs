@@ -1,0 +1,207 @@
+//! `lethe demo`: a sample store, policy, key and config, then plan, run,
+//! verify and ledger verify, exactly as the commands do them.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use chrono::{Datelike, Months, NaiveDate, Utc};
+
+use super::{Exit, Format, OrExit, Outcome, output_error, plan, run, verify};
+use crate::certificate::{certificate_file_name, dsse};
+
+/// The marker that lets `demo` replace a folder it made itself, and only such a folder.
+const MARKER: &str = ".lethe-demo";
+
+pub const POLICY: &str = r#"# Retention policy for the demo contact centre. Each purpose says how long a
+# recording may be kept and on which legal basis; each rule says which objects
+# are recordings and which other objects belong to them.
+purposes:
+  quality:      { retain: 6 months,  basis: "GDPR Art. 6(1)(f): service quality monitoring" }
+  training:     { retain: 12 months, basis: "GDPR Art. 6(1)(a): consent to use the call in staff training" }
+  disputes:     { retain: 24 months, basis: "GDPR Art. 17(3)(e): establishment or defence of legal claims" }
+  feedback:     { retain: 3 months,  basis: "GDPR Art. 6(1)(f): customer feedback analysis" }
+  mifid-orders: { retain: 5 years, minimum: 5 years, basis: "MiFID II Art. 16(7)" }
+
+recordings:
+  - name: contact-centre
+    store: recordings
+    match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav"
+    sidecar: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.json"
+    companions:
+      - "transcripts/{call_id}.txt"
+"#;
+
+fn config(key_id: &str) -> String {
+    format!(
+        r#"# lethe demo configuration; paths are relative to this file.
+policies = "policies"
+database = "sqlite://lethe.db"
+certificates = "certificates"
+
+[signing]
+key = "keys/lethe.key"
+key_id = "{key_id}"
+
+[safety]
+max_deletions = 1000
+max_fraction = 0.5
+
+[[stores]]
+name = "recordings"
+url = "recordings"
+"#
+    )
+}
+
+/// `(purpose, months ago (negative: in the future), call id, sidecar, transcript)`.
+const SAMPLES: &[(&str, i32, &str, Option<&str>, bool)] = &[
+    ("quality", 8, "C-1001", None, true),
+    ("quality", 2, "C-1002", None, true),
+    (
+        "training",
+        14,
+        "C-1003",
+        Some(r#"{"subject": "CUST-0007", "agent": "a.nowak"}"#),
+        false,
+    ),
+    ("training", 5, "C-1004", None, false),
+    ("disputes", 14, "C-1005", None, true),
+    ("disputes", 30, "C-1006", None, true),
+    ("feedback", 4, "C-1007", None, false),
+    ("feedback", 1, "C-1008", None, false),
+    ("mifid-orders", 36, "C-1009", None, false),
+    (
+        "quality",
+        9,
+        "C-1010",
+        Some(r#"{"purposes": ["disputes"], "note": "customer complained"}"#),
+        true,
+    ),
+    ("quality", -3, "C-1011", None, false),
+    ("marketing", 10, "C-1012", None, false),
+    (
+        "quality",
+        7,
+        "C-1013",
+        Some("{ this sidecar is broken"),
+        false,
+    ),
+];
+
+fn months_from_today(today: NaiveDate, months: i32) -> Option<NaiveDate> {
+    if months >= 0 {
+        today.checked_sub_months(Months::new(months as u32))
+    } else {
+        today.checked_add_months(Months::new((-months) as u32))
+    }
+}
+
+fn write(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, contents).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn lay_out(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if dir.join(MARKER).exists() {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot replace the earlier demo in {}", dir.display()))?;
+        } else if !empty {
+            bail!(
+                "{} exists and was not made by `lethe demo`; choose another folder with --dir",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    write(
+        &dir.join(MARKER),
+        b"made by lethe demo; `lethe demo` may replace this folder\n",
+    )?;
+    let today = Utc::now().date_naive();
+    write(&dir.join("policies/retention.yaml"), POLICY.as_bytes())?;
+    write(
+        &dir.join("lethe.toml"),
+        config(&format!("lethe-demo-{}", today.year())).as_bytes(),
+    )?;
+    let store = dir.join("recordings");
+    for (purpose, months, id, sidecar, transcript) in SAMPLES {
+        let date = months_from_today(today, *months).context("date out of range")?;
+        let folder = store.join(format!("calls/{purpose}/{}", date.format("%Y/%m/%d")));
+        write(
+            &folder.join(format!("{id}.wav")),
+            format!("RIFF fake audio of call {id}").as_bytes(),
+        )?;
+        if let Some(body) = sidecar {
+            write(&folder.join(format!("{id}.json")), body.as_bytes())?;
+        }
+        if *transcript {
+            write(
+                &store.join(format!("transcripts/{id}.txt")),
+                format!("transcript of call {id}\n").as_bytes(),
+            )?;
+        }
+    }
+    write(
+        &store.join("notes/README.txt"),
+        b"Not a recording: lethe keeps it and reports it.\n",
+    )?;
+    Ok(())
+}
+
+pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
+    lay_out(dir).or_exit(Exit::Runtime)?;
+    let config = dir.join("lethe.toml");
+    let key = dsse::generate()
+        .map_err(|e| anyhow::anyhow!("no randomness: {e}"))
+        .or_exit(Exit::Runtime)?;
+    let public = dsse::write_key_pair(&dir.join("keys/lethe.key"), &key).or_exit(Exit::Runtime)?;
+    let say = |out: &mut dyn Write, text: &str| writeln!(out, "\n=== {text}").map_err(output_error);
+
+    writeln!(
+        out,
+        "lethe demo in {}: a sample recordings folder, a policy, a signing key and a config",
+        dir.display()
+    )
+    .map_err(output_error)?;
+    say(out, &format!("lethe --config {} plan", config.display()))?;
+    let code = plan::plan(&config, None, Format::Text, out).await?;
+    if code != Exit::Success {
+        return Ok(code);
+    }
+    say(out, &format!("lethe --config {} run", config.display()))?;
+    let code = run::run(&config, false, out).await?;
+    if code != Exit::Success {
+        return Ok(code);
+    }
+    let cert = dir.join("certificates").join(certificate_file_name(1));
+    say(
+        out,
+        &format!(
+            "lethe verify {} --public-key {} --check-store",
+            cert.display(),
+            public.display()
+        ),
+    )?;
+    let code = verify::verify(&cert, Some(&public), true, Some(config.clone()), out).await?;
+    if code != Exit::Success {
+        return Ok(code);
+    }
+    say(
+        out,
+        &format!("lethe --config {} ledger verify", config.display()),
+    )?;
+    let code = verify::ledger_verify(&config, out).await?;
+    writeln!(
+        out,
+        "\nNext: read {0}/policies/retention.yaml, run `lethe --config {0}/lethe.toml plan --as-of 2030-01-01` to look ahead,\n\
+         and point a lethe.toml of your own at your recordings folder.",
+        dir.display()
+    )
+    .map_err(output_error)?;
+    Ok(code)
+}

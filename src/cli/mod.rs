@@ -1,0 +1,302 @@
+//! The command line: the only place that knows clap, anyhow and exit codes.
+//!
+//! Each command is a function that puts the library's stages in order and
+//! returns an [`Exit`] code, or a [`Failure`] carrying the code and the error
+//! chain. `main` prints the chain once and maps it to the process exit code:
+//! 0 success, 1 runtime failure, 2 usage/config/policy error (nothing
+//! deleted), 3 stopped by a safety limit (nothing deleted), 4 verification
+//! failed.
+
+mod certify;
+mod demo;
+mod plan;
+mod run;
+mod verify;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{self, EnvOverrides, Settings};
+use crate::policy::Policy;
+
+/// Process exit codes: the contract scripts rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Success = 0,
+    Runtime = 1,
+    Usage = 2,
+    Safety = 3,
+    Verification = 4,
+}
+
+/// A command that could not do its job.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub error: anyhow::Error,
+}
+
+pub type Outcome = Result<Exit, Failure>;
+
+pub(crate) trait OrExit<T> {
+    fn or_exit(self, exit: Exit) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> OrExit<T> for Result<T, E> {
+    fn or_exit(self, exit: Exit) -> Result<T, Failure> {
+        self.map_err(|e| Failure {
+            exit,
+            error: e.into(),
+        })
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lethe",
+    version,
+    about = "Retention and erasure of recorded calls, with signed deletion certificates"
+)]
+struct Cli {
+    /// Config file [default: $LETHE_CONFIG, else ./lethe.toml]
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log format on stderr: auto is text on a terminal, JSON lines otherwise
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show what a run would do now (or at TIME); deletes nothing
+    Plan {
+        /// Evaluate as of this time (RFC 3339, or a date YYYY-MM-DD meaning midnight UTC)
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// One retention pass: delete what expired, verify, record, certify
+    Run {
+        /// Plan and check the safety limits, but delete and record nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Not accepted: a run always uses the current time (see `plan --as-of`)
+        #[arg(long, hide = true, value_name = "TIME")]
+        as_of: Option<String>,
+    },
+    /// Check a certificate's signature, manifest and chain link
+    Verify {
+        /// The certificate file (lethe-cert-NNNNNN.json)
+        cert: PathBuf,
+        /// Public key (PEM) [default: the configured signing key + .pub]
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+        /// Also check in the stores that every listed object is gone
+        #[arg(long)]
+        check_store: bool,
+    },
+    /// Ledger maintenance
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Create a new Ed25519 key pair: FILE (private, mode 0600) and FILE.pub
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Lay out a sample store, policy, key and config in DIR, then plan, run and verify
+    Demo {
+        #[arg(long, value_name = "DIR", default_value = "lethe-demo")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LedgerCommand {
+    /// Check the ledger's hash chain end to end, and the certificates' anchors in it
+    Verify,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    // The demo narrates on stdout; its logs would only interleave with that.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    init_logging(cli.log_format, default_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Runtime as u8);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = runtime.block_on(dispatch(cli, &mut out));
+    let flushed = out.flush();
+    let code = match result {
+        Ok(code) => code,
+        // A closed output pipe is not an error worth a message.
+        Err(f) if f.exit == Exit::Success => Exit::Success,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            tracing::error!(
+                error = format!("{:#}", f.error),
+                exit_code = f.exit as u8,
+                "command failed"
+            );
+            f.exit
+        }
+    };
+    if let Err(e) = flushed {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {e}");
+            return ExitCode::from(Exit::Runtime as u8);
+        }
+    }
+    ExitCode::from(code as u8)
+}
+
+async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
+    let config_path = || {
+        config::locate(
+            cli.config.as_deref(),
+            std::env::var(config::ENV_CONFIG).ok().as_deref(),
+        )
+    };
+    match cli.command {
+        Command::Plan { as_of, format } => {
+            plan::plan(&config_path(), as_of.as_deref(), format, out).await
+        }
+        Command::Run { dry_run, as_of } => {
+            if as_of.is_some() {
+                return Err(Failure {
+                    exit: Exit::Usage,
+                    error: anyhow::anyhow!(
+                        "`run` always uses the current time and refuses --as-of; use `lethe plan --as-of TIME` to look ahead or back"
+                    ),
+                });
+            }
+            run::run(&config_path(), dry_run, out).await
+        }
+        Command::Verify {
+            cert,
+            public_key,
+            check_store,
+        } => {
+            let config = cli
+                .config
+                .clone()
+                .or_else(|| std::env::var(config::ENV_CONFIG).ok().map(PathBuf::from));
+            verify::verify(&cert, public_key.as_deref(), check_store, config, out).await
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify,
+        } => verify::ledger_verify(&config_path(), out).await,
+        Command::Keygen { out: path } => keygen(&path, out),
+        Command::Demo { dir } => demo::demo(&dir, out).await,
+    }
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_env("LETHE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let terminal = std::io::stderr().is_terminal();
+    let json = match format {
+        LogFormat::Auto => !terminal,
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.with_target(false).with_ansi(terminal).init();
+    }
+}
+
+/// Reads the config file (exit 2 on any problem).
+pub(crate) fn load_settings(path: &Path) -> Result<Settings, Failure> {
+    Settings::load(path, &EnvOverrides::from_process()).or_exit(Exit::Usage)
+}
+
+/// Reads and validates the policies against the configured stores (exit 2).
+pub(crate) fn load_policy(settings: &Settings) -> Result<Policy, Failure> {
+    let policy = Policy::load(&settings.policies_dir).or_exit(Exit::Usage)?;
+    let names: Vec<&str> = settings.stores.iter().map(|s| s.name.as_str()).collect();
+    policy.check_stores(&names).or_exit(Exit::Usage)?;
+    Ok(policy)
+}
+
+fn keygen(path: &Path, out: &mut dyn Write) -> Outcome {
+    let key = crate::certificate::dsse::generate()
+        .map_err(|e| anyhow::anyhow!("no randomness available: {e}"))
+        .or_exit(Exit::Runtime)?;
+    let public = crate::certificate::dsse::write_key_pair(path, &key).or_exit(Exit::Usage)?;
+    writeln!(
+        out,
+        "private key: {} (mode 0600; keep it secret)",
+        path.display()
+    )
+    .context("cannot write output")
+    .or_exit(Exit::Runtime)?;
+    writeln!(out, "public key:  {}", public.display())
+        .context("cannot write output")
+        .or_exit(Exit::Runtime)?;
+    Ok(Exit::Success)
+}
+
+/// Output errors: a closed pipe (`lethe plan | head`) ends the command quietly.
+pub(crate) fn output_error(e: std::io::Error) -> Failure {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        Failure {
+            exit: Exit::Success,
+            error: anyhow::anyhow!("output closed"),
+        }
+    } else {
+        Failure {
+            exit: Exit::Runtime,
+            error: anyhow::Error::new(e).context("cannot write the output"),
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `lethe plan`: scan, classify and decide every store, and print the result.
+//! The same streaming pass feeds `lethe run`.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use tracing::{Instrument, error, info, info_span};
+
+use super::{Exit, Format, OrExit, Outcome, load_policy, load_settings, output_error};
+use crate::classify::{Classified, classify};
+use crate::decide::{Planned, StoreStats, check_safety, plan_item};
+use crate::policy::Policy;
+use crate::report::{JsonPlan, Limits, PlanSink, TextPlan};
+use crate::scan::scan;
+use crate::store::Store;
+
+/// Sidecar reads in flight per store.
+const SCAN_CONCURRENCY: usize = 16;
+
+/// Why planning a store stopped.
+pub(crate) enum PlanFailure {
+    /// The store could not be listed: nothing in it may be deleted.
+    Store(String),
+    /// The consumer of the items failed (output closed, spool full).
+    Sink(std::io::Error),
+}
+
+/// Streams one store through scan, classify and decide, handing each plan
+/// item to `on_item`. Memory does not grow with the store.
+pub(crate) async fn plan_store(
+    store: &Store,
+    policy: &Policy,
+    now: DateTime<Utc>,
+    on_item: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
+) -> Result<StoreStats, PlanFailure> {
+    let mut stats = StoreStats::default();
+    let mut entries = std::pin::pin!(scan(store, policy, SCAN_CONCURRENCY));
+    while let Some(entry) = entries.next().await {
+        let entry = entry.map_err(|e| PlanFailure::Store(e.to_string()))?;
+        match classify(entry, policy) {
+            Classified::Owned(_) => stats.count_owned(),
+            classified => {
+                if let Some(item) = plan_item(store.name(), classified, policy, now) {
+                    stats.count(&item);
+                    on_item(&item).map_err(PlanFailure::Sink)?;
+                }
+            }
+        }
+    }
+    info!(
+        store = store.name(),
+        listed = stats.listed,
+        delete = stats.delete,
+        keep = stats.keep,
+        report = stats.report,
+        "store planned"
+    );
+    Ok(stats)
+}
+
+/// `--as-of`: RFC 3339, or a bare date meaning midnight UTC.
+pub(crate) fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    anyhow::bail!(
+        "--as-of {text:?} is not a time; use RFC 3339 (2027-01-31T12:00:00Z) or a date (2027-01-31)"
+    )
+}
+
+pub(crate) async fn plan(
+    config: &Path,
+    as_of: Option<&str>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Outcome {
+    let settings = load_settings(config)?;
+    let policy = load_policy(&settings)?;
+    let now = match as_of {
+        Some(t) => parse_time(t).or_exit(Exit::Usage)?,
+        None => Utc::now(),
+    };
+    let mut sink: Box<dyn PlanSink + '_> = match format {
+        Format::Text => Box::new(TextPlan::new(out)),
+        Format::Json => Box::new(JsonPlan::new(out)),
+    };
+    sink.begin(now, &policy.files).map_err(output_error)?;
+    let mut planned = Vec::new();
+    let mut failed = false;
+    for sc in &settings.stores {
+        let span = info_span!("store", store = %sc.name);
+        let store = Store::open(&sc.name, &sc.url);
+        let url = store
+            .as_ref()
+            .map(|s| s.display_url())
+            .unwrap_or_else(|_| crate::config::redact_url(&sc.url));
+        sink.store_begin(&sc.name, &url).map_err(output_error)?;
+        let result = match &store {
+            Ok(store) => {
+                plan_store(store, &policy, now, &mut |item| sink.item(item))
+                    .instrument(span.clone())
+                    .await
+            }
+            Err(e) => Err(PlanFailure::Store(e.to_string())),
+        };
+        match result {
+            Ok(stats) => {
+                sink.store_end(&stats, None).map_err(output_error)?;
+                planned.push((sc.name.clone(), stats));
+            }
+            Err(PlanFailure::Store(e)) => {
+                span.in_scope(|| error!(error = %e, "store failed; nothing in it is planned"));
+                sink.store_end(&StoreStats::default(), Some(&e))
+                    .map_err(output_error)?;
+                failed = true;
+            }
+            Err(PlanFailure::Sink(e)) => return Err(output_error(e)),
+        }
+    }
+    let breaches = check_safety(
+        planned.iter().map(|(n, s)| (n.as_str(), s)),
+        settings.safety,
+    );
+    sink.end(
+        &breaches,
+        Limits {
+            max_deletions: settings.safety.max_deletions,
+            max_fraction: settings.safety.max_fraction,
+        },
+    )
+    .map_err(output_error)?;
+    Ok(if failed { Exit::Runtime } else { Exit::Success })
+}

@@ -1,0 +1,433 @@
+//! `lethe run`: one retention pass.
+//!
+//! Order: load config, policy and key (any problem: exit 2, nothing touched);
+//! open the stores and the ledger; rebuild a lost certificate; record the run;
+//! complete what an interrupted run left; plan every store into a spool;
+//! check the safety limits on the whole plan (exceeded: exit 3, nothing
+//! deleted); execute; record the run's end; certify. A store that fails is
+//! reported and the others go on (exit 1).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::Utc;
+use serde_json::json;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::certify::{self, StoreInfo};
+use super::plan::{PlanFailure, plan_store};
+use super::{Exit, Failure, OrExit, Outcome, load_policy, load_settings, output_error};
+use crate::certificate::Identity;
+use crate::config::Settings;
+use crate::decide::{Action, StoreStats, check_safety};
+use crate::execute::{self, Report, Spool};
+use crate::ledger::{Ledger, NewRow, kind, timestamp};
+use crate::policy::Policy;
+use crate::report::bytes;
+use crate::store::Store;
+
+/// One configured store's part of the run.
+struct StorePass {
+    name: String,
+    url: String,
+    store: Option<Store>,
+    stats: Option<StoreStats>,
+    spool: Option<Spool>,
+    error: Option<String>,
+    report: Report,
+}
+
+pub(crate) async fn run(config: &Path, dry_run: bool, out: &mut dyn Write) -> Outcome {
+    let settings = load_settings(config)?;
+    let policy = load_policy(&settings)?;
+    let identity = if dry_run {
+        None
+    } else {
+        Some(
+            Identity::load(&settings.signing.key_path, &settings.signing.key_id)
+                .or_exit(Exit::Usage)?,
+        )
+    };
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let span = info_span!("run", run_id = %run_id, dry_run);
+    async move {
+        info!(config = %settings.config_path.display(), database = %settings.database.redacted(), "run started");
+        let result = pass(&settings, &policy, identity.as_ref(), &run_id, dry_run, out).await;
+        match &result {
+            Ok(code) => info!(exit_code = *code as u8, "run finished"),
+            Err(f) => error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn pass(
+    settings: &Settings,
+    policy: &Policy,
+    identity: Option<&Identity>,
+    run_id: &str,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Outcome {
+    let started_at = Utc::now();
+    let mut passes: Vec<StorePass> = settings
+        .stores
+        .iter()
+        .map(|sc| {
+            let (store, error) = match Store::open(&sc.name, &sc.url) {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            let url = store
+                .as_ref()
+                .map(|s| s.display_url())
+                .unwrap_or_else(|| crate::config::redact_url(&sc.url));
+            StorePass {
+                name: sc.name.clone(),
+                url,
+                store,
+                stats: None,
+                spool: None,
+                error,
+                report: Report::default(),
+            }
+        })
+        .collect();
+    for p in &passes {
+        if let Some(e) = &p.error {
+            error!(store = %p.name, error = %e, "store unavailable; nothing in it is deleted");
+        }
+    }
+
+    let mut problems: Vec<String> = Vec::new();
+    let ledger = match dry_run {
+        true => None,
+        false => Some(
+            Ledger::open(&settings.database)
+                .await
+                .context("nothing was deleted")
+                .or_exit(Exit::Runtime)?,
+        ),
+    };
+    let run_rows = |k: &'static str, body: serde_json::Value| {
+        vec![NewRow {
+            kind: k,
+            run_id: run_id.to_string(),
+            store: None,
+            key: None,
+            ref_seq: None,
+            body,
+        }]
+    };
+
+    let mut recovered = Report::default();
+    if let (Some(ledger), Some(identity)) = (&ledger, identity) {
+        match certify::restore(ledger, identity, &settings.certificates_dir).await {
+            Ok(Some(path)) => {
+                info!(path = %path.display(), "rebuilt the last certificate's files from the ledger")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(
+                    error = format!("{e:#}"),
+                    "cannot rebuild the last certificate"
+                );
+                problems.push(format!("{e:#}"));
+            }
+        }
+        let body = json!({
+            "started_at": timestamp(started_at),
+            "tool": {"name": "lethe", "version": env!("CARGO_PKG_VERSION")},
+            "policies": policy.files.iter().map(|f| json!({"file": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
+            "stores": passes.iter().map(|p| json!({"name": p.name, "url": p.url})).collect::<Vec<_>>(),
+        });
+        ledger
+            .append(run_rows(kind::RUN_STARTED, body))
+            .await
+            .context("cannot record the run; nothing was deleted")
+            .or_exit(Exit::Runtime)?;
+
+        let pending = ledger
+            .pending()
+            .await
+            .context("cannot read interrupted deletions")
+            .or_exit(Exit::Runtime)?;
+        if !pending.is_empty() {
+            warn!(
+                count = pending.len(),
+                "completing deletions an interrupted run left unfinished"
+            );
+            let stores: HashMap<String, Store> = passes
+                .iter()
+                .filter_map(|p| p.store.clone().map(|s| (p.name.clone(), s)))
+                .collect();
+            recovered = execute::recover(&stores, pending, &ledger.journal(run_id)).await;
+            if let Some(a) = &recovered.aborted {
+                problems.push(a.clone());
+            }
+        }
+    }
+
+    // Plan every store into its spool: the safety limits need the whole plan.
+    let now = started_at;
+    for p in passes.iter_mut() {
+        let Some(store) = &p.store else { continue };
+        let span = info_span!("store", store = %p.name);
+        let mut spool = Spool::new()
+            .context("cannot create the plan spool file")
+            .or_exit(Exit::Runtime)?;
+        let result = plan_store(store, policy, now, &mut |item| {
+            if item.action == Action::Delete {
+                spool.push(item)
+            } else {
+                Ok(())
+            }
+        })
+        .instrument(span.clone())
+        .await;
+        match result {
+            Ok(stats) => {
+                p.stats = Some(stats);
+                p.spool = Some(spool);
+            }
+            Err(PlanFailure::Store(e)) => {
+                span.in_scope(
+                    || error!(error = %e, "listing failed; nothing in this store is deleted"),
+                );
+                p.error = Some(e);
+            }
+            Err(PlanFailure::Sink(e)) => {
+                return Err(Failure {
+                    exit: Exit::Runtime,
+                    error: anyhow::Error::new(e)
+                        .context("cannot write the plan spool; nothing was deleted"),
+                });
+            }
+        }
+    }
+    let breaches = check_safety(
+        passes
+            .iter()
+            .filter_map(|p| p.stats.as_ref().map(|s| (p.name.as_str(), s))),
+        settings.safety,
+    );
+    for b in &breaches {
+        error!(limit = %b, "safety limit exceeded; nothing is deleted");
+    }
+
+    if let (Some(ledger), false) = (&ledger, dry_run || !breaches.is_empty()) {
+        let journal = ledger.journal(run_id);
+        for p in passes.iter_mut() {
+            let (Some(store), Some(spool)) = (&p.store, p.spool.take()) else {
+                continue;
+            };
+            let items = spool
+                .into_stream()
+                .context("cannot read the plan spool")
+                .or_exit(Exit::Runtime)?;
+            let span = info_span!("store", store = %p.name);
+            p.report = execute::execute(store, items, &journal, execute::Options::default())
+                .instrument(span.clone())
+                .await;
+            span.in_scope(|| {
+                info!(
+                    recordings_deleted = p.report.recordings_deleted,
+                    objects_deleted = p.report.objects_deleted,
+                    bytes_deleted = p.report.bytes_deleted,
+                    failed = p.report.failed,
+                    by_purpose = ?p.report.deleted_by_purpose,
+                    "store done"
+                )
+            });
+            if let Some(a) = &p.report.aborted {
+                problems.push(a.clone());
+                break;
+            }
+        }
+    }
+
+    let failures = passes
+        .iter()
+        .any(|p| p.error.is_some() || p.report.failed > 0)
+        || recovered.failed > 0
+        || !problems.is_empty();
+    let status = if !breaches.is_empty() {
+        "stopped-by-safety-limit"
+    } else if passes.iter().any(|p| p.report.aborted.is_some()) || recovered.aborted.is_some() {
+        "failed"
+    } else if failures {
+        "completed-with-failures"
+    } else {
+        "completed"
+    };
+
+    let mut certificate = None;
+    if let (Some(ledger), Some(identity)) = (&ledger, identity) {
+        let body = json!({
+            "finished_at": timestamp(Utc::now()),
+            "status": status,
+            "safety_breaches": breaches,
+            "stores": passes.iter().map(|p| json!({
+                "name": p.name,
+                "error": p.error,
+                "planned": p.stats,
+                "recordings_deleted": p.report.recordings_deleted,
+                "objects_deleted": p.report.objects_deleted,
+                "failed": p.report.failed,
+            })).collect::<Vec<_>>(),
+        });
+        match ledger.append(run_rows(kind::RUN_FINISHED, body)).await {
+            Ok(_) => {
+                let infos: Vec<StoreInfo> = passes
+                    .iter()
+                    .map(|p| StoreInfo {
+                        name: p.name.clone(),
+                        url: p.url.clone(),
+                        deletion_mode: p
+                            .store
+                            .as_ref()
+                            .map_or("permanent", |s| s.deletion_mode())
+                            .to_string(),
+                    })
+                    .collect();
+                match certify::certify(
+                    ledger,
+                    identity,
+                    &settings.certificates_dir,
+                    run_id,
+                    &policy.files,
+                    &infos,
+                )
+                .await
+                {
+                    Ok(path) => certificate = Some(path),
+                    Err(e) => {
+                        error!(
+                            error = format!("{e:#}"),
+                            "cannot issue the certificate; the next run certifies these deletions"
+                        );
+                        problems.push(format!("certificate: {e:#}"));
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("cannot record the end of the run: {e}")),
+        }
+    }
+
+    summary(
+        out,
+        run_id,
+        dry_run,
+        status,
+        &passes,
+        &recovered,
+        &breaches,
+        &problems,
+        certificate.as_deref(),
+    )
+    .map_err(output_error)?;
+    if let Some(ledger) = ledger {
+        ledger.close().await;
+    }
+    Ok(if !breaches.is_empty() {
+        Exit::Safety
+    } else if failures || !problems.is_empty() || (certificate.is_none() && !dry_run) {
+        Exit::Runtime
+    } else {
+        Exit::Success
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn summary(
+    out: &mut dyn Write,
+    run_id: &str,
+    dry_run: bool,
+    status: &str,
+    passes: &[StorePass],
+    recovered: &Report,
+    breaches: &[String],
+    problems: &[String],
+    certificate: Option<&Path>,
+) -> std::io::Result<()> {
+    if dry_run {
+        writeln!(out, "dry run {run_id}: nothing was deleted or recorded")?;
+    } else {
+        writeln!(out, "run {run_id}: {status}")?;
+    }
+    if recovered.recordings_deleted + recovered.objects_deleted + recovered.failed > 0 {
+        writeln!(
+            out,
+            "  completed an interrupted run: {} recordings, {} objects certified now; {} could not be completed",
+            recovered.recordings_deleted, recovered.objects_deleted, recovered.failed
+        )?;
+    }
+    for p in passes {
+        write!(out, "  store {} ({}): ", p.name, p.url)?;
+        if let Some(e) = &p.error {
+            writeln!(out, "FAILED: {e}")?;
+            continue;
+        }
+        let stats = p.stats.clone().unwrap_or_default();
+        if dry_run || !breaches.is_empty() {
+            writeln!(
+                out,
+                "would delete {} recordings ({}); {} kept, {} reported",
+                stats.delete,
+                bytes(stats.delete_bytes),
+                stats.keep,
+                stats.report
+            )?;
+        } else {
+            let r = &p.report;
+            writeln!(
+                out,
+                "deleted {} recordings ({} objects, {}); {} already absent; {} failed; {} kept, {} reported",
+                r.recordings_deleted,
+                r.objects_deleted,
+                bytes(r.bytes_deleted),
+                r.already_absent,
+                r.failed,
+                stats.keep,
+                stats.report
+            )?;
+            if !r.deleted_by_purpose.is_empty() {
+                let by: Vec<String> = r
+                    .deleted_by_purpose
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v}"))
+                    .collect();
+                writeln!(out, "    deleted by purpose: {}", by.join(", "))?;
+            }
+            for f in &r.failures {
+                writeln!(out, "    failed: {f}")?;
+            }
+        }
+        if !stats.report_by_code.is_empty() {
+            let by: Vec<String> = stats
+                .report_by_code
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            writeln!(
+                out,
+                "    reported (kept, see `lethe plan`): {}",
+                by.join(", ")
+            )?;
+        }
+    }
+    for b in breaches {
+        writeln!(out, "  STOPPED by a safety limit, nothing was deleted: {b}")?;
+    }
+    for p in problems {
+        writeln!(out, "  problem: {p}")?;
+    }
+    if let Some(c) = certificate {
+        writeln!(out, "certificate: {}", c.display())?;
+    }
+    Ok(())
+}

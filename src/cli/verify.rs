@@ -1,0 +1,267 @@
+//! `lethe verify CERT` and `lethe ledger verify`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, anyhow};
+use futures::StreamExt;
+
+use super::{Exit, Failure, OrExit, Outcome, load_settings, output_error};
+use crate::certificate::{self, Check, dsse};
+use crate::ledger::{self, Ledger};
+use crate::store::Store;
+
+fn print_check(out: &mut dyn Write, name: &str, check: &Check) -> std::io::Result<()> {
+    match check {
+        Check::Pass(m) => writeln!(out, "  ok    {name}: {m}"),
+        Check::Fail(m) => writeln!(out, "  FAIL  {name}: {m}"),
+        Check::Skip(m) => writeln!(out, "  skip  {name}: {m}"),
+    }
+}
+
+pub(crate) async fn verify(
+    cert: &Path,
+    public_key: Option<&Path>,
+    check_store: bool,
+    config: Option<PathBuf>,
+    out: &mut dyn Write,
+) -> Outcome {
+    let config_path = config.unwrap_or_else(|| PathBuf::from("lethe.toml"));
+    let settings = if public_key.is_none() || check_store {
+        Some(load_settings(&config_path))
+    } else {
+        None
+    };
+    let key_path = match (public_key, &settings) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(Ok(s))) => dsse::public_key_path(&s.signing.key_path),
+        (None, Some(Err(_)) | None) => {
+            return Err(Failure {
+                exit: Exit::Usage,
+                error: anyhow!(
+                    "no public key: pass --public-key FILE, or a config (--config / $LETHE_CONFIG / ./lethe.toml) whose signing key has a .pub beside it"
+                ),
+            });
+        }
+    };
+    let key = dsse::load_public_key(&key_path).or_exit(Exit::Usage)?;
+    let verification = certificate::verify(cert, &key);
+    let mut checks = verification.checks.clone();
+
+    if check_store {
+        let settings = match settings {
+            Some(Ok(s)) => s,
+            Some(Err(f)) => return Err(f),
+            None => unreachable!("settings are loaded when --check-store is given"),
+        };
+        checks.push(("stores", check_absence(cert, &settings).await));
+    }
+
+    writeln!(out, "certificate {}", cert.display()).map_err(output_error)?;
+    for (name, check) in &checks {
+        print_check(out, name, check).map_err(output_error)?;
+    }
+    let failed =
+        verification.payload.is_none() || checks.iter().any(|(_, c)| matches!(c, Check::Fail(_)));
+    if let Some(p) = &verification.payload {
+        writeln!(
+            out,
+            "  certifies {} objects ({} recordings, {} bytes) deleted by run {} ({} to {})",
+            p.counts.items,
+            p.counts.recordings_deleted,
+            p.counts.bytes_deleted,
+            p.run.id,
+            p.window.from,
+            p.window.to
+        )
+        .map_err(output_error)?;
+    }
+    writeln!(
+        out,
+        "{}",
+        if failed {
+            "VERIFICATION FAILED"
+        } else {
+            "verified"
+        }
+    )
+    .map_err(output_error)?;
+    Ok(if failed {
+        Exit::Verification
+    } else {
+        Exit::Success
+    })
+}
+
+/// Every manifest entry must be absent from its store now.
+async fn check_absence(cert: &Path, settings: &crate::config::Settings) -> Check {
+    let manifest = certificate::manifest_path_for(cert);
+    let entries = match certificate::read_manifest(&manifest) {
+        Ok(e) => e,
+        Err(e) => return Check::Fail(format!("--check-store needs the manifest: {e}")),
+    };
+    let mut stores: HashMap<String, Option<Store>> = HashMap::new();
+    let (mut checked, mut present, mut errors) = (0u64, Vec::new(), Vec::new());
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => return Check::Fail(format!("manifest: {e}")),
+        };
+        let store = stores
+            .entry(entry.store.clone())
+            .or_insert_with(|| {
+                settings
+                    .store(&entry.store)
+                    .and_then(|sc| Store::open(&sc.name, &sc.url).ok())
+            })
+            .clone();
+        let Some(store) = store else {
+            errors.push(format!(
+                "store {} is not configured or cannot be opened",
+                entry.store
+            ));
+            break;
+        };
+        match store.head(&entry.key).await {
+            Ok(None) => checked += 1,
+            Ok(Some(_)) => present.push(format!("{}: {}", entry.store, entry.key)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !present.is_empty() {
+        let sample: Vec<_> = present.iter().take(10).cloned().collect();
+        return Check::Fail(format!(
+            "{} certified objects still exist: {}",
+            present.len(),
+            sample.join("; ")
+        ));
+    }
+    if !errors.is_empty() {
+        return Check::Fail(format!(
+            "absence could not be checked: {}",
+            errors.join("; ")
+        ));
+    }
+    Check::Pass(format!(
+        "{checked} certified objects are absent from their stores"
+    ))
+}
+
+pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome {
+    let settings = load_settings(config)?;
+    if let Some(path) = ledger::sqlite_path(&settings.database) {
+        if !path.exists() {
+            return Err(Failure {
+                exit: Exit::Runtime,
+                error: anyhow!("there is no ledger at {}", path.display()),
+            });
+        }
+    }
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .or_exit(Exit::Runtime)?;
+    let report = ledger.verify().await.or_exit(Exit::Runtime)?;
+    let mut problems = report.problems.clone();
+
+    // Certificates pin the ledger: a row removed from the end of the chain,
+    // where no later row links to it, still shows against them.
+    let mut certs = ledger.rows_of_kind(ledger::kind::CERTIFICATE, 1, i64::MAX);
+    let mut listed: Vec<(u64, i64, String)> = Vec::new();
+    while let Some(row) = certs.next().await {
+        let row = row.or_exit(Exit::Runtime)?;
+        if let Ok(body) = row.body_json() {
+            let p = &body["payload"]["ledger"];
+            listed.push((
+                body["sequence"].as_u64().unwrap_or(0),
+                p["last_seq"].as_i64().unwrap_or(0),
+                p["last_row_sha256"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    drop(certs);
+    let files = certificate_anchors(&settings.certificates_dir)
+        .context("cannot read the certificates folder")
+        .or_exit(Exit::Runtime)?;
+    let anchors: std::collections::BTreeSet<(u64, i64, String)> =
+        listed.into_iter().chain(files).collect();
+    for (sequence, last_seq, hash) in anchors.iter().cloned() {
+        match ledger.row(last_seq).await.or_exit(Exit::Runtime)? {
+            Some(row) if row.hash == hash => {}
+            Some(_) => problems.push(format!("certificate #{sequence} pins ledger row {last_seq} with another hash (the row was changed)")),
+            None => problems.push(format!("certificate #{sequence} pins ledger row {last_seq}, which is missing (rows were removed)")),
+        }
+    }
+    ledger.close().await;
+
+    writeln!(
+        out,
+        "ledger {}: {} rows, head {}",
+        settings.database.redacted(),
+        report.rows,
+        report.head
+    )
+    .map_err(output_error)?;
+    writeln!(
+        out,
+        "  {} certificate anchors checked (ledger rows and files)",
+        anchors.len()
+    )
+    .map_err(output_error)?;
+    for p in &problems {
+        writeln!(out, "  FAIL  {p}").map_err(output_error)?;
+    }
+    writeln!(
+        out,
+        "{}",
+        if problems.is_empty() {
+            "verified: the hash chain is intact"
+        } else {
+            "VERIFICATION FAILED"
+        }
+    )
+    .map_err(output_error)?;
+    Ok(if problems.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Verification
+    })
+}
+
+/// `(sequence, last_seq, last_row_sha256)` of every certificate file in `dir`
+/// (read without checking signatures: `verify` does that).
+fn certificate_anchors(dir: &Path) -> std::io::Result<Vec<(u64, i64, String)>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if !(name.starts_with("lethe-cert-") && name.ends_with(".json"))
+            || name.ends_with(".manifest.jsonl")
+        {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(env) = serde_json::from_slice::<certificate::Envelope>(&bytes) else {
+            continue;
+        };
+        use base64::Engine;
+        let Ok(payload) = base64::engine::general_purpose::STANDARD.decode(&env.payload) else {
+            continue;
+        };
+        let Ok(p) = serde_json::from_slice::<certificate::Payload>(&payload) else {
+            continue;
+        };
+        out.push((p.sequence, p.ledger.last_seq, p.ledger.last_row_sha256));
+    }
+    Ok(out)
+}

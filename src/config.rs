@@ -1,0 +1,534 @@
+//! `lethe.toml` and the environment, turned into validated [`Settings`].
+//!
+//! This module owns the configuration file format and nothing else: it does
+//! not read policies, open stores or touch the database. Unknown keys are an
+//! error, because a misspelt `max_fracton` must never silently turn a safety
+//! limit off. Relative paths are resolved against the config file's folder so
+//! that a config means the same thing whatever the working directory is.
+//! Secrets (a database URL with a password) are wrapped in [`Secret`] so that
+//! they cannot end up in a log line by accident.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The environment variable naming the config file when `--config` is absent.
+pub const ENV_CONFIG: &str = "LETHE_CONFIG";
+/// Overrides `database`.
+pub const ENV_DATABASE: &str = "LETHE_DATABASE";
+/// Overrides `[signing] key` (for example a Kubernetes Secret mounted as a file).
+pub const ENV_SIGNING_KEY: &str = "LETHE_SIGNING_KEY";
+
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: &'static str, message: String },
+}
+
+/// A value that must never be printed: `Debug` and `Display` show a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that needs it (a connection).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// A database URL: printable with its password removed.
+#[derive(Clone, Debug)]
+pub struct DatabaseUrl(Secret);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Secret::new(url))
+    }
+    pub fn expose(&self) -> &str {
+        self.0.expose()
+    }
+    pub fn is_sqlite(&self) -> bool {
+        self.expose().starts_with("sqlite:")
+    }
+    /// The URL with any user information and query removed, safe to print.
+    pub fn redacted(&self) -> String {
+        redact_url(self.expose())
+    }
+}
+
+/// Removes `user:password@` and `?query` from a URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (s, r),
+        None => return url.split('?').next().unwrap_or_default().to_string(),
+    };
+    let rest = rest.split('?').next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_string(),
+    };
+    format!("{scheme}://{authority}{path}")
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The config file these settings came from.
+    pub config_path: PathBuf,
+    pub policies_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub certificates_dir: PathBuf,
+    pub signing: Signing,
+    pub safety: Safety,
+    pub stores: Vec<StoreConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Signing {
+    pub key_path: PathBuf,
+    pub key_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Safety {
+    pub max_deletions: u64,
+    pub max_fraction: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub name: String,
+    /// The store URL with relative local paths made absolute.
+    pub url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_policies")]
+    policies: String,
+    #[serde(default = "default_database")]
+    database: String,
+    #[serde(default = "default_certificates")]
+    certificates: String,
+    signing: Option<RawSigning>,
+    #[serde(default)]
+    safety: RawSafety,
+    #[serde(default)]
+    stores: Vec<toml::Spanned<RawStore>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigning {
+    #[serde(default = "default_key")]
+    key: String,
+    key_id: toml::Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSafety {
+    #[serde(default = "default_max_deletions")]
+    max_deletions: u64,
+    #[serde(default)]
+    max_fraction: Option<toml::Spanned<f64>>,
+}
+
+impl Default for RawSafety {
+    fn default() -> Self {
+        Self {
+            max_deletions: default_max_deletions(),
+            max_fraction: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    name: toml::Spanned<String>,
+    url: toml::Spanned<String>,
+}
+
+fn default_policies() -> String {
+    "policies".into()
+}
+fn default_database() -> String {
+    "sqlite://lethe.db".into()
+}
+fn default_certificates() -> String {
+    "certificates".into()
+}
+fn default_key() -> String {
+    "keys/lethe.key".into()
+}
+fn default_max_deletions() -> u64 {
+    100_000
+}
+fn default_max_fraction() -> f64 {
+    0.5
+}
+
+/// Where the config file is: `--config`, else `$LETHE_CONFIG`, else `./lethe.toml`.
+pub fn locate(flag: Option<&Path>, env: Option<&str>) -> PathBuf {
+    match (flag, env) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(e)) if !e.is_empty() => PathBuf::from(e),
+        _ => PathBuf::from("lethe.toml"),
+    }
+}
+
+/// Environment overrides, passed in explicitly so that tests need not touch
+/// the process environment.
+#[derive(Clone, Debug, Default)]
+pub struct EnvOverrides {
+    pub database: Option<String>,
+    pub signing_key: Option<String>,
+}
+
+impl EnvOverrides {
+    pub fn from_process() -> Self {
+        let get = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        Self {
+            database: get(ENV_DATABASE),
+            signing_key: get(ENV_SIGNING_KEY),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads and validates the config file, then applies the environment.
+    pub fn load(path: &Path, env: &EnvOverrides) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    pub fn parse(path: &Path, text: &str, env: &EnvOverrides) -> Result<Self> {
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column) = line_column(text, span.start);
+            ConfigError::At {
+                path: path.into(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_column(text, s.start))
+                .unwrap_or((1, 1));
+            ConfigError::At {
+                path: path.into(),
+                line,
+                column,
+                message: e.message().trim_end().to_string(),
+            }
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = if base.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            base
+        };
+        let base = std::path::absolute(&base).unwrap_or(base);
+
+        let fraction = match &raw.safety.max_fraction {
+            Some(f) if !(0.0..=1.0).contains(f.get_ref()) => {
+                return Err(at(
+                    f.span(),
+                    format!("max_fraction must be between 0 and 1, got {}", f.get_ref()),
+                ));
+            }
+            Some(f) => *f.get_ref(),
+            None => default_max_fraction(),
+        };
+
+        let signing = match raw.signing {
+            Some(s) => {
+                if s.key_id.get_ref().trim().is_empty() {
+                    return Err(at(s.key_id.span(), "key_id must not be empty".into()));
+                }
+                Signing {
+                    key_path: base.join(&s.key),
+                    key_id: s.key_id.into_inner(),
+                }
+            }
+            None => {
+                return Err(ConfigError::Invalid {
+                    path: path.into(),
+                    message: "missing [signing] table with key_id (and key)".into(),
+                });
+            }
+        };
+        let signing = match &env.signing_key {
+            Some(k) => Signing {
+                key_path: PathBuf::from(k),
+                ..signing
+            },
+            None => signing,
+        };
+
+        if raw.stores.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.into(),
+                message: "no [[stores]] configured".into(),
+            });
+        }
+        let mut stores: Vec<StoreConfig> = Vec::new();
+        for store in raw.stores {
+            let span = store.span();
+            let store = store.into_inner();
+            let name = store.name.get_ref().trim().to_string();
+            if name.is_empty() {
+                return Err(at(store.name.span(), "store name must not be empty".into()));
+            }
+            if stores.iter().any(|s| s.name == name) {
+                return Err(at(span, format!("store name {name:?} is used twice")));
+            }
+            let url = resolve_store_url(&base, store.url.get_ref())
+                .map_err(|m| at(store.url.span(), m))?;
+            stores.push(StoreConfig { name, url });
+        }
+
+        let database = match &env.database {
+            Some(url) => resolve_database(&std::env::current_dir().unwrap_or_default(), url),
+            None => resolve_database(&base, &raw.database),
+        }
+        .map_err(|message| match &env.database {
+            Some(_) => ConfigError::Env {
+                var: ENV_DATABASE,
+                message,
+            },
+            None => ConfigError::Invalid {
+                path: path.into(),
+                message: format!("database: {message}"),
+            },
+        })?;
+
+        Ok(Settings {
+            config_path: path.to_path_buf(),
+            policies_dir: base.join(&raw.policies),
+            database,
+            certificates_dir: base.join(&raw.certificates),
+            signing,
+            safety: Safety {
+                max_deletions: raw.safety.max_deletions,
+                max_fraction: fraction,
+            },
+            stores,
+        })
+    }
+
+    pub fn store(&self, name: &str) -> Option<&StoreConfig> {
+        self.stores.iter().find(|s| s.name == name)
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// Store URLs: `file:///abs/path`, or a plain path (relative to the config
+/// folder). Cloud schemes are recognised so that the error says what to do.
+fn resolve_store_url(base: &Path, url: &str) -> std::result::Result<String, String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err("store url must not be empty".into());
+    }
+    if let Some((scheme, _)) = url.split_once("://") {
+        return match scheme {
+            "file" => {
+                let parsed =
+                    url::Url::parse(url).map_err(|e| format!("invalid file URL {url:?}: {e}"))?;
+                parsed.to_file_path().map_err(|_| {
+                    format!("file URL {url:?} must be absolute, like file:///var/lib/recordings")
+                })?;
+                Ok(url.to_string())
+            }
+            "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "http" | "https" => {
+                Err(format!(
+                    "store URL scheme {scheme}:// is not supported by this version of lethe (local folders only)"
+                ))
+            }
+            other => Err(format!(
+                "unknown store URL scheme {other}://; use file:///path or a folder path"
+            )),
+        };
+    }
+    let path =
+        std::path::absolute(base.join(url)).map_err(|e| format!("invalid path {url:?}: {e}"))?;
+    url::Url::from_file_path(&path)
+        .map(|u| u.to_string())
+        .map_err(|_| format!("invalid path {url:?}"))
+}
+
+fn resolve_database(base: &Path, url: &str) -> std::result::Result<DatabaseUrl, String> {
+    let url = url.trim();
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let (file, query) = match rest.split_once('?') {
+            Some((f, q)) => (f, Some(q)),
+            None => (rest, None),
+        };
+        if file.is_empty() {
+            return Err("sqlite URL names no file, e.g. sqlite://lethe.db".into());
+        }
+        if file == ":memory:" {
+            return Err(
+                "an in-memory SQLite ledger would forget every deletion; name a file".into(),
+            );
+        }
+        let path = std::path::absolute(base.join(file)).map_err(|e| e.to_string())?;
+        let query = query.map(|q| format!("&{q}")).unwrap_or_default();
+        return Ok(DatabaseUrl::new(format!(
+            "sqlite://{}?mode=rwc{query}",
+            path.display()
+        )));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(DatabaseUrl::new(url));
+    }
+    Err(format!(
+        "unsupported database URL {:?}; use sqlite://FILE or postgres://...",
+        redact_url(url)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[signing]
+key_id = "k1"
+[[stores]]
+name = "recordings"
+url = "recordings"
+"#;
+
+    fn parse(text: &str) -> Result<Settings> {
+        Settings::parse(
+            Path::new("/etc/lethe/lethe.toml"),
+            text,
+            &EnvOverrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(s.policies_dir, PathBuf::from("/etc/lethe/policies"));
+        assert_eq!(s.certificates_dir, PathBuf::from("/etc/lethe/certificates"));
+        assert_eq!(
+            s.signing.key_path,
+            PathBuf::from("/etc/lethe/keys/lethe.key")
+        );
+        assert_eq!(s.stores[0].url, "file:///etc/lethe/recordings");
+        assert_eq!(s.database.expose(), "sqlite:///etc/lethe/lethe.db?mode=rwc");
+        assert_eq!(
+            s.safety,
+            Safety {
+                max_deletions: 100_000,
+                max_fraction: 0.5
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_column() {
+        let err = parse(&format!("{MINIMAL}\n[safety]\nmax_fracton = 0.9\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("/etc/lethe/lethe.toml:9:1: unknown field `max_fracton`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fraction_out_of_range() {
+        let err = parse(&format!("{MINIMAL}\n[safety]\nmax_fraction = 1.5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":9:16: max_fraction must be between 0 and 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn env_overrides_database_and_key() {
+        let env = EnvOverrides {
+            database: Some("postgres://u:pw@db/x".into()),
+            signing_key: Some("/run/secrets/key".into()),
+        };
+        let s = Settings::parse(Path::new("/etc/lethe/lethe.toml"), MINIMAL, &env).unwrap();
+        assert_eq!(s.database.redacted(), "postgres://***@db/x");
+        assert!(!format!("{s:?}").contains("pw"));
+        assert_eq!(s.signing.key_path, PathBuf::from("/run/secrets/key"));
+    }
+
+    #[test]
+    fn cloud_schemes_are_refused_clearly() {
+        let err = parse(&MINIMAL.replace("url = \"recordings\"", "url = \"s3://bucket/calls\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("6:7: store URL scheme s3:// is not supported"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_url("postgres://user:secret@host:5432/db?sslmode=require"),
+            "postgres://***@host:5432/db"
+        );
+        assert_eq!(redact_url("file:///var/lib/x"), "file:///var/lib/x");
+    }
+}

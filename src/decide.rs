@@ -1,0 +1,500 @@
+//! Decisions: keep (until when, and why), delete (which purpose expired), or
+//! report (kept, because something could not be established).
+//!
+//! [`decide`] is a pure function of the recording, the policy and `now`: it
+//! never reads the clock, so a plan "as of" any date is the same computation
+//! as a run today. A recording expires at the latest end over all its
+//! purposes, each end being `recorded_at + max(retain, minimum)` on the
+//! policy's calendar. Anything dated in the future is kept and reported. The
+//! safety limits on a whole plan live here too.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{Classified, Recording};
+use crate::config::Safety;
+use crate::policy::Policy;
+use crate::store::ObjectRef;
+
+/// Why a recording may go, or until when it stays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// `None`: beyond any representable date (never).
+    pub at: Option<DateTime<Utc>>,
+    /// The purpose whose period ends last.
+    pub purpose: String,
+    pub retain: String,
+    pub minimum: Option<String>,
+    pub basis: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Delete(Expiry),
+    Keep(Expiry),
+    /// Recorded after `now`: a clock or naming error; never deleted.
+    FutureDated,
+}
+
+/// Decides one recording. Every purpose must be defined (classification
+/// guarantees it); an undefined one keeps the recording forever.
+pub fn decide(recording: &Recording, policy: &Policy, now: DateTime<Utc>) -> Decision {
+    if recording.recorded_at > now {
+        return Decision::FutureDated;
+    }
+    let mut governing: Option<Expiry> = None;
+    for name in &recording.purposes {
+        let expiry = match policy.purpose(name) {
+            Some(p) => {
+                let retain_end = p.retain.add_to(recording.recorded_at, recording.timezone);
+                let minimum_end = p
+                    .minimum
+                    .and_then(|m| m.add_to(recording.recorded_at, recording.timezone));
+                let at = match (retain_end, p.minimum.map(|_| minimum_end)) {
+                    (None, _) | (_, Some(None)) => None,
+                    (Some(r), Some(Some(m))) => Some(r.max(m)),
+                    (Some(r), None) => Some(r),
+                };
+                Expiry {
+                    at,
+                    purpose: p.name.clone(),
+                    retain: p.retain_text.clone(),
+                    minimum: p.minimum_text.clone(),
+                    basis: p.basis.clone(),
+                }
+            }
+            None => Expiry {
+                at: None,
+                purpose: name.clone(),
+                retain: "undefined".into(),
+                minimum: None,
+                basis: "purpose not defined by the policy".into(),
+            },
+        };
+        let later = match &governing {
+            None => true,
+            Some(g) => match (g.at, expiry.at) {
+                (_, None) => g.at.is_some(),
+                (None, Some(_)) => false,
+                (Some(a), Some(b)) => b > a,
+            },
+        };
+        if later {
+            governing = Some(expiry);
+        }
+    }
+    match governing {
+        Some(e) if e.at.is_some_and(|at| at <= now) => Decision::Delete(e),
+        Some(e) => Decision::Keep(e),
+        None => Decision::Keep(Expiry {
+            at: None,
+            purpose: String::new(),
+            retain: String::new(),
+            minimum: None,
+            basis: "no purpose".into(),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Delete,
+    Keep,
+    /// Kept because something could not be established; needs a human.
+    Report,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Delete => "delete",
+            Action::Keep => "keep",
+            Action::Report => "report",
+        }
+    }
+}
+
+/// One line of a plan: what happens to one object and why. Delete items are
+/// also what a run hands to the executor.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Planned {
+    pub store: String,
+    pub key: String,
+    pub action: Action,
+    /// `expired`, `retained`, `future-dated`, or an unclassified reason code.
+    pub code: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorded_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sidecars: Vec<ObjectRef>,
+    /// Companion keys; deleted with the recording when present.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companions: Vec<String>,
+}
+
+/// Turns a classified object into a plan item (`None` for owned objects,
+/// which are planned with their recording).
+pub fn plan_item(
+    store: &str,
+    classified: Classified,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Option<Planned> {
+    match classified {
+        Classified::Owned(_) => None,
+        Classified::Unclassified(u) => Some(Planned {
+            store: store.to_string(),
+            key: u.key,
+            action: Action::Report,
+            code: u.reason.code().to_string(),
+            reason: format!("kept: {}", u.reason.describe()),
+            object: u.object.as_ref().map(ObjectRef::from),
+            rules: u.rules,
+            purposes: vec![],
+            recorded_at: None,
+            recorded_from: None,
+            expires_at: None,
+            purpose: None,
+            retain: None,
+            basis: None,
+            sidecars: vec![],
+            companions: vec![],
+        }),
+        Classified::Recording(r) => {
+            let decision = decide(&r, policy, now);
+            Some(recording_item(store, r, decision))
+        }
+    }
+}
+
+fn recording_item(store: &str, r: Recording, decision: Decision) -> Planned {
+    let (action, code, reason, expiry) = match decision {
+        Decision::Delete(e) => {
+            let reason = format!(
+                "{} expired {} ({} retention)",
+                e.purpose,
+                fmt_time(e.at),
+                e.retain
+            );
+            (Action::Delete, "expired", reason, Some(e))
+        }
+        Decision::Keep(e) => {
+            let reason = match e.at {
+                Some(at) => format!(
+                    "kept until {} for {} ({})",
+                    fmt_time(Some(at)),
+                    e.purpose,
+                    e.retain
+                ),
+                None => format!(
+                    "kept: the retention of {} ends beyond any representable date",
+                    e.purpose
+                ),
+            };
+            (Action::Keep, "retained", reason, Some(e))
+        }
+        Decision::FutureDated => (
+            Action::Report,
+            "future-dated",
+            format!(
+                "kept: recorded in the future ({}, from the {})",
+                fmt_time(Some(r.recorded_at)),
+                r.recorded_from.as_str()
+            ),
+            None,
+        ),
+    };
+    Planned {
+        store: store.to_string(),
+        key: r.object.location.to_string(),
+        action,
+        code: code.to_string(),
+        reason,
+        object: Some(ObjectRef::from(&r.object)),
+        rules: r.rules,
+        purposes: r.purposes,
+        recorded_at: Some(r.recorded_at),
+        recorded_from: Some(r.recorded_from.as_str().to_string()),
+        expires_at: expiry.as_ref().and_then(|e| e.at),
+        purpose: expiry.as_ref().map(|e| e.purpose.clone()),
+        retain: expiry.as_ref().map(|e| e.retain.clone()),
+        basis: expiry.map(|e| e.basis),
+        sidecars: r.sidecars.iter().map(ObjectRef::from).collect(),
+        companions: r.companions,
+    }
+}
+
+/// A timestamp as plans and manifests print it: RFC 3339, UTC, seconds.
+pub fn fmt_time(t: Option<DateTime<Utc>>) -> String {
+    match t {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        None => "never".into(),
+    }
+}
+
+/// Counts for one store's plan.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct StoreStats {
+    /// Every listing entry, owned objects and problems included.
+    pub listed: u64,
+    /// Objects that a rule matched (the denominator of `max_fraction`).
+    pub recordings: u64,
+    /// Sidecars and companions seen in the listing.
+    pub owned: u64,
+    pub delete: u64,
+    /// Bytes of the recordings and sidecars to delete (companions are sized at deletion).
+    pub delete_bytes: u64,
+    pub keep: u64,
+    pub report: u64,
+    pub delete_by_purpose: BTreeMap<String, u64>,
+    pub keep_by_purpose: BTreeMap<String, u64>,
+    pub report_by_code: BTreeMap<String, u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_expiry: Option<DateTime<Utc>>,
+}
+
+impl StoreStats {
+    pub fn count_owned(&mut self) {
+        self.listed += 1;
+        self.owned += 1;
+    }
+
+    pub fn count(&mut self, item: &Planned) {
+        self.listed += 1;
+        if !item.rules.is_empty() {
+            self.recordings += 1;
+        }
+        let purpose = item.purpose.clone().unwrap_or_default();
+        match item.action {
+            Action::Delete => {
+                self.delete += 1;
+                self.delete_bytes += item.object.as_ref().map_or(0, |o| o.size)
+                    + item.sidecars.iter().map(|s| s.size).sum::<u64>();
+                *self.delete_by_purpose.entry(purpose).or_default() += 1;
+            }
+            Action::Keep => {
+                self.keep += 1;
+                *self.keep_by_purpose.entry(purpose).or_default() += 1;
+                if let Some(at) = item.expires_at {
+                    self.next_expiry = Some(self.next_expiry.map_or(at, |n| n.min(at)));
+                }
+            }
+            Action::Report => {
+                self.report += 1;
+                *self.report_by_code.entry(item.code.clone()).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// Checks a plan against the configured limits; returns one message per
+/// limit exceeded (empty: the run may proceed).
+pub fn check_safety<'a>(
+    stores: impl IntoIterator<Item = (&'a str, &'a StoreStats)>,
+    safety: Safety,
+) -> Vec<String> {
+    let mut breaches = Vec::new();
+    let mut total = 0u64;
+    for (name, stats) in stores {
+        total += stats.delete;
+        if stats.recordings > 0 {
+            let fraction = stats.delete as f64 / stats.recordings as f64;
+            if fraction > safety.max_fraction {
+                breaches.push(format!(
+                    "store {name}: {} of {} recordings ({:.1}%) would be deleted, more than max_fraction = {}",
+                    stats.delete,
+                    stats.recordings,
+                    fraction * 100.0,
+                    safety.max_fraction
+                ));
+            }
+        }
+    }
+    if total > safety.max_deletions {
+        breaches.insert(
+            0,
+            format!(
+                "{total} recordings would be deleted, more than max_deletions = {}",
+                safety.max_deletions
+            ),
+        );
+    }
+    breaches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::DateSource;
+    use chrono::TimeZone;
+    use chrono_tz::Tz;
+    use object_store::ObjectMeta;
+    use std::path::PathBuf;
+
+    const POLICY: &str = r#"
+purposes:
+  quality:  { retain: 6 months,  basis: "GDPR Art. 6(1)(f)" }
+  disputes: { retain: 24 months, basis: "GDPR Art. 17(3)(e)" }
+  orders:   { retain: 5 years, minimum: 5 years, basis: "MiFID II Art. 16(7)" }
+recordings:
+  - { name: r, store: s, match: "{purpose}/{call_id}" }
+"#;
+
+    fn policy() -> Policy {
+        Policy::from_sources(vec![(
+            "p.yaml".into(),
+            PathBuf::from("p.yaml"),
+            POLICY.as_bytes().to_vec(),
+        )])
+        .unwrap()
+    }
+
+    fn rec(purposes: &[&str], recorded: DateTime<Utc>) -> Recording {
+        Recording {
+            object: ObjectMeta {
+                location: "a/b".into(),
+                last_modified: recorded,
+                size: 1,
+                e_tag: None,
+                version: None,
+            },
+            rules: vec!["r".into()],
+            purposes: purposes.iter().map(|s| s.to_string()).collect(),
+            recorded_at: recorded,
+            recorded_from: DateSource::Key,
+            timezone: Tz::UTC,
+            subject: None,
+            sidecars: vec![],
+            companions: vec![],
+        }
+    }
+
+    fn day(y: i32, m: u32, d: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn expires_on_the_calendar_date_not_a_day_before() {
+        let p = policy();
+        let r = rec(&["quality"], day(2025, 5, 31));
+        assert!(
+            matches!(decide(&r, &p, day(2025, 11, 29)), Decision::Keep(e) if e.at == Some(day(2025, 11, 30)))
+        );
+        assert!(
+            matches!(decide(&r, &p, day(2025, 11, 30)), Decision::Delete(e) if e.purpose == "quality" && e.basis == "GDPR Art. 6(1)(f)")
+        );
+    }
+
+    #[test]
+    fn the_latest_purpose_governs() {
+        let p = policy();
+        let r = rec(&["disputes", "quality"], day(2024, 1, 1));
+        match decide(&r, &p, day(2025, 6, 1)) {
+            Decision::Keep(e) => assert_eq!(
+                (e.purpose.as_str(), e.at),
+                ("disputes", Some(day(2026, 1, 1)))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            matches!(decide(&r, &p, day(2026, 1, 1)), Decision::Delete(e) if e.purpose == "disputes")
+        );
+    }
+
+    #[test]
+    fn future_dated_is_never_deleted() {
+        let p = policy();
+        assert_eq!(
+            decide(&rec(&["quality"], day(2030, 1, 1)), &p, day(2026, 1, 1)),
+            Decision::FutureDated
+        );
+    }
+
+    #[test]
+    fn an_undefined_purpose_keeps_forever() {
+        let p = policy();
+        assert!(
+            matches!(decide(&rec(&["quality", "zzz"], day(2000, 1, 1)), &p, day(2026, 1, 1)), Decision::Keep(e) if e.at.is_none())
+        );
+    }
+
+    #[test]
+    fn minimum_keeps_at_least_that_long() {
+        let p = policy();
+        let r = rec(&["orders"], day(2020, 2, 29));
+        assert!(matches!(
+            decide(&r, &p, day(2025, 2, 27)),
+            Decision::Keep(_)
+        ));
+        assert!(matches!(
+            decide(&r, &p, day(2025, 2, 28)),
+            Decision::Delete(_)
+        ));
+    }
+
+    #[test]
+    fn safety_limits() {
+        let stats = StoreStats {
+            recordings: 10,
+            delete: 6,
+            ..Default::default()
+        };
+        let b = check_safety(
+            [("s", &stats)],
+            Safety {
+                max_deletions: 100,
+                max_fraction: 0.5,
+            },
+        );
+        assert_eq!(b.len(), 1);
+        assert!(b[0].contains("6 of 10 recordings (60.0%)"), "{b:?}");
+        assert!(
+            check_safety(
+                [("s", &stats)],
+                Safety {
+                    max_deletions: 6,
+                    max_fraction: 0.6
+                }
+            )
+            .is_empty()
+        );
+        let b = check_safety(
+            [("s", &stats)],
+            Safety {
+                max_deletions: 5,
+                max_fraction: 1.0,
+            },
+        );
+        assert!(b[0].contains("more than max_deletions = 5"), "{b:?}");
+        assert!(
+            check_safety(
+                [("s", &StoreStats::default())],
+                Safety {
+                    max_deletions: 0,
+                    max_fraction: 0.0
+                }
+            )
+            .is_empty()
+        );
+    }
+}

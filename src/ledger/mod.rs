@@ -1,0 +1,507 @@
+//! The ledger: the only module that speaks SQL.
+//!
+//! Every fact lethe establishes (a run started, an intent to delete, an
+//! outcome, a run finished, a certificate issued) is one append-only row,
+//! chained to the previous row by SHA-256 over its canonical JSON, so that
+//! `ledger verify` detects any edited, inserted, removed or reordered row. The
+//! SQL is portable between SQLite (the default) and PostgreSQL through sqlx's
+//! `Any` driver, and migrations are applied automatically when the ledger
+//! opens. Alongside the chain, a `pending_intent` table indexes intents that
+//! have no outcome yet; it is derived state that makes crash recovery cheap
+//! and is not itself evidence.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::certificate::jcs;
+use crate::config::DatabaseUrl;
+use crate::execute::{Intent, Journal, JournalError, Outcome, Pending};
+
+pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("cannot open the ledger database {url}: {source}")]
+    Open { url: String, source: sqlx::Error },
+    #[error("cannot prepare the ledger database {url}: {message}")]
+    Prepare { url: String, message: String },
+    #[error("ledger schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("ledger database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("ledger row {seq} cannot be read: {message}")]
+    Corrupt { seq: i64, message: String },
+}
+
+/// The hash a chain starts from.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Row kinds.
+pub mod kind {
+    pub const RUN_STARTED: &str = "run-started";
+    pub const INTENT: &str = "intent";
+    pub const OUTCOME: &str = "outcome";
+    pub const RUN_FINISHED: &str = "run-finished";
+    pub const CERTIFICATE: &str = "certificate";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Ledger {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// A row to append.
+#[derive(Debug, Clone)]
+pub struct NewRow {
+    pub kind: &'static str,
+    pub run_id: String,
+    pub store: Option<String>,
+    pub key: Option<String>,
+    pub ref_seq: Option<i64>,
+    pub body: Value,
+}
+
+/// A stored row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerRow {
+    pub seq: i64,
+    pub kind: String,
+    pub run_id: String,
+    pub at: String,
+    pub store: Option<String>,
+    pub key: Option<String>,
+    pub ref_seq: Option<i64>,
+    pub body: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl LedgerRow {
+    fn from_any(row: &AnyRow) -> Result<Self> {
+        Ok(Self {
+            seq: row.try_get("seq")?,
+            kind: row.try_get("kind")?,
+            run_id: row.try_get("run_id")?,
+            at: row.try_get("at")?,
+            store: row.try_get("store")?,
+            key: row.try_get("object_key")?,
+            ref_seq: row.try_get("ref_seq")?,
+            body: row.try_get("body")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
+
+    pub fn body_json(&self) -> Result<Value> {
+        serde_json::from_str(&self.body).map_err(|e| LedgerError::Corrupt {
+            seq: self.seq,
+            message: format!("body is not JSON: {e}"),
+        })
+    }
+}
+
+/// The chain hash of a row: SHA-256 of the canonical JSON of all its fields
+/// and its predecessor's hash.
+pub fn row_hash(
+    seq: i64,
+    kind: &str,
+    run_id: &str,
+    at: &str,
+    store: Option<&str>,
+    key: Option<&str>,
+    ref_seq: Option<i64>,
+    body: &Value,
+    prev: &str,
+) -> String {
+    let doc = json!({
+        "seq": seq, "kind": kind, "run_id": run_id, "at": at, "store": store,
+        "key": key, "ref": ref_seq, "body": body, "prev": prev,
+    });
+    hex::encode(Sha256::digest(jcs::value_to_vec(&doc)))
+}
+
+/// Where a SQLite ledger file lives, for messages and existence checks.
+pub fn sqlite_path(url: &DatabaseUrl) -> Option<PathBuf> {
+    let rest = url.expose().strip_prefix("sqlite://")?;
+    Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+}
+
+impl Ledger {
+    /// Connects, applies the migrations and returns the ledger.
+    pub async fn open(url: &DatabaseUrl) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.is_sqlite() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        if let Some(path) = sqlite_path(url) {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| LedgerError::Prepare {
+                    url: url.redacted(),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        let mut options =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 1 } else { 4 });
+        if backend == Backend::Sqlite {
+            // WAL with full synchronous writes: a committed intent survives a
+            // power cut; the busy timeout makes a second writer wait, not fail.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA busy_timeout = 30000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect(url.expose())
+            .await
+            .map_err(|source| LedgerError::Open {
+                url: url.redacted(),
+                source,
+            })?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                // One appender at a time keeps the chain linear; readers are not blocked.
+                sqlx::query("LOCK TABLE ledger IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        })
+    }
+
+    /// Appends rows in one transaction and returns their sequence numbers.
+    pub async fn append(&self, rows: Vec<NewRow>) -> Result<Vec<i64>> {
+        let mut tx = self.begin().await?;
+        let seqs = Self::append_in(&mut tx, rows, |_, _| None).await?;
+        tx.commit().await?;
+        Ok(seqs)
+    }
+
+    /// Appends inside an open transaction. `extra` may return a statement to
+    /// run for each row (index maintenance) given its seq and the row.
+    async fn append_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        rows: Vec<NewRow>,
+        extra: impl Fn(i64, &NewRow) -> Option<(&'static str, i64)>,
+    ) -> Result<Vec<i64>> {
+        let head = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+        let (mut seq, mut prev): (i64, String) = match head {
+            Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+            None => (0, GENESIS.to_string()),
+        };
+        let mut seqs = Vec::with_capacity(rows.len());
+        for row in rows {
+            seq += 1;
+            let at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+            let hash = row_hash(
+                seq,
+                row.kind,
+                &row.run_id,
+                &at,
+                row.store.as_deref(),
+                row.key.as_deref(),
+                row.ref_seq,
+                &row.body,
+                &prev,
+            );
+            let body = String::from_utf8(jcs::value_to_vec(&row.body)).map_err(|e| {
+                LedgerError::Corrupt {
+                    seq,
+                    message: e.to_string(),
+                }
+            })?;
+            sqlx::query(
+                "INSERT INTO ledger (seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(seq)
+            .bind(row.kind)
+            .bind(row.run_id.clone())
+            .bind(at)
+            .bind(row.store.clone())
+            .bind(row.key.clone())
+            .bind(row.ref_seq)
+            .bind(body)
+            .bind(prev.clone())
+            .bind(hash.clone())
+            .execute(&mut **tx)
+            .await?;
+            if let Some((sql, arg)) = extra(seq, &row) {
+                sqlx::query(sql).bind(arg).execute(&mut **tx).await?;
+            }
+            seqs.push(seq);
+            prev = hash;
+        }
+        Ok(seqs)
+    }
+
+    /// The last row's sequence number and hash (`0` and the genesis hash when empty).
+    pub async fn head(&self) -> Result<(i64, String)> {
+        let row = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
+            None => (0, GENESIS.to_string()),
+        })
+    }
+
+    pub async fn row(&self, seq: i64) -> Result<Option<LedgerRow>> {
+        let sql = "SELECT seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash FROM ledger WHERE seq = $1";
+        let row = sqlx::query(sql)
+            .bind(seq)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(LedgerRow::from_any).transpose()
+    }
+
+    /// Every row in order, streamed.
+    pub fn rows(&self) -> BoxStream<'_, Result<LedgerRow>> {
+        sqlx::query("SELECT seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash FROM ledger ORDER BY seq")
+            .fetch(&self.pool)
+            .map(|r| r.map_err(LedgerError::from).and_then(|row| LedgerRow::from_any(&row)))
+            .boxed()
+    }
+
+    /// Rows of one kind with `from <= seq <= to`, streamed in order.
+    pub fn rows_of_kind(
+        &self,
+        kind: &'static str,
+        from: i64,
+        to: i64,
+    ) -> BoxStream<'_, Result<LedgerRow>> {
+        sqlx::query(
+            "SELECT seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash FROM ledger \
+             WHERE kind = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq",
+        )
+        .bind(kind)
+        .bind(from)
+        .bind(to)
+        .fetch(&self.pool)
+        .map(|r| r.map_err(LedgerError::from).and_then(|row| LedgerRow::from_any(&row)))
+        .boxed()
+    }
+
+    /// The most recent certificate row.
+    pub async fn last_certificate(&self) -> Result<Option<LedgerRow>> {
+        let sql = "SELECT seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash FROM ledger \
+                   WHERE kind = 'certificate' ORDER BY seq DESC LIMIT 1";
+        let row = sqlx::query(sql).fetch_optional(&self.pool).await?;
+        row.as_ref().map(LedgerRow::from_any).transpose()
+    }
+
+    /// Intents that have no outcome yet.
+    pub async fn pending(&self) -> Result<Vec<Pending>> {
+        let rows = sqlx::query(
+            "SELECT l.seq, l.kind, l.run_id, l.at, l.store, l.object_key, l.ref_seq, l.body, l.prev_hash, l.hash \
+             FROM pending_intent p JOIN ledger l ON l.seq = p.seq ORDER BY l.seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let row = LedgerRow::from_any(r)?;
+                let intent: Intent =
+                    serde_json::from_str(&row.body).map_err(|e| LedgerError::Corrupt {
+                        seq: row.seq,
+                        message: e.to_string(),
+                    })?;
+                Ok(Pending {
+                    seq: row.seq,
+                    run_id: row.run_id,
+                    intent,
+                })
+            })
+            .collect()
+    }
+
+    /// Outcomes recorded with `from <= seq <= to`, streamed in order.
+    pub fn outcomes(&self, from: i64, to: i64) -> BoxStream<'_, Result<(LedgerRow, OutcomeBody)>> {
+        self.rows_of_kind(kind::OUTCOME, from, to)
+            .and_then(|row| async move {
+                let body: OutcomeBody =
+                    serde_json::from_str(&row.body).map_err(|e| LedgerError::Corrupt {
+                        seq: row.seq,
+                        message: e.to_string(),
+                    })?;
+                Ok((row, body))
+            })
+            .boxed()
+    }
+
+    /// A journal that records intents and outcomes for `run_id`.
+    pub fn journal(&self, run_id: &str) -> RunJournal<'_> {
+        RunJournal {
+            ledger: self,
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// Checks the whole chain: contiguous sequence numbers from 1, each row's
+    /// predecessor hash and its own hash.
+    pub async fn verify(&self) -> Result<ChainReport> {
+        let mut rows = self.rows();
+        let mut expected_seq = 1i64;
+        let mut prev = GENESIS.to_string();
+        let mut report = ChainReport {
+            rows: 0,
+            head: GENESIS.to_string(),
+            problems: Vec::new(),
+        };
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            if row.seq != expected_seq {
+                report.problems.push(format!("row {}: expected sequence number {expected_seq} (a row was removed or inserted)", row.seq));
+            }
+            if row.prev_hash != prev {
+                report.problems.push(format!("row {}: does not link to the row before it (a row was removed, inserted or reordered)", row.seq));
+            }
+            let recomputed = match serde_json::from_str::<Value>(&row.body) {
+                Ok(body) => row_hash(
+                    row.seq,
+                    &row.kind,
+                    &row.run_id,
+                    &row.at,
+                    row.store.as_deref(),
+                    row.key.as_deref(),
+                    row.ref_seq,
+                    &body,
+                    &row.prev_hash,
+                ),
+                Err(_) => String::new(),
+            };
+            if recomputed != row.hash {
+                report.problems.push(format!(
+                    "row {}: content does not match its hash (the row was edited)",
+                    row.seq
+                ));
+            }
+            expected_seq = row.seq + 1;
+            prev = row.hash.clone();
+            report.rows += 1;
+            report.head = row.hash;
+            if report.problems.len() >= 100 {
+                report.problems.push("more problems not listed".into());
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    pub rows: u64,
+    pub head: String,
+    pub problems: Vec<String>,
+}
+
+/// The body of an outcome row: the intent it closes, and what happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutcomeBody {
+    pub intent: Intent,
+    pub outcome: Outcome,
+}
+
+pub struct RunJournal<'a> {
+    ledger: &'a Ledger,
+    run_id: String,
+}
+
+impl Journal for RunJournal<'_> {
+    async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<i64>, JournalError> {
+        let rows = intents
+            .iter()
+            .map(|i| {
+                Ok(NewRow {
+                    kind: kind::INTENT,
+                    run_id: self.run_id.clone(),
+                    store: Some(i.store.clone()),
+                    key: Some(i.key.clone()),
+                    ref_seq: None,
+                    body: serde_json::to_value(i)?,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let mut tx = self.ledger.begin().await?;
+        let seqs = Ledger::append_in(&mut tx, rows, |seq, _| {
+            Some(("INSERT INTO pending_intent (seq) VALUES ($1)", seq))
+        })
+        .await?;
+        tx.commit().await.map_err(LedgerError::from)?;
+        Ok(seqs)
+    }
+
+    async fn record_outcomes(&self, outcomes: &[(Intent, Outcome)]) -> Result<(), JournalError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let rows = outcomes
+            .iter()
+            .map(|(i, o)| {
+                Ok(NewRow {
+                    kind: kind::OUTCOME,
+                    run_id: self.run_id.clone(),
+                    store: Some(i.store.clone()),
+                    key: Some(i.key.clone()),
+                    ref_seq: Some(o.intent),
+                    body: serde_json::to_value(OutcomeBody {
+                        intent: i.clone(),
+                        outcome: o.clone(),
+                    })?,
+                })
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        let mut tx = self.ledger.begin().await?;
+        Ledger::append_in(&mut tx, rows, |_, row| {
+            row.ref_seq
+                .map(|r| ("DELETE FROM pending_intent WHERE seq = $1", r))
+        })
+        .await?;
+        tx.commit().await.map_err(LedgerError::from)?;
+        Ok(())
+    }
+}
+
+/// Timestamps as the ledger and certificates write them.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

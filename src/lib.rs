@@ -1,0 +1,22 @@
+//! lethe: a retention-and-erasure worker for recorded customer calls.
+//!
+//! A recording travels one way through these modules, each depending only on
+//! those before it: [`config`] and [`policy`] describe what to do; [`store`]
+//! reaches the recordings; [`scan`] lists them; [`classify`] works out their
+//! purposes and dates; [`decide`] says keep, delete or report; [`execute`]
+//! deletes and verifies; [`ledger`] makes every step durable and
+//! tamper-evident; [`certificate`] signs the result. [`report`] renders for
+//! people and scripts, and [`cli`] puts a command together. See
+//! ARCHITECTURE.md.
+
+pub mod certificate;
+pub mod classify;
+pub mod cli;
+pub mod config;
+pub mod decide;
+pub mod execute;
+pub mod ledger;
+pub mod policy;
+pub mod report;
+pub mod scan;
+pub mod store;

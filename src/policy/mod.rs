@@ -1,0 +1,789 @@
+//! Retention policies: `policies/*.yaml` turned into a validated [`Policy`].
+//!
+//! A policy file declares purposes (how long, on which legal basis) and
+//! recording rules (which keys in which store are recordings, which purposes
+//! they serve, and which sidecar and companion objects belong to them). This
+//! module owns parsing, validation and key matching; it never reads the clock
+//! or a store. Every error names the file, line and column, and all errors
+//! found are reported together so that a broken policy is fixed in one pass.
+
+pub mod duration;
+pub mod pattern;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+
+pub use duration::CalendarDuration;
+pub use pattern::{Captures, KeyPattern, Template};
+
+/// Where something was declared, for messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: PathBuf,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
+/// One problem in the policy files.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{origin}: {message}")]
+    At { origin: Origin, message: String },
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+}
+
+/// All problems found; the policy is unusable if there is at least one.
+#[derive(Debug)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        writeln!(
+            f,
+            "{n} error{} in the policy files:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for (i, e) in self.0.iter().enumerate() {
+            if i + 1 < n {
+                writeln!(f, "  {e}")?;
+            } else {
+                write!(f, "  {e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PolicyErrors {}
+
+pub type Result<T, E = PolicyErrors> = std::result::Result<T, E>;
+
+/// A loaded policy file, as certificates list them.
+#[derive(Clone, Debug)]
+pub struct PolicyFile {
+    /// The file name within the policy folder.
+    pub name: String,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Purpose {
+    pub name: String,
+    pub retain: CalendarDuration,
+    pub minimum: Option<CalendarDuration>,
+    /// The periods as the policy writes them ("24 months"), for reports.
+    pub retain_text: String,
+    pub minimum_text: Option<String>,
+    pub basis: String,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug)]
+pub struct Rule {
+    pub name: String,
+    pub store: String,
+    pub pattern: KeyPattern,
+    /// Purposes fixed by the rule, in addition to captured and sidecar ones.
+    pub purposes: Vec<String>,
+    pub sidecar: Option<Template>,
+    pub companions: Vec<Template>,
+    pub timezone: Tz,
+    pub origin: Origin,
+}
+
+/// A rule that matched a key, with the captured values.
+#[derive(Clone, Debug)]
+pub struct RuleMatch<'p> {
+    pub rule: &'p Rule,
+    pub captures: Captures,
+}
+
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub files: Vec<PolicyFile>,
+    purposes: BTreeMap<String, Purpose>,
+    rules: Vec<Rule>,
+    by_store: HashMap<String, Vec<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    purposes: BTreeMap<String, Spanned<RawPurpose>>,
+    #[serde(default)]
+    recordings: Vec<Spanned<RawRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPurpose {
+    retain: Spanned<String>,
+    #[serde(default)]
+    minimum: Option<Spanned<String>>,
+    basis: Spanned<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    store: Spanned<String>,
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    #[serde(default)]
+    purposes: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    sidecar: Option<Spanned<String>>,
+    #[serde(default)]
+    companions: Vec<Spanned<String>>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+}
+
+/// Error collection with the current file's path at hand.
+struct Collector<'a> {
+    file: &'a Path,
+    errors: &'a mut Vec<PolicyError>,
+}
+
+impl Collector<'_> {
+    fn origin<T>(&self, spanned: &Spanned<T>) -> Origin {
+        Origin {
+            file: self.file.to_path_buf(),
+            line: spanned.referenced.line() as u32,
+            column: spanned.referenced.column() as u32,
+        }
+    }
+    fn at<T>(&mut self, spanned: &Spanned<T>, message: impl Into<String>) {
+        let origin = self.origin(spanned);
+        self.errors.push(PolicyError::At {
+            origin,
+            message: message.into(),
+        });
+    }
+}
+
+fn valid_purpose_name(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Policy {
+    /// Loads every `*.yaml` / `*.yml` file of `dir` (sorted by name; hidden
+    /// files skipped; symbolic links followed, as Kubernetes ConfigMaps use them).
+    pub fn load(dir: &Path) -> Result<Self> {
+        let fail = |message: String| {
+            PolicyErrors(vec![PolicyError::File {
+                path: dir.to_path_buf(),
+                message,
+            }])
+        };
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| fail(format!("cannot read the policy folder: {e}")))?;
+        let mut paths = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| fail(format!("cannot read the policy folder: {e}")))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                continue;
+            }
+            paths.push((name.to_string(), entry.path()));
+        }
+        paths.sort();
+        if paths.is_empty() {
+            return Err(fail(
+                "no policy files (*.yaml) found; refusing to run without a policy".into(),
+            ));
+        }
+        let mut sources = Vec::new();
+        let mut errors = Vec::new();
+        for (name, path) in paths {
+            match std::fs::read(&path) {
+                Ok(bytes) => sources.push((name, path, bytes)),
+                Err(e) => errors.push(PolicyError::File {
+                    path,
+                    message: format!("cannot read: {e}"),
+                }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PolicyErrors(errors));
+        }
+        Self::from_sources(sources)
+    }
+
+    /// Builds a policy from `(name, path, bytes)` triples.
+    pub fn from_sources(sources: Vec<(String, PathBuf, Vec<u8>)>) -> Result<Self> {
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        let mut parsed = Vec::new();
+        for (name, path, bytes) in sources {
+            files.push(PolicyFile {
+                name,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            });
+            let text = match std::str::from_utf8(&bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(PolicyError::File {
+                        path,
+                        message: format!("not valid UTF-8 text: {e}"),
+                    });
+                    continue;
+                }
+            };
+            if text.trim().is_empty() {
+                errors.push(PolicyError::File {
+                    path,
+                    message: "the file is empty".into(),
+                });
+                continue;
+            }
+            match serde_saphyr::from_str::<RawFile>(text) {
+                Ok(raw) => parsed.push((path, raw)),
+                Err(e) => errors.push(yaml_error(&path, &e)),
+            }
+        }
+
+        let mut purposes: BTreeMap<String, Purpose> = BTreeMap::new();
+        let mut pending_rules = Vec::new();
+        for (path, raw) in parsed {
+            let mut c = Collector {
+                file: &path,
+                errors: &mut errors,
+            };
+            let file_tz = match &raw.timezone {
+                Some(tz) => parse_tz(&mut c, tz).unwrap_or(Tz::UTC),
+                None => Tz::UTC,
+            };
+            for (name, spanned) in &raw.purposes {
+                let purpose = &spanned.value;
+                if !valid_purpose_name(name) {
+                    c.at(
+                        spanned,
+                        format!("purpose name {name:?} must be letters, digits, '-', '_' or '.'"),
+                    );
+                    continue;
+                }
+                if let Some(existing) = purposes.get(name) {
+                    c.at(
+                        spanned,
+                        format!("purpose {name:?} is already defined at {}", existing.origin),
+                    );
+                    continue;
+                }
+                let retain = match CalendarDuration::parse(&purpose.retain.value) {
+                    Ok(d) => d,
+                    Err(m) => {
+                        c.at(&purpose.retain, format!("retain: {m}"));
+                        continue;
+                    }
+                };
+                let minimum = match &purpose.minimum {
+                    Some(m) => match CalendarDuration::parse(&m.value) {
+                        Ok(d) => Some(d),
+                        Err(msg) => {
+                            c.at(m, format!("minimum: {msg}"));
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                if let (Some(min), Some(min_span)) = (minimum, &purpose.minimum) {
+                    if can_be_shorter(retain, min) {
+                        c.at(
+                            min_span,
+                            format!("retain ({retain}) is shorter than the legal minimum ({min}) for purpose {name:?}; a purpose must be kept at least as long as the law requires"),
+                        );
+                        continue;
+                    }
+                }
+                if purpose.basis.value.trim().is_empty() {
+                    c.at(
+                        &purpose.basis,
+                        format!("purpose {name:?} needs a legal basis (basis: \"...\")"),
+                    );
+                    continue;
+                }
+                purposes.insert(
+                    name.clone(),
+                    Purpose {
+                        name: name.clone(),
+                        retain,
+                        minimum,
+                        retain_text: normalize_space(&purpose.retain.value),
+                        minimum_text: purpose.minimum.as_ref().map(|m| normalize_space(&m.value)),
+                        basis: purpose.basis.value.trim().to_string(),
+                        origin: c.origin(spanned),
+                    },
+                );
+            }
+            for rule in raw.recordings {
+                let tz = match &rule.value.timezone {
+                    Some(tz) => parse_tz(&mut c, tz).unwrap_or(file_tz),
+                    None => file_tz,
+                };
+                pending_rules.push((path.clone(), tz, rule));
+            }
+        }
+
+        let mut rules: Vec<Rule> = Vec::new();
+        for (path, tz, spanned) in pending_rules {
+            let mut c = Collector {
+                file: &path,
+                errors: &mut errors,
+            };
+            let raw = spanned.value;
+            let name = raw.name.value.trim().to_string();
+            if name.is_empty() {
+                c.at(&raw.name, "rule name must not be empty");
+                continue;
+            }
+            if let Some(existing) = rules.iter().find(|r| r.name == name) {
+                c.at(
+                    &raw.name,
+                    format!("rule name {name:?} is already used at {}", existing.origin),
+                );
+                continue;
+            }
+            let pattern = match KeyPattern::parse(&raw.pattern.value) {
+                Ok(p) => p,
+                Err(m) => {
+                    c.at(&raw.pattern, format!("match: {m}"));
+                    continue;
+                }
+            };
+            let mut ok = true;
+            let fixed = raw
+                .purposes
+                .as_ref()
+                .map(|p| p.value.clone())
+                .unwrap_or_default();
+            for p in &fixed {
+                if !purposes.contains_key(p) {
+                    let known = purposes.keys().cloned().collect::<Vec<_>>().join(", ");
+                    let known = if known.is_empty() {
+                        "no purpose is defined".to_string()
+                    } else {
+                        format!("defined: {known}")
+                    };
+                    c.at(
+                        raw.purposes
+                            .as_ref()
+                            .expect("fixed purposes come from this field"),
+                        format!("purpose {p:?} is not defined ({known})"),
+                    );
+                    ok = false;
+                }
+            }
+            let captures_purpose = pattern.capture_names().any(|n| n == "purpose");
+            if fixed.is_empty() && !captures_purpose && raw.sidecar.is_none() {
+                c.at(&raw.pattern, "the rule gives no purpose: capture {purpose}, list purposes: [...], or name a sidecar that carries them");
+                ok = false;
+            }
+            let sidecar = match &raw.sidecar {
+                Some(s) => match Template::parse(&s.value, &pattern) {
+                    Ok(t) => Some(t),
+                    Err(m) => {
+                        c.at(s, format!("sidecar: {m}"));
+                        ok = false;
+                        None
+                    }
+                },
+                None => None,
+            };
+            let mut companions = Vec::new();
+            for comp in &raw.companions {
+                match Template::parse(&comp.value, &pattern) {
+                    Ok(t) if pattern.captures(t.as_str()).is_some() => {
+                        c.at(
+                            comp,
+                            "companion: this key would itself match the recording pattern",
+                        );
+                        ok = false;
+                    }
+                    Ok(t) => companions.push(t),
+                    Err(m) => {
+                        c.at(comp, format!("companion: {m}"));
+                        ok = false;
+                    }
+                }
+            }
+            if ok {
+                rules.push(Rule {
+                    name,
+                    store: raw.store.value.trim().to_string(),
+                    pattern,
+                    purposes: fixed,
+                    sidecar,
+                    companions,
+                    timezone: tz,
+                    origin: c.origin(&raw.name),
+                });
+            }
+        }
+        if errors.is_empty() && rules.is_empty() {
+            errors.push(PolicyError::File {
+                path: PathBuf::from(files.first().map(|f| f.name.as_str()).unwrap_or("policies")),
+                message:
+                    "no recording rules (recordings: [...]) in any policy file; refusing to run"
+                        .into(),
+            });
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| match e {
+                PolicyError::At { origin, .. } => (origin.file.clone(), origin.line, origin.column),
+                PolicyError::File { path, .. } => (path.clone(), 0, 0),
+            });
+            return Err(PolicyErrors(errors));
+        }
+        let mut by_store: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, r) in rules.iter().enumerate() {
+            by_store.entry(r.store.clone()).or_default().push(i);
+        }
+        Ok(Policy {
+            files,
+            purposes,
+            rules,
+            by_store,
+        })
+    }
+
+    /// Every rule must name a configured store.
+    pub fn check_stores(&self, stores: &[&str]) -> Result<()> {
+        let errors: Vec<PolicyError> = self
+            .rules
+            .iter()
+            .filter(|r| !stores.contains(&r.store.as_str()))
+            .map(|r| PolicyError::At {
+                origin: r.origin.clone(),
+                message: format!("rule {:?} names store {:?}, which lethe.toml does not configure (configured: {})", r.name, r.store, stores.join(", ")),
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyErrors(errors))
+        }
+    }
+
+    pub fn purpose(&self, name: &str) -> Option<&Purpose> {
+        self.purposes.get(name)
+    }
+
+    pub fn purposes(&self) -> impl Iterator<Item = &Purpose> {
+        self.purposes.values()
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    fn store_rules<'p>(&'p self, store: &str) -> impl Iterator<Item = &'p Rule> + 'p {
+        self.by_store
+            .get(store)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.rules[i])
+    }
+
+    /// The rules whose `match` pattern matches `key` in `store`, in policy order.
+    pub fn matches<'p>(&'p self, store: &str, key: &str) -> Vec<RuleMatch<'p>> {
+        self.store_rules(store)
+            .filter_map(|rule| {
+                rule.pattern
+                    .captures(key)
+                    .map(|captures| RuleMatch { rule, captures })
+            })
+            .collect()
+    }
+
+    /// Whether `key` has the shape of a sidecar or companion of some rule:
+    /// such objects belong to a recording and are never classified alone.
+    pub fn is_owned(&self, store: &str, key: &str) -> bool {
+        self.store_rules(store).any(|r| {
+            r.sidecar.as_ref().is_some_and(|s| s.matches(key))
+                || r.companions.iter().any(|c| c.matches(key))
+        })
+    }
+}
+
+fn normalize_space(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn parse_tz(c: &mut Collector<'_>, tz: &Spanned<String>) -> Option<Tz> {
+    match tz.value.parse::<Tz>() {
+        Ok(t) => Some(t),
+        Err(_) => {
+            c.at(
+                tz,
+                format!(
+                    "unknown time zone {:?}; use an IANA name such as Europe/Warsaw or UTC",
+                    tz.value
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Whether `retain` could end before `minimum` for some start date. Checked on
+/// every day of a four-year cycle, which covers all month lengths and leap days.
+fn can_be_shorter(retain: CalendarDuration, minimum: CalendarDuration) -> bool {
+    use chrono::{TimeZone, Utc};
+    let start = Utc
+        .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+        .single()
+        .expect("valid date");
+    (0..1461).any(|d| {
+        let t = start + chrono::Duration::days(d);
+        retain.add_to(t, Tz::UTC) < minimum.add_to(t, Tz::UTC)
+    })
+}
+
+fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> PolicyError {
+    let message = first_line(&e.to_string());
+    match e.location() {
+        Some(loc) if loc.line() > 0 => PolicyError::At {
+            origin: Origin {
+                file: path.to_path_buf(),
+                line: loc.line() as u32,
+                column: loc.column() as u32,
+            },
+            message,
+        },
+        _ => PolicyError::File {
+            path: path.to_path_buf(),
+            message,
+        },
+    }
+}
+
+/// serde-saphyr's message without the location and snippet it appends.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = match line.find(" at line ") {
+        Some(i) => &line[..i],
+        None => line,
+    };
+    line.trim_end_matches(['.', ':']).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub const SAMPLE: &str = r#"
+purposes:
+  quality:      { retain: 6 months,  basis: "GDPR Art. 6(1)(f): service quality monitoring" }
+  training:     { retain: 12 months, basis: "GDPR Art. 6(1)(a): consent to use the call in staff training" }
+  disputes:     { retain: 24 months, basis: "GDPR Art. 17(3)(e): establishment or defence of legal claims" }
+  feedback:     { retain: 3 months,  basis: "GDPR Art. 6(1)(f): customer feedback analysis" }
+  mifid-orders: { retain: 5 years, minimum: 5 years, basis: "MiFID II Art. 16(7)" }
+
+recordings:
+  - name: contact-centre
+    store: recordings
+    match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav"
+    sidecar: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.json"
+    companions:
+      - "transcripts/{call_id}.txt"
+"#;
+
+    fn load(files: &[(&str, &str)]) -> Result<Policy> {
+        Policy::from_sources(
+            files
+                .iter()
+                .map(|(n, t)| {
+                    (
+                        n.to_string(),
+                        PathBuf::from(format!("policies/{n}")),
+                        t.as_bytes().to_vec(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn errors(files: &[(&str, &str)]) -> Vec<String> {
+        load(files)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn sample_policy_loads() {
+        let p = load(&[("retention.yaml", SAMPLE)]).unwrap();
+        assert_eq!(p.purposes().count(), 5);
+        assert_eq!(
+            p.purpose("mifid-orders").unwrap().minimum,
+            Some(CalendarDuration {
+                months: 60,
+                days: 0
+            })
+        );
+        let m = p.matches("recordings", "calls/quality/2025/05/31/C-1.wav");
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].captures["call_id"], "C-1");
+        assert!(
+            p.matches("other-store", "calls/quality/2025/05/31/C-1.wav")
+                .is_empty()
+        );
+        assert!(p.is_owned("recordings", "transcripts/C-1.txt"));
+        assert!(p.is_owned("recordings", "calls/quality/2025/05/31/C-1.json"));
+        assert!(!p.is_owned("recordings", "notes/readme.txt"));
+        assert_eq!(p.files[0].name, "retention.yaml");
+        assert_eq!(p.files[0].sha256.len(), 64);
+    }
+
+    #[test]
+    fn syntax_error_names_file_line_column() {
+        let errs = errors(&[(
+            "bad.yaml",
+            "purposes:\n  quality: { retain: 6 months, basis: \"x\"\n",
+        )]);
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].starts_with("policies/bad.yaml:"), "{errs:?}");
+        let parts: Vec<&str> = errs[0].splitn(4, ':').collect();
+        assert!(parts[1].parse::<u32>().unwrap() >= 2, "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_its_location() {
+        let text = SAMPLE.replace("    sidecar:", "    sidecr:");
+        let errs = errors(&[("retention.yaml", &text)]);
+        assert!(
+            errs[0].starts_with("policies/retention.yaml:13:"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("sidecr"), "{errs:?}");
+    }
+
+    #[test]
+    fn semantic_errors_are_all_reported_with_locations() {
+        let text = r#"
+timezone: Europe/Warsw
+purposes:
+  quality: { retain: 6 monts, basis: "x" }
+  mifid:   { retain: 3 years, minimum: 5 years, basis: "MiFID II" }
+  nobasis: { retain: 1 year, basis: "" }
+recordings:
+  - name: a
+    store: recordings
+    match: "calls/{recorded}/{call_id}.wav"
+  - name: b
+    store: recordings
+    match: "calls/{call_id}.wav"
+    purposes: [training]
+"#;
+        let errs = errors(&[("p.yaml", text)]);
+        let joined = errs.join("\n");
+        assert!(
+            joined.contains("policies/p.yaml:2:11: unknown time zone \"Europe/Warsw\""),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("policies/p.yaml:4:22: retain: expected a duration"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains(
+                "policies/p.yaml:5:40: retain (3 years) is shorter than the legal minimum (5 years)"
+            ),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("policies/p.yaml:6:37: purpose \"nobasis\" needs a legal basis"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("policies/p.yaml:10:12: match: {recorded} needs a date format"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("policies/p.yaml:14:15: purpose \"training\" is not defined"),
+            "{joined}"
+        );
+        assert_eq!(errs.len(), 6, "{joined}");
+    }
+
+    #[test]
+    fn duplicates_across_files_name_both_places() {
+        let a = "purposes:\n  quality: { retain: 6 months, basis: \"x\" }\nrecordings:\n  - { name: r, store: s, match: \"{purpose}/{call_id}.wav\" }\n";
+        let b = "purposes:\n  quality: { retain: 7 months, basis: \"y\" }\nrecordings:\n  - { name: r, store: s, match: \"x/{purpose}/{call_id}.wav\" }\n";
+        let errs = errors(&[("a.yaml", a), ("b.yaml", b)]).join("\n");
+        assert!(errs.contains("policies/b.yaml:2:12: purpose \"quality\" is already defined at policies/a.yaml:2:12"), "{errs}");
+        assert!(
+            errs.contains("rule name \"r\" is already used at policies/a.yaml:4:"),
+            "{errs}"
+        );
+    }
+
+    #[test]
+    fn rules_must_name_configured_stores() {
+        let p = load(&[("retention.yaml", SAMPLE)]).unwrap();
+        let err = p.check_stores(&["archive"]).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "policies/retention.yaml:10:11: rule \"contact-centre\" names store \"recordings\""
+            ),
+            "{err}"
+        );
+        assert!(p.check_stores(&["recordings"]).is_ok());
+    }
+
+    #[test]
+    fn a_rule_without_any_purpose_source_is_refused() {
+        let text = "purposes:\n  q: { retain: 1 month, basis: \"x\" }\nrecordings:\n  - { name: r, store: s, match: \"calls/{call_id}.wav\" }\n";
+        assert!(errors(&[("p.yaml", text)])[0].contains("the rule gives no purpose"));
+    }
+
+    #[test]
+    fn empty_or_rule_less_policies_are_refused() {
+        assert!(errors(&[("p.yaml", "   \n")])[0].contains("empty"));
+        assert!(
+            errors(&[(
+                "p.yaml",
+                "purposes:\n  q: { retain: 1 month, basis: \"x\" }\n"
+            )])[0]
+                .contains("no recording rules")
+        );
+    }
+
+    #[test]
+    fn retain_equal_to_minimum_is_fine_and_mixed_units_are_compared_on_the_calendar() {
+        let ok = "purposes:\n  m: { retain: 60 months, minimum: 5 years, basis: \"x\" }\n  d: { retain: 1 year, minimum: 365 days, basis: \"x\" }\nrecordings:\n  - { name: r, store: s, match: \"{purpose}/{call_id}\" }\n";
+        assert!(load(&[("p.yaml", ok)]).is_ok());
+        let bad = "purposes:\n  d: { retain: 1 year, minimum: 366 days, basis: \"x\" }\nrecordings:\n  - { name: r, store: s, match: \"{purpose}/{call_id}\" }\n";
+        assert!(errors(&[("p.yaml", bad)])[0].contains("shorter than the legal minimum"));
+    }
+}

@@ -1,0 +1,191 @@
+//! The guard around a local folder.
+//!
+//! `object_store`'s `LocalFileSystem` follows symbolic links while listing
+//! (also out of its root), silently skips names it cannot represent (such as
+//! `x#1`), and ends a listing at the first non-UTF-8 name. For an erasure tool
+//! each of these is a hazard, so lethe lists local folders itself: a sorted
+//! walk that never follows a link and turns every entry it cannot address
+//! exactly into a reported problem. Reads and deletes still go through
+//! `LocalFileSystem`, after [`LocalGuard::check`] has confirmed that the path is
+//! a regular file inside the root.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectMeta, ObjectStore};
+
+use super::Listed;
+
+/// Entries buffered between the walking thread and the async consumer.
+const CHANNEL_CAPACITY: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct LocalGuard {
+    root: PathBuf,
+    fs: Arc<LocalFileSystem>,
+}
+
+impl LocalGuard {
+    pub fn new(root: &Path) -> Result<Self, String> {
+        let canonical =
+            std::fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        if !canonical.is_dir() {
+            return Err(format!("{} is not a folder", root.display()));
+        }
+        let fs = LocalFileSystem::new_with_prefix(&canonical).map_err(|e| e.to_string())?;
+        Ok(Self {
+            root: canonical,
+            fs: Arc::new(fs),
+        })
+    }
+
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.fs.clone()
+    }
+
+    /// Walks the folder on a blocking thread and streams its entries in name
+    /// order. Memory is bounded by the channel and by the largest folder.
+    pub fn list(&self) -> BoxStream<'static, std::io::Result<Listed>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
+        let root = self.root.clone();
+        let fs = self.fs.clone();
+        tokio::task::spawn_blocking(move || {
+            let walk = walkdir::WalkDir::new(&root)
+                .min_depth(1)
+                .follow_links(false)
+                .sort_by_file_name();
+            for entry in walk {
+                let item = match entry {
+                    Ok(entry) => match classify_entry(&root, &fs, &entry) {
+                        Some(item) => Ok(item),
+                        None => continue,
+                    },
+                    Err(e) if e.depth() == 0 => Err(std::io::Error::other(e.to_string())),
+                    Err(e) => Ok(Listed::Problem {
+                        name: e
+                            .path()
+                            .map(|p| display_relative(&root, p))
+                            .unwrap_or_default(),
+                        reason: format!(
+                            "cannot be read: {}",
+                            e.io_error()
+                                .map(|io| io.to_string())
+                                .unwrap_or_else(|| e.to_string())
+                        ),
+                    }),
+                };
+                let fatal = item.is_err();
+                if tx.blocking_send(item).is_err() || fatal {
+                    return;
+                }
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed()
+    }
+
+    /// Refuses to touch anything but a regular file inside the root. A path
+    /// that does not exist passes: the store will answer "not found".
+    pub fn check(&self, path: &ObjectPath) -> Result<(), String> {
+        let fs_path = self
+            .fs
+            .path_to_filesystem(path)
+            .map_err(|e| e.to_string())?;
+        let meta = match std::fs::symlink_metadata(&fs_path) {
+            Ok(m) => m,
+            Err(_) => return Ok(()),
+        };
+        if meta.file_type().is_symlink() {
+            return Err("it is a symbolic link; lethe never follows or deletes links".into());
+        }
+        if !meta.is_file() {
+            return Err("it is not a regular file".into());
+        }
+        let parent = fs_path.parent().ok_or("it has no parent folder")?;
+        let parent =
+            std::fs::canonicalize(parent).map_err(|e| format!("cannot resolve its folder: {e}"))?;
+        if !parent.starts_with(&self.root) {
+            return Err(format!(
+                "its folder resolves to {}, outside the store root",
+                parent.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn display_relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.as_os_str().as_bytes().escape_ascii().to_string()
+}
+
+fn classify_entry(root: &Path, fs: &LocalFileSystem, entry: &walkdir::DirEntry) -> Option<Listed> {
+    let file_type = entry.file_type();
+    if file_type.is_dir() {
+        return None;
+    }
+    let name = || display_relative(root, entry.path());
+    let problem = |reason: &str| {
+        Some(Listed::Problem {
+            name: name(),
+            reason: reason.to_string(),
+        })
+    };
+    if file_type.is_symlink() {
+        return problem(
+            "symbolic link: not followed (lethe only handles regular files inside the store root)",
+        );
+    }
+    if !file_type.is_file() {
+        return problem("not a regular file (device, socket or pipe)");
+    }
+    let rel = entry.path().strip_prefix(root).ok()?;
+    let mut parts = Vec::new();
+    for component in rel.components() {
+        match component.as_os_str().to_str() {
+            Some(s) => parts.push(s),
+            None => return problem("the name is not valid UTF-8, which object keys require"),
+        }
+    }
+    let key = parts.join("/");
+    let location = match ObjectPath::parse(&key) {
+        Ok(p) => p,
+        Err(e) => {
+            return problem(&format!(
+                "the name cannot be represented as an object key: {e}"
+            ));
+        }
+    };
+    // Only an exact round trip guarantees that deleting this key deletes this file.
+    match fs.path_to_filesystem(&location) {
+        Ok(back) if back == entry.path() => {}
+        Ok(_) | Err(_) => {
+            return problem(
+                "the storage layer cannot address this name exactly (it would map to another path)",
+            );
+        }
+    }
+    let meta = match entry.metadata() {
+        Ok(m) => m,
+        Err(e) => return problem(&format!("cannot read its metadata: {e}")),
+    };
+    let modified = match meta.modified() {
+        Ok(t) => DateTime::<Utc>::from(t),
+        Err(e) => return problem(&format!("cannot read its modification time: {e}")),
+    };
+    Some(Listed::Object(ObjectMeta {
+        location,
+        last_modified: modified,
+        size: meta.len(),
+        e_tag: None,
+        version: None,
+    }))
+}
