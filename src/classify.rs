@@ -236,10 +236,11 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
             }
         }
         for template in &m.rule.companions {
-            if let Some(k) = template.render(&m.captures, recorded_local) {
-                if k != key && !companions.contains(&k) {
-                    companions.push(k);
-                }
+            if let Some(k) = template.render(&m.captures, recorded_local)
+                && k != key
+                && !companions.contains(&k)
+            {
+                companions.push(k);
             }
         }
     }

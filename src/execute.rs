@@ -533,9 +533,8 @@ impl Spool {
             .lines()
             .map_while(Result::ok)
             .filter_map(|l| serde_json::from_str::<Planned>(&l).ok());
-        Ok(futures::stream::iter(lines.map(move |item| {
+        Ok(futures::stream::iter(lines.inspect(move |_| {
             let _keep = &file;
-            item
         })))
     }
 }

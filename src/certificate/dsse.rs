@@ -127,7 +127,13 @@ pub fn write_key_pair(out: &Path, key: &SigningKey) -> Result<PathBuf, KeyError>
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    let private_pem = key
+    // PKCS#8 v1 (RFC 8410, without the optional public key): the form every
+    // openssl 3 release reads.
+    let bytes = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let private_pem = bytes
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| KeyError::Key {
             path: out.into(),

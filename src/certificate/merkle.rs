@@ -92,6 +92,29 @@ pub enum ProofError {
     WrongLength { got: usize, want: usize },
     #[error("the proof does not lead to the signed root")]
     RootMismatch,
+    #[error("a hash is {0} bytes long, not 32")]
+    BadHashLength(usize),
+}
+
+fn to_hash(bytes: &[u8]) -> Result<Hash, ProofError> {
+    bytes
+        .try_into()
+        .map_err(|_| ProofError::BadHashLength(bytes.len()))
+}
+
+/// [`verify_inclusion`] on hashes of unchecked length (as decoded from a proof file).
+pub fn verify_inclusion_bytes(
+    index: u64,
+    size: u64,
+    leaf: &[u8],
+    proof: &[Vec<u8>],
+    root: &[u8],
+) -> Result<(), ProofError> {
+    let proof = proof
+        .iter()
+        .map(|p| to_hash(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    verify_inclusion(index, size, &to_hash(leaf)?, &proof, &to_hash(root)?)
 }
 
 /// Recomputes the root from a leaf hash and its audit path (RFC 9162 §2.1.3.2)

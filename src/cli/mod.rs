@@ -182,11 +182,11 @@ pub fn main() -> ExitCode {
             f.exit
         }
     };
-    if let Err(e) = flushed {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            eprintln!("error: cannot write the output: {e}");
-            return ExitCode::from(Exit::Runtime as u8);
-        }
+    if let Err(e) = flushed
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: cannot write the output: {e}");
+        return ExitCode::from(Exit::Runtime as u8);
     }
     ExitCode::from(code as u8)
 }

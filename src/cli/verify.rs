@@ -150,13 +150,13 @@ async fn check_absence(cert: &Path, settings: &crate::config::Settings) -> Check
 
 pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome {
     let settings = load_settings(config)?;
-    if let Some(path) = ledger::sqlite_path(&settings.database) {
-        if !path.exists() {
-            return Err(Failure {
-                exit: Exit::Runtime,
-                error: anyhow!("there is no ledger at {}", path.display()),
-            });
-        }
+    if let Some(path) = ledger::sqlite_path(&settings.database)
+        && !path.exists()
+    {
+        return Err(Failure {
+            exit: Exit::Runtime,
+            error: anyhow!("there is no ledger at {}", path.display()),
+        });
     }
     let ledger = Ledger::open(&settings.database)
         .await

@@ -106,32 +106,25 @@ impl LedgerRow {
         })
     }
 
+    /// The chain hash of this row: SHA-256 of the canonical JSON of all its
+    /// fields (the body parsed, so that its hash does not depend on spacing)
+    /// and its predecessor's hash. `None` if the body is not JSON.
+    pub fn compute_hash(&self) -> Option<String> {
+        let body: Value = serde_json::from_str(&self.body).ok()?;
+        let doc = json!({
+            "seq": self.seq, "kind": self.kind, "run_id": self.run_id, "at": self.at,
+            "store": self.store, "key": self.key, "ref": self.ref_seq, "body": body,
+            "prev": self.prev_hash,
+        });
+        Some(hex::encode(Sha256::digest(jcs::value_to_vec(&doc))))
+    }
+
     pub fn body_json(&self) -> Result<Value> {
         serde_json::from_str(&self.body).map_err(|e| LedgerError::Corrupt {
             seq: self.seq,
             message: format!("body is not JSON: {e}"),
         })
     }
-}
-
-/// The chain hash of a row: SHA-256 of the canonical JSON of all its fields
-/// and its predecessor's hash.
-pub fn row_hash(
-    seq: i64,
-    kind: &str,
-    run_id: &str,
-    at: &str,
-    store: Option<&str>,
-    key: Option<&str>,
-    ref_seq: Option<i64>,
-    body: &Value,
-    prev: &str,
-) -> String {
-    let doc = json!({
-        "seq": seq, "kind": kind, "run_id": run_id, "at": at, "store": store,
-        "key": key, "ref": ref_seq, "body": body, "prev": prev,
-    });
-    hex::encode(Sha256::digest(jcs::value_to_vec(&doc)))
 }
 
 /// Where a SQLite ledger file lives, for messages and existence checks.
@@ -149,13 +142,14 @@ impl Ledger {
         } else {
             Backend::Postgres
         };
-        if let Some(path) = sqlite_path(url) {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|e| LedgerError::Prepare {
-                    url: url.redacted(),
-                    message: e.to_string(),
-                })?;
-            }
+        if let Some(dir) = sqlite_path(url)
+            .as_deref()
+            .and_then(std::path::Path::parent)
+        {
+            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Prepare {
+                url: url.redacted(),
+                message: e.to_string(),
+            })?;
         }
         let mut options =
             AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 1 } else { 4 });
@@ -230,45 +224,49 @@ impl Ledger {
         let mut seqs = Vec::with_capacity(rows.len());
         for row in rows {
             seq += 1;
-            let at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-            let hash = row_hash(
-                seq,
-                row.kind,
-                &row.run_id,
-                &at,
-                row.store.as_deref(),
-                row.key.as_deref(),
-                row.ref_seq,
-                &row.body,
-                &prev,
-            );
             let body = String::from_utf8(jcs::value_to_vec(&row.body)).map_err(|e| {
                 LedgerError::Corrupt {
                     seq,
                     message: e.to_string(),
                 }
             })?;
+            let mut stored = LedgerRow {
+                seq,
+                kind: row.kind.to_string(),
+                run_id: row.run_id.clone(),
+                at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                store: row.store.clone(),
+                key: row.key.clone(),
+                ref_seq: row.ref_seq,
+                body,
+                prev_hash: prev,
+                hash: String::new(),
+            };
+            stored.hash = stored.compute_hash().ok_or_else(|| LedgerError::Corrupt {
+                seq,
+                message: "body is not JSON".into(),
+            })?;
             sqlx::query(
                 "INSERT INTO ledger (seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
-            .bind(seq)
-            .bind(row.kind)
-            .bind(row.run_id.clone())
-            .bind(at)
-            .bind(row.store.clone())
-            .bind(row.key.clone())
-            .bind(row.ref_seq)
-            .bind(body)
-            .bind(prev.clone())
-            .bind(hash.clone())
+            .bind(stored.seq)
+            .bind(stored.kind)
+            .bind(stored.run_id)
+            .bind(stored.at)
+            .bind(stored.store)
+            .bind(stored.key)
+            .bind(stored.ref_seq)
+            .bind(stored.body)
+            .bind(stored.prev_hash)
+            .bind(stored.hash.clone())
             .execute(&mut **tx)
             .await?;
             if let Some((sql, arg)) = extra(seq, &row) {
                 sqlx::query(sql).bind(arg).execute(&mut **tx).await?;
             }
             seqs.push(seq);
-            prev = hash;
+            prev = stored.hash;
         }
         Ok(seqs)
     }
@@ -394,21 +392,7 @@ impl Ledger {
             if row.prev_hash != prev {
                 report.problems.push(format!("row {}: does not link to the row before it (a row was removed, inserted or reordered)", row.seq));
             }
-            let recomputed = match serde_json::from_str::<Value>(&row.body) {
-                Ok(body) => row_hash(
-                    row.seq,
-                    &row.kind,
-                    &row.run_id,
-                    &row.at,
-                    row.store.as_deref(),
-                    row.key.as_deref(),
-                    row.ref_seq,
-                    &body,
-                    &row.prev_hash,
-                ),
-                Err(_) => String::new(),
-            };
-            if recomputed != row.hash {
+            if row.compute_hash().as_deref() != Some(row.hash.as_str()) {
                 report.problems.push(format!(
                     "row {}: content does not match its hash (the row was edited)",
                     row.seq

@@ -28,7 +28,7 @@ impl CalendarDuration {
     pub fn parse(text: &str) -> Result<Self, String> {
         let expected = "expected a duration like \"6 months\", \"5 years\", \"90 days\" or \"1 year 6 months\"";
         let words: Vec<&str> = text.split_whitespace().collect();
-        if words.is_empty() || words.len() % 2 != 0 {
+        if words.is_empty() || !words.len().is_multiple_of(2) {
             return Err(format!("{expected}, got {text:?}"));
         }
         let mut d = CalendarDuration { months: 0, days: 0 };

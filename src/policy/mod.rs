@@ -314,14 +314,14 @@ impl Policy {
                     },
                     None => None,
                 };
-                if let (Some(min), Some(min_span)) = (minimum, &purpose.minimum) {
-                    if can_be_shorter(retain, min) {
-                        c.at(
-                            min_span,
-                            format!("retain ({retain}) is shorter than the legal minimum ({min}) for purpose {name:?}; a purpose must be kept at least as long as the law requires"),
-                        );
-                        continue;
-                    }
+                if let (Some(min), Some(min_span)) = (minimum, &purpose.minimum)
+                    && can_be_shorter(retain, min)
+                {
+                    c.at(
+                        min_span,
+                        format!("retain ({retain}) is shorter than the legal minimum ({min}) for purpose {name:?}; a purpose must be kept at least as long as the law requires"),
+                    );
+                    continue;
                 }
                 if purpose.basis.value.trim().is_empty() {
                     c.at(

@@ -1,0 +1,248 @@
+//! A crash at any instant leaves a state that the next run completes, with
+//! nothing deleted that the ledger does not show and no certificate claiming
+//! an object that still exists.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use lethe::config::DatabaseUrl;
+use lethe::execute::{Intent, Journal, Role};
+use lethe::ledger::{Ledger, NewRow, kind};
+
+use crate::*;
+
+fn intent(store: &str, key: &str, recording: &str, role: Role) -> Intent {
+    let t = chrono::Utc::now() - chrono::Duration::days(1000);
+    Intent {
+        store: store.into(),
+        key: key.into(),
+        role,
+        recording: recording.into(),
+        size: 5,
+        e_tag: None,
+        purposes: vec!["quality".into()],
+        recorded_at: t,
+        expires_at: t,
+        rules: vec!["contact-centre".into()],
+        purpose: "quality".into(),
+        basis: "GDPR Art. 6(1)(f): service quality monitoring".into(),
+    }
+}
+
+/// Leaves the ledger as a run killed between its intents and its outcomes would.
+async fn crashed_run(w: &World, groups: &[(&str, &[&str])]) {
+    let ledger = Ledger::open(&DatabaseUrl::new(format!(
+        "sqlite://{}?mode=rwc",
+        w.path("lethe.db").display()
+    )))
+    .await
+    .unwrap();
+    ledger
+        .append(vec![NewRow {
+            kind: kind::RUN_STARTED,
+            run_id: "crashed-run".into(),
+            store: None,
+            key: None,
+            ref_seq: None,
+            body: serde_json::json!({}),
+        }])
+        .await
+        .unwrap();
+    let mut intents = Vec::new();
+    for (recording, others) in groups {
+        intents.push(intent("recordings", recording, recording, Role::Recording));
+        for o in *others {
+            intents.push(intent(
+                "recordings",
+                o,
+                recording,
+                if o.ends_with(".json") {
+                    Role::Sidecar
+                } else {
+                    Role::Companion
+                },
+            ));
+        }
+    }
+    ledger
+        .journal("crashed-run")
+        .record_intents(&intents)
+        .await
+        .unwrap();
+    ledger.close().await;
+}
+
+#[tokio::test]
+async fn a_run_killed_after_deleting_a_recording_is_completed_and_certified_by_the_next() {
+    let w = World::new();
+    let dir = format!("calls/quality/{}", months_ago(30));
+    let (rec, sidecar, companion) = (
+        format!("{dir}/C-1.wav"),
+        format!("{dir}/C-1.json"),
+        "transcripts/C-1.txt".to_string(),
+    );
+    let untouched = format!("{dir}/C-2.wav");
+    w.put(&rec, "audio");
+    w.put(&sidecar, "{}");
+    w.put(&companion, "text");
+    w.put(&untouched, "audio");
+    crashed_run(&w, &[(&rec, &[&sidecar, &companion]), (&untouched, &[])]).await;
+    // The crash came after the recording was deleted, before its sidecar and companion.
+    std::fs::remove_file(w.store().join(&rec)).unwrap();
+
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("completed an interrupted run"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!w.exists(&sidecar) && !w.exists(&companion) && !w.exists(&untouched));
+    // Every object appears once: the interrupted group via recovery, C-2 via the fresh plan.
+    assert_eq!(
+        sorted(w.manifest_keys(1)),
+        sorted(vec![rec.clone(), sidecar, companion, untouched.clone()])
+    );
+    let p = w.payload(1);
+    let runs: Vec<(String, String)> = p["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().into(),
+                r["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runs[0],
+        ("crashed-run".to_string(), "interrupted".to_string())
+    );
+    assert_eq!(runs[1].1, "completed");
+    // C-2's old intent was abandoned (it was never deleted), then deleted afresh.
+    let abandoned = w.sql("SELECT COUNT(*) FROM ledger WHERE kind = 'outcome' AND body LIKE '%\"result\":\"abandoned\"%'");
+    assert_eq!(abandoned, "1");
+    assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
+    assert_exit(
+        &w.lethe(&["verify", w.cert(1).to_str().unwrap(), "--check-store"]),
+        0,
+    );
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
+
+/// A tiny deterministic generator, so that a failing trial can be replayed.
+fn next(seed: &mut u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+#[test]
+fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_deletions() {
+    let trials = std::env::var("LETHE_CRASH_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(6u64);
+    let mut seed = 0x1e7e_u64;
+    for trial in 0..trials {
+        let mut w = World::new();
+        w.safety = "max_deletions = 1000000\nmax_fraction = 1.0\n".into();
+        w.write_config();
+        let old = months_ago(30);
+        let new = months_ago(1);
+        let mut expired = BTreeSet::new();
+        let mut kept = BTreeSet::new();
+        for i in 0..1500 {
+            let rec = format!("calls/quality/{old}/E-{i:05}.wav");
+            w.put(&rec, "audio");
+            expired.insert(rec);
+            if i % 3 == 0 {
+                let t = format!("transcripts/E-{i:05}.txt");
+                w.put(&t, "text");
+                expired.insert(t);
+            }
+        }
+        for i in 0..300 {
+            let rec = format!("calls/quality/{new}/K-{i:05}.wav");
+            w.put(&rec, "audio");
+            kept.insert(rec);
+        }
+
+        // Kill one run somewhere in its life (it takes roughly a second here).
+        let delay = Duration::from_millis(next(&mut seed) % 1500);
+        let mut child = w
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < delay {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+
+        // Nothing may be gone that was not expired, whatever the instant.
+        for k in &kept {
+            assert!(
+                w.exists(k),
+                "trial {trial} (kill after {delay:?}): {k} was wrongly deleted"
+            );
+        }
+        // Whatever a certificate issued before the kill claims is really gone.
+        for n in 1.. {
+            if !w.cert(n).exists() {
+                break;
+            }
+            for k in w.manifest_keys(n) {
+                assert!(
+                    !w.exists(&k),
+                    "trial {trial}: certificate {n} claims {k}, which still exists"
+                );
+            }
+        }
+
+        // The next run completes everything.
+        let out = w.lethe(&["run"]);
+        assert_exit(&out, 0);
+        for k in &expired {
+            assert!(
+                !w.exists(k),
+                "trial {trial}: {k} was not deleted after recovery"
+            );
+        }
+        for k in &kept {
+            assert!(w.exists(k), "trial {trial}: {k} was wrongly deleted");
+        }
+        // Every deleted object is certified exactly once, and nothing else is.
+        let mut certified = Vec::new();
+        for n in 1.. {
+            if !w.cert(n).exists() {
+                break;
+            }
+            assert_exit(
+                &w.lethe(&["verify", w.cert(n).to_str().unwrap(), "--check-store"]),
+                0,
+            );
+            certified.extend(w.manifest_keys(n));
+        }
+        let unique: BTreeSet<String> = certified.iter().cloned().collect();
+        assert_eq!(
+            unique.len(),
+            certified.len(),
+            "trial {trial}: an object is certified twice"
+        );
+        assert_eq!(
+            unique, expired,
+            "trial {trial}: certified set differs from the deleted set"
+        );
+        assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+        assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
+    }
+}

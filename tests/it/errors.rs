@@ -1,0 +1,207 @@
+//! Bad input gets a clear error naming where, and nothing is lost.
+
+use crate::*;
+
+fn world_with_expired() -> (World, String) {
+    let w = World::new();
+    let key = format!("calls/quality/{}/C-1.wav", months_ago(30));
+    w.put(&key, "audio");
+    (w, key)
+}
+
+#[test]
+fn a_typo_in_the_config_is_an_error_with_line_and_column() {
+    let (w, key) = world_with_expired();
+    let config = std::fs::read_to_string(w.config())
+        .unwrap()
+        .replace("max_fraction", "max_fracton");
+    std::fs::write(w.config(), config).unwrap();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "{}:11:1: unknown field `max_fracton`",
+            w.config().display()
+        )),
+        "{err}"
+    );
+    assert!(w.exists(&key));
+    assert!(
+        !w.path("lethe.db").exists(),
+        "nothing may be recorded either"
+    );
+}
+
+#[test]
+fn a_broken_policy_names_file_line_and_column_and_stops_the_run() {
+    let (w, key) = world_with_expired();
+    w.write(
+        "policies/retention.yaml",
+        &POLICY.replace("retain: 6 months", "retain: 6 monhts"),
+    );
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    let file = w.path("policies/retention.yaml");
+    assert!(
+        err.contains(&format!(
+            "{}:3:27: retain: expected a duration",
+            file.display()
+        )),
+        "{err}"
+    );
+    assert!(w.exists(&key));
+
+    w.write(
+        "policies/retention.yaml",
+        &POLICY.replace(
+            "  - name: contact-centre",
+            "  - name: contact-centre\n  oops: [unclosed",
+        ),
+    );
+    let out = w.lethe(&["plan"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains(&format!("{}:", file.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+}
+
+#[test]
+fn a_rule_for_an_unknown_store_is_a_policy_error() {
+    let (w, key) = world_with_expired();
+    w.write(
+        "policies/retention.yaml",
+        &POLICY.replace("store: recordings", "store: recordings-eu"),
+    );
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("names store \"recordings-eu\", which lethe.toml does not configure"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+}
+
+#[test]
+fn an_empty_policy_folder_is_refused() {
+    let (w, key) = world_with_expired();
+    std::fs::remove_file(w.path("policies/retention.yaml")).unwrap();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("no policy files (*.yaml) found"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+}
+
+#[test]
+fn a_signing_key_readable_by_others_is_refused_before_anything_is_deleted() {
+    use std::os::unix::fs::PermissionsExt;
+    let (w, key) = world_with_expired();
+    std::fs::set_permissions(
+        w.path("keys/lethe.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("readable by group or others (mode 0644)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+    // The check applies to the file a link resolves to (Kubernetes Secret volumes are links).
+    std::fs::set_permissions(
+        w.path("keys/lethe.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(w.path("keys/lethe.key"), w.path("keys/link.key")).unwrap();
+    let mut cmd = w.command(&["run"]);
+    cmd.env("LETHE_SIGNING_KEY", w.path("keys/link.key"));
+    assert_exit(&cmd.output().unwrap(), 0);
+    assert!(!w.exists(&key));
+}
+
+#[test]
+fn a_missing_signing_key_is_a_usage_error() {
+    let (w, key) = world_with_expired();
+    let mut cmd = w.command(&["run"]);
+    cmd.env("LETHE_SIGNING_KEY", w.path("keys/nope.key"));
+    let out = cmd.output().unwrap();
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("nope.key: cannot read it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+}
+
+#[test]
+fn an_unreachable_store_fails_alone_and_the_others_are_done_and_certified() {
+    let mut w = World::new();
+    let key = format!("calls/quality/{}/C-1.wav", months_ago(30));
+    w.put(&key, "audio");
+    w.extra_stores = "\n[[stores]]\nname = \"archive\"\nurl = \"does-not-exist\"\n".into();
+    w.write_config();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(text.contains("store archive"), "{text}");
+    assert!(text.contains("FAILED"), "{text}");
+    assert!(!w.exists(&key), "the reachable store is still processed");
+    let p = w.payload(1);
+    assert_eq!(p["run"]["status"], "completed-with-failures");
+    assert_eq!(p["counts"]["recordings_deleted"], 1);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let w = World::new();
+    assert_exit(&w.lethe(&["frobnicate"]), 2);
+    assert_exit(&w.lethe(&["plan", "--format", "yaml"]), 2);
+    assert_exit(&w.lethe(&["--help"]), 0);
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_a_key() {
+    let w = World::new();
+    let before = read(&w.path("keys/lethe.key"));
+    let out = w.lethe(&[
+        "keygen",
+        "--out",
+        w.path("keys/lethe.key").to_str().unwrap(),
+    ]);
+    assert_exit(&out, 2);
+    assert_eq!(read(&w.path("keys/lethe.key")), before);
+}
+
+#[test]
+fn an_unsupported_database_url_is_a_config_error() {
+    let (w, key) = world_with_expired();
+    let config = std::fs::read_to_string(w.config())
+        .unwrap()
+        .replace("sqlite://lethe.db", "mysql://user:hunter2@db/lethe");
+    std::fs::write(w.config(), config).unwrap();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("unsupported database URL"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("hunter2"),
+        "the password must not be printed"
+    );
+    assert!(w.exists(&key));
+}

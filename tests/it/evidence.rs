@@ -1,0 +1,264 @@
+//! Certificates and the ledger as evidence: tampering is detected, and an
+//! auditor can check a certificate with openssl alone.
+
+use std::process::Command;
+
+use crate::*;
+
+fn certified_world() -> World {
+    let w = World::new();
+    for i in 0..3 {
+        w.put(
+            &format!("calls/quality/{}/C-{i}.wav", months_ago(30)),
+            "audio",
+        );
+        w.put(&format!("transcripts/C-{i}.txt"), "text");
+    }
+    w.put(
+        &format!("calls/quality/{}/KEEP.wav", months_ago(1)),
+        "audio",
+    );
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert_exit(&w.lethe(&["run"]), 0);
+    w
+}
+
+fn verify(w: &World, cert: &std::path::Path) -> std::process::Output {
+    w.lethe(&[
+        "verify",
+        cert.to_str().unwrap(),
+        "--public-key",
+        w.public_key().to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn any_changed_byte_in_a_certificate_or_manifest_fails_verification() {
+    let w = certified_world();
+    assert_exit(&verify(&w, &w.cert(1)), 0);
+    let original = read(&w.cert(1));
+    let tampered = w.path("certificates/tampered.json");
+    let key = lethe::certificate::dsse::load_public_key(&w.public_key()).unwrap();
+    // Every byte of the certificate file, flipped one at a time (in process, for speed)...
+    for i in 0..original.len() {
+        for mask in [0x01u8, 0x20, 0x80] {
+            let mut bytes = original.clone();
+            bytes[i] ^= mask;
+            std::fs::write(&tampered, &bytes).unwrap();
+            assert!(
+                !lethe::certificate::verify(&tampered, &key).passed(),
+                "byte {i} ^ {mask:#x} was not detected"
+            );
+        }
+    }
+    // ...and a few through the command line, which must exit 4.
+    for i in [
+        0,
+        original.len() / 3,
+        original.len() / 2,
+        original.len() - 1,
+    ] {
+        let mut bytes = original.clone();
+        bytes[i] ^= 0x01;
+        std::fs::write(&tampered, &bytes).unwrap();
+        let out = verify(&w, &tampered);
+        assert_eq!(
+            code(&out),
+            4,
+            "byte {i} flipped was not detected: {}",
+            stdout(&out)
+        );
+    }
+    // A manifest with one byte changed.
+    let manifest = read(&w.manifest(1));
+    for i in [0, manifest.len() / 2, manifest.len() - 2] {
+        let mut bytes = manifest.clone();
+        bytes[i] ^= 0x20;
+        std::fs::write(w.manifest(1), &bytes).unwrap();
+        let out = verify(&w, &w.cert(1));
+        assert_exit(&out, 4);
+        assert!(stdout(&out).contains("FAIL  manifest"), "{}", stdout(&out));
+    }
+    // A manifest with a line removed (its hash and root both change).
+    let text = String::from_utf8(manifest.clone()).unwrap();
+    let shorter: String = text.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(w.manifest(1), shorter).unwrap();
+    assert_exit(&verify(&w, &w.cert(1)), 4);
+    std::fs::write(w.manifest(1), &manifest).unwrap();
+    assert_exit(&verify(&w, &w.cert(1)), 0);
+}
+
+#[test]
+fn a_certificate_signed_by_another_key_fails() {
+    let w = certified_world();
+    let other = w.path("other.key");
+    assert_exit(&w.lethe(&["keygen", "--out", other.to_str().unwrap()]), 0);
+    let out = w.lethe(&[
+        "verify",
+        w.cert(1).to_str().unwrap(),
+        "--public-key",
+        w.path("other.key.pub").to_str().unwrap(),
+    ]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("does not verify with this public key"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn a_replaced_previous_certificate_breaks_the_chain() {
+    let w = certified_world();
+    assert_exit(&verify(&w, &w.cert(2)), 0);
+    // Re-issue #1 from another world with the same sequence number: the link breaks.
+    let other = certified_world();
+    std::fs::copy(other.cert(1), w.cert(1)).unwrap();
+    let out = verify(&w, &w.cert(2));
+    assert_exit(&out, 4);
+    assert!(stdout(&out).contains("FAIL  chain"), "{}", stdout(&out));
+}
+
+#[test]
+fn ledger_verify_detects_edited_removed_and_truncated_rows() {
+    let w = certified_world();
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    let rows: i64 = w.sql("SELECT COUNT(*) FROM ledger").parse().unwrap();
+
+    // An edited outcome: claim another object was deleted.
+    let original = w.sql("SELECT body FROM ledger WHERE kind = 'outcome' ORDER BY seq LIMIT 1");
+    let edited = original.replace("\"size\":5", "\"size\":6");
+    assert_ne!(original, edited);
+    w.sql(&format!("UPDATE ledger SET body = '{}' WHERE seq = (SELECT MIN(seq) FROM ledger WHERE kind = 'outcome')", edited.replace('\'', "''")));
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("content does not match its hash (the row was edited)"),
+        "{}",
+        stdout(&out)
+    );
+    w.sql(&format!("UPDATE ledger SET body = '{}' WHERE seq = (SELECT MIN(seq) FROM ledger WHERE kind = 'outcome')", original.replace('\'', "''")));
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+
+    // A row removed from the middle.
+    let backup = w.sql("SELECT seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash FROM ledger WHERE seq = 3");
+    assert!(!backup.is_empty());
+    w.sql("DELETE FROM ledger WHERE seq = 3");
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("row 4: expected sequence number 3"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Rows removed from the end: only the certificates' anchors can tell.
+    let w = certified_world();
+    let last_anchor: i64 = w.payload(2)["ledger"]["last_seq"].as_i64().unwrap();
+    w.sql(&format!("DELETE FROM ledger WHERE seq >= {last_anchor}"));
+    assert!(last_anchor < rows + 1);
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains(&format!(
+            "certificate #2 pins ledger row {last_anchor}, which is missing"
+        )),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn lost_certificate_files_are_rebuilt_byte_for_byte_by_the_next_run() {
+    let w = certified_world();
+    let cert = read(&w.cert(2));
+    let manifest = read(&w.manifest(2));
+    std::fs::remove_file(w.cert(2)).unwrap();
+    std::fs::remove_file(w.manifest(2)).unwrap();
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert_eq!(read(&w.cert(2)), cert);
+    assert_eq!(read(&w.manifest(2)), manifest);
+    assert_exit(&verify(&w, &w.cert(3)), 0);
+}
+
+#[test]
+fn an_auditor_can_check_a_certificate_with_openssl() {
+    let w = certified_world();
+    let env: serde_json::Value = serde_json::from_slice(&read(&w.cert(1))).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = b64.decode(env["payload"].as_str().unwrap()).unwrap();
+    let sig = b64
+        .decode(env["signatures"][0]["sig"].as_str().unwrap())
+        .unwrap();
+    let payload_type = env["payloadType"].as_str().unwrap();
+    assert_eq!(
+        payload_type,
+        "application/vnd.lethe.deletion-certificate.v1+json"
+    );
+    let mut pae = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    pae.extend_from_slice(&payload);
+    std::fs::write(w.path("pae.bin"), &pae).unwrap();
+    std::fs::write(w.path("sig.bin"), &sig).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkeyutl", "-verify", "-pubin", "-inkey"])
+        .arg(w.public_key())
+        .args(["-rawin", "-in"])
+        .arg(w.path("pae.bin"))
+        .arg("-sigfile")
+        .arg(w.path("sig.bin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {} {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("Signature Verified Successfully"));
+    // The private key is a PKCS#8 PEM that openssl reads too.
+    let out = Command::new("openssl")
+        .args(["pkey", "-noout", "-in"])
+        .arg(w.path("keys/lethe.key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The manifest hash is a plain SHA-256 of the file.
+    let out = Command::new("sha256sum")
+        .arg(w.manifest(1))
+        .output()
+        .unwrap();
+    let p: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert!(stdout(&out).starts_with(p["manifest_sha256"].as_str().unwrap()));
+}
+
+#[test]
+fn the_readme_python_check_works() {
+    let w = certified_world();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```python\n")
+        .expect("README has a python block")
+        + "```python\n".len();
+    let script = &readme[start..start + readme[start..].find("```").unwrap()];
+    std::fs::write(w.path("check.py"), script).unwrap();
+    let out = Command::new("python3")
+        .arg(w.path("check.py"))
+        .arg(w.cert(2))
+        .arg(w.public_key())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("certificate #2: signature, manifest and Merkle root OK"),
+        "{}",
+        stdout(&out)
+    );
+}

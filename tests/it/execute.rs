@@ -1,0 +1,200 @@
+//! The executor through the library API, with a store that refuses some
+//! deletions: failures are reported per object and the rest completes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use lethe::classify::classify;
+use lethe::config::DatabaseUrl;
+use lethe::decide::{Action, plan_item};
+use lethe::execute::{self, Options, Status};
+use lethe::ledger::Ledger;
+use lethe::policy::Policy;
+use lethe::scan::scan;
+use lethe::store::Store;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+use crate::*;
+
+/// Refuses to delete any key containing `needle`.
+#[derive(Debug)]
+struct RefusingStore {
+    inner: Arc<LocalFileSystem>,
+    needle: &'static str,
+}
+
+impl fmt::Display for RefusingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RefusingStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for RefusingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let inner = self.inner.clone();
+        let needle = self.needle;
+        locations
+            .then(move |location| {
+                let inner = inner.clone();
+                async move {
+                    let location = location?;
+                    if location.as_ref().contains(needle) {
+                        return Err(object_store::Error::Generic {
+                            store: "refusing",
+                            source: "access denied (injected)".into(),
+                        });
+                    }
+                    inner
+                        .delete_stream(futures::stream::once(async move { Ok(location) }).boxed())
+                        .next()
+                        .await
+                        .expect("one result")
+                }
+            })
+            .boxed()
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test]
+async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
+    let w = World::new();
+    let old = months_ago(30);
+    for id in ["A", "B", "FAIL-C", "D"] {
+        w.put(&format!("calls/quality/{old}/{id}.wav"), "audio");
+        w.put(&format!("transcripts/{id}.txt"), "text");
+    }
+    let inner = Arc::new(LocalFileSystem::new_with_prefix(w.store()).unwrap());
+    let store = Store::from_object_store(
+        "recordings",
+        "file:///test",
+        Arc::new(RefusingStore {
+            inner,
+            needle: "FAIL",
+        }),
+    );
+    let policy = Policy::from_sources(vec![(
+        "p.yaml".into(),
+        "p.yaml".into(),
+        POLICY.as_bytes().to_vec(),
+    )])
+    .unwrap();
+    let now = chrono::Utc::now();
+    let items: Vec<_> = scan(&store, &policy, 4)
+        .filter_map(|s| {
+            let item = plan_item("recordings", classify(s.unwrap(), &policy), &policy, now);
+            async move { item }
+        })
+        .collect()
+        .await;
+    assert_eq!(
+        items.iter().filter(|i| i.action == Action::Delete).count(),
+        4
+    );
+
+    let ledger = Ledger::open(&DatabaseUrl::new(format!(
+        "sqlite://{}?mode=rwc",
+        w.path("exec.db").display()
+    )))
+    .await
+    .unwrap();
+    let report = execute::execute(
+        &store,
+        futures::stream::iter(items),
+        &ledger.journal("run-1"),
+        Options {
+            batch: 2,
+            concurrency: 4,
+        },
+    )
+    .await;
+    assert_eq!(report.recordings_deleted, 3);
+    assert_eq!(report.objects_deleted, 6);
+    assert_eq!(report.failed, 1);
+    assert_eq!(
+        report.skipped, 1,
+        "the companion of the refused recording is not attempted"
+    );
+    assert!(
+        report.failures[0].contains("FAIL-C.wav")
+            && report.failures[0].contains("access denied (injected)"),
+        "{:?}",
+        report.failures
+    );
+    assert!(report.aborted.is_none());
+    for id in ["A", "B", "D"] {
+        assert!(!w.exists(&format!("calls/quality/{old}/{id}.wav")));
+        assert!(!w.exists(&format!("transcripts/{id}.txt")));
+    }
+    assert!(w.exists(&format!("calls/quality/{old}/FAIL-C.wav")));
+    assert!(w.exists("transcripts/FAIL-C.txt"));
+
+    // Every intent has exactly one outcome; the failure is on record.
+    assert!(ledger.pending().await.unwrap().is_empty());
+    let outcomes: Vec<_> = ledger
+        .outcomes(1, i64::MAX)
+        .map(|r| r.unwrap().1)
+        .collect()
+        .await;
+    assert_eq!(outcomes.len(), 8);
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.outcome.result == Status::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(failed[0].intent.key.ends_with("FAIL-C.wav"));
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.outcome.result == Status::Skipped)
+            .count(),
+        1
+    );
+    assert!(ledger.verify().await.unwrap().problems.is_empty());
+}

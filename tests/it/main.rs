@@ -1,0 +1,212 @@
+//! Integration tests: the real `lethe` binary against real folders and a real
+//! SQLite ledger. Each test builds its own world in a temporary folder with
+//! [`World`] and asserts what is gone, what remains, the exit code, and what
+//! the ledger and certificates say.
+
+mod crash;
+mod errors;
+mod evidence;
+mod execute;
+mod local_store;
+mod plan;
+mod run;
+mod vectors;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use chrono::{DateTime, Months, Utc};
+
+pub const POLICY: &str = r#"
+purposes:
+  quality:      { retain: 6 months,  basis: "GDPR Art. 6(1)(f): service quality monitoring" }
+  training:     { retain: 12 months, basis: "GDPR Art. 6(1)(a): consent to use the call in staff training" }
+  disputes:     { retain: 24 months, basis: "GDPR Art. 17(3)(e): establishment or defence of legal claims" }
+  feedback:     { retain: 3 months,  basis: "GDPR Art. 6(1)(f): customer feedback analysis" }
+  mifid-orders: { retain: 5 years, minimum: 5 years, basis: "MiFID II Art. 16(7)" }
+
+recordings:
+  - name: contact-centre
+    store: recordings
+    match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav"
+    sidecar: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.json"
+    companions:
+      - "transcripts/{call_id}.txt"
+"#;
+
+/// A temporary installation: config, policy, key, store folder, ledger.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub safety: String,
+    pub extra_stores: String,
+}
+
+#[allow(clippy::new_without_default)] // a World has side effects: it is made, not defaulted
+impl World {
+    pub fn new() -> Self {
+        let world = World {
+            dir: tempfile::tempdir().unwrap(),
+            safety: "max_deletions = 100000\nmax_fraction = 1.0\n".into(),
+            extra_stores: String::new(),
+        };
+        std::fs::create_dir_all(world.store()).unwrap();
+        world.write("policies/retention.yaml", POLICY);
+        let out = world.lethe(&[
+            "keygen",
+            "--out",
+            world.path("keys/lethe.key").to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "keygen: {}", stderr(&out));
+        world.write_config();
+        world
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.path("recordings")
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path("lethe.toml")
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+
+    pub fn write_config(&self) {
+        let config = format!(
+            "policies = \"policies\"\ndatabase = \"sqlite://lethe.db\"\ncertificates = \"certificates\"\n\n[signing]\nkey = \"keys/lethe.key\"\nkey_id = \"test-key\"\n\n[safety]\n{}\n[[stores]]\nname = \"recordings\"\nurl = \"recordings\"\n{}",
+            self.safety, self.extra_stores
+        );
+        self.write("lethe.toml", &config);
+    }
+
+    /// Creates an object in the store (parents included).
+    pub fn put(&self, key: &str, contents: &str) {
+        let p = self.store().join(key);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, contents).unwrap();
+    }
+
+    pub fn exists(&self, key: &str) -> bool {
+        self.store().join(key).symlink_metadata().is_ok()
+    }
+
+    /// Runs the binary with this world's config and a clean environment.
+    pub fn lethe(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lethe"));
+        cmd.arg("--config")
+            .arg(self.config())
+            .args(args)
+            .current_dir(self.dir.path());
+        for var in [
+            "LETHE_CONFIG",
+            "LETHE_DATABASE",
+            "LETHE_SIGNING_KEY",
+            "LETHE_LOG",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    pub fn cert(&self, n: u64) -> PathBuf {
+        self.path(&format!("certificates/lethe-cert-{n:06}.json"))
+    }
+
+    pub fn manifest(&self, n: u64) -> PathBuf {
+        self.path(&format!("certificates/lethe-cert-{n:06}.manifest.jsonl"))
+    }
+
+    /// The decoded payload of certificate `n`.
+    pub fn payload(&self, n: u64) -> serde_json::Value {
+        let env: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.cert(n)).unwrap()).unwrap();
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(env["payload"].as_str().unwrap())
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// The `(store, key)` pairs of manifest `n`.
+    pub fn manifest_keys(&self, n: u64) -> Vec<String> {
+        std::fs::read_to_string(self.manifest(n))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["key"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+
+    pub fn public_key(&self) -> PathBuf {
+        self.path("keys/lethe.key.pub")
+    }
+
+    pub fn sql(&self, sql: &str) -> String {
+        let out = Command::new("python3")
+            .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); r=c.execute(sys.argv[2]).fetchall(); c.commit(); print('\\n'.join('|'.join(str(x) for x in row) for row in r))"])
+            .arg(self.path("lethe.db"))
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sql {sql}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+/// A date `months` before now, as a `YYYY/MM/DD` key segment.
+pub fn months_ago(months: u32) -> String {
+    date_path(Utc::now().checked_sub_months(Months::new(months)).unwrap())
+}
+
+pub fn date_path(t: DateTime<Utc>) -> String {
+    t.format("%Y/%m/%d").to_string()
+}
+
+/// Asserts with the command's output on failure.
+#[track_caller]
+pub fn assert_exit(o: &Output, expected: i32) {
+    assert_eq!(
+        code(o),
+        expected,
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}
