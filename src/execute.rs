@@ -174,7 +174,11 @@ impl Report {
             Status::Failed => {
                 self.failed += 1;
                 let detail = outcome.detail.clone().unwrap_or_default();
-                warn!(store, key = %intent.key, error = %detail, "deletion failed");
+                if self.failed <= LOG_SAMPLE {
+                    warn!(store, key = %intent.key, error = %detail, "deletion failed");
+                } else {
+                    debug!(store, key = %intent.key, error = %detail, "deletion failed");
+                }
                 if self.failures.len() < FAILURE_SAMPLE {
                     self.failures
                         .push(format!("{store}: {}: {detail}", intent.key));

@@ -13,24 +13,8 @@ use crate::certificate::{certificate_file_name, dsse};
 /// The marker that lets `demo` replace a folder it made itself, and only such a folder.
 const MARKER: &str = ".lethe-demo";
 
-pub const POLICY: &str = r#"# Retention policy for the demo contact centre. Each purpose says how long a
-# recording may be kept and on which legal basis; each rule says which objects
-# are recordings and which other objects belong to them.
-purposes:
-  quality:      { retain: 6 months,  basis: "GDPR Art. 6(1)(f): service quality monitoring" }
-  training:     { retain: 12 months, basis: "GDPR Art. 6(1)(a): consent to use the call in staff training" }
-  disputes:     { retain: 24 months, basis: "GDPR Art. 17(3)(e): establishment or defence of legal claims" }
-  feedback:     { retain: 3 months,  basis: "GDPR Art. 6(1)(f): customer feedback analysis" }
-  mifid-orders: { retain: 5 years, minimum: 5 years, basis: "MiFID II Art. 16(7)" }
-
-recordings:
-  - name: contact-centre
-    store: recordings
-    match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav"
-    sidecar: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.json"
-    companions:
-      - "transcripts/{call_id}.txt"
-"#;
+/// The sample policy shipped in `policies/`, used as it is.
+pub const POLICY: &str = include_str!("../../policies/retention.yaml");
 
 fn config(key_id: &str) -> String {
     format!(

@@ -233,8 +233,9 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
-    let filter =
-        EnvFilter::try_from_env("LETHE_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_env("LETHE_LOG")
+        // sqlx reports PostgreSQL notices and slow statements at info: noise for operators.
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},sqlx=warn")));
     let terminal = std::io::stderr().is_terminal();
     let json = match format {
         LogFormat::Auto => !terminal,

@@ -274,3 +274,65 @@ fn logs_are_json_lines_on_stderr_when_not_on_a_terminal_and_never_show_the_key()
     // Data goes to stdout, logs to stderr: stdout has no log lines.
     assert!(!stdout(&out).contains("\"level\""));
 }
+
+/// The PostgreSQL server of the test machine (trust auth, database `test`).
+pub fn postgres_url() -> String {
+    std::env::var("LETHE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_run_works_with_a_postgresql_ledger() {
+    use sqlx::AssertSqlSafe;
+    let admin = sqlx::PgPool::connect(&postgres_url())
+        .await
+        .expect("the PostgreSQL server at 127.0.0.1:5432 (database test)");
+    let schema = format!("lethe_it_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let database = format!("{}?options=-c%20search_path%3D{schema}", postgres_url());
+
+    let w = World::new();
+    let (_, gone, kept) = sample(&w);
+    let lethe = |args: &[&str]| {
+        let mut cmd = w.command(args);
+        cmd.env("LETHE_DATABASE", &database);
+        cmd.output().unwrap()
+    };
+    assert_exit(&lethe(&["run"]), 0);
+    assert_exit(&lethe(&["run"]), 0);
+    assert!(gone.iter().all(|k| !w.exists(k)));
+    assert!(kept.iter().all(|k| w.exists(k)));
+    assert_eq!(sorted(w.manifest_keys(1)), sorted(gone));
+    assert_exit(&lethe(&["ledger", "verify"]), 0);
+    assert_exit(&w.lethe(&["verify", w.cert(2).to_str().unwrap()]), 0);
+    assert!(
+        !w.path("lethe.db").exists(),
+        "the SQLite default is not used"
+    );
+
+    let rows: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {schema}.ledger"
+    )))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        rows,
+        w.payload(2)["ledger"]["last_seq"].as_i64().unwrap() + 1
+    );
+    // Tampering is caught on PostgreSQL as well.
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE {schema}.ledger SET run_id = 'forged' WHERE seq = 2"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    assert_exit(&lethe(&["ledger", "verify"]), 4);
+    sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
