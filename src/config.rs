@@ -353,6 +353,27 @@ impl Settings {
         })
     }
 
+    /// Files and folders that belong to lethe itself; a store must never
+    /// delete them even when they lie inside it.
+    pub fn own_paths(&self) -> Vec<PathBuf> {
+        let mut paths = vec![
+            self.config_path.clone(),
+            self.policies_dir.clone(),
+            self.certificates_dir.clone(),
+            self.signing.key_path.clone(),
+        ];
+        let mut public = self.signing.key_path.clone().into_os_string();
+        public.push(".pub");
+        paths.push(public.into());
+        if let Some(rest) = self.database.expose().strip_prefix("sqlite://") {
+            let db = rest.split('?').next().unwrap_or(rest);
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                paths.push(PathBuf::from(format!("{db}{suffix}")));
+            }
+        }
+        paths
+    }
+
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
         self.stores.iter().find(|s| s.name == name)
     }

@@ -261,6 +261,16 @@ pub(crate) fn load_settings(path: &Path) -> Result<Settings, Failure> {
     Settings::load(path, &EnvOverrides::from_process()).or_exit(Exit::Usage)
 }
 
+/// Opens a configured store with lethe's own files protected.
+pub(crate) fn open_store(
+    settings: &Settings,
+    store: &crate::config::StoreConfig,
+) -> Result<crate::store::Store, crate::store::StoreError> {
+    let mut opened = crate::store::Store::open(&store.name, &store.url)?;
+    opened.protect(&settings.own_paths());
+    Ok(opened)
+}
+
 /// Reads and validates the policies against the configured stores (exit 2).
 pub(crate) fn load_policy(settings: &Settings) -> Result<Policy, Failure> {
     let policy = Policy::load(&settings.policies_dir).or_exit(Exit::Usage)?;

@@ -94,7 +94,7 @@ pub(crate) async fn plan(
     let mut failed = false;
     for sc in &settings.stores {
         let span = info_span!("store", store = %sc.name);
-        let store = Store::open(&sc.name, &sc.url);
+        let store = super::open_store(&settings, sc);
         let url = store
             .as_ref()
             .map(|s| s.display_url())

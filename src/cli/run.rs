@@ -78,7 +78,7 @@ async fn pass(
         .stores
         .iter()
         .map(|sc| {
-            let (store, error) = match Store::open(&sc.name, &sc.url) {
+            let (store, error) = match super::open_store(settings, sc) {
                 Ok(s) => (Some(s), None),
                 Err(e) => (None, Some(e.to_string())),
             };

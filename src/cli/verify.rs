@@ -113,7 +113,7 @@ async fn check_absence(cert: &Path, settings: &crate::config::Settings) -> Check
             .or_insert_with(|| {
                 settings
                     .store(&entry.store)
-                    .and_then(|sc| Store::open(&sc.name, &sc.url).ok())
+                    .and_then(|sc| super::open_store(settings, sc).ok())
             })
             .clone();
         let Some(store) = store else {

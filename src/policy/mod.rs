@@ -587,11 +587,21 @@ fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> PolicyError {
 
 /// serde-saphyr's message without the location and snippet it appends.
 fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message).trim();
-    let line = match line.find(" at line ") {
-        Some(i) => &line[..i],
-        None => line,
-    };
+    let mut line = message.lines().next().unwrap_or(message).trim();
+    line = line.strip_prefix("error: ").unwrap_or(line);
+    // "line 4 column 70: expected ..." repeats what the prefix already says.
+    if line.starts_with("line ")
+        && let Some((_, rest)) = line.split_once(": ")
+    {
+        line = rest;
+    }
+    if let Some(i) = line.find(" at line ") {
+        line = &line[..i];
+    }
+    // Advice meant for programmers using the parser, not for policy authors.
+    if let Some(i) = line.find(", set DuplicateKeyPolicy") {
+        line = &line[..i];
+    }
     line.trim_end_matches(['.', ':']).to_string()
 }
 

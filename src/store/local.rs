@@ -29,6 +29,17 @@ const CHANNEL_CAPACITY: usize = 1024;
 pub struct LocalGuard {
     root: PathBuf,
     fs: Arc<LocalFileSystem>,
+    /// lethe's own files and folders (config, policies, key, ledger,
+    /// certificates) when they live inside the store: never listed as
+    /// objects, never read or deleted.
+    protected: Arc<Vec<PathBuf>>,
+}
+
+const PROTECTED: &str =
+    "lethe's own file (config, policy, key, ledger or certificates): never touched";
+
+fn is_protected(protected: &[PathBuf], path: &Path) -> bool {
+    protected.iter().any(|p| path.starts_with(p))
 }
 
 impl LocalGuard {
@@ -42,7 +53,24 @@ impl LocalGuard {
         Ok(Self {
             root: canonical,
             fs: Arc::new(fs),
+            protected: Arc::new(Vec::new()),
         })
+    }
+
+    /// Marks paths as lethe's own. Paths that do not exist yet (a ledger's
+    /// `-wal` file) are resolved through their folder.
+    pub fn protect(&mut self, paths: &[PathBuf]) {
+        let resolved = paths
+            .iter()
+            .filter_map(|p| {
+                std::fs::canonicalize(p).ok().or_else(|| {
+                    let dir = std::fs::canonicalize(p.parent()?).ok()?;
+                    Some(dir.join(p.file_name()?))
+                })
+            })
+            .filter(|p| p.starts_with(&self.root))
+            .collect();
+        self.protected = Arc::new(resolved);
     }
 
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
@@ -55,13 +83,24 @@ impl LocalGuard {
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
         let root = self.root.clone();
         let fs = self.fs.clone();
+        let protected = self.protected.clone();
         tokio::task::spawn_blocking(move || {
-            let walk = walkdir::WalkDir::new(&root)
+            let mut walk = walkdir::WalkDir::new(&root)
                 .min_depth(1)
                 .follow_links(false)
-                .sort_by_file_name();
-            for entry in walk {
+                .sort_by_file_name()
+                .into_iter();
+            while let Some(entry) = walk.next() {
                 let item = match entry {
+                    Ok(entry) if is_protected(&protected, entry.path()) => {
+                        if entry.file_type().is_dir() {
+                            walk.skip_current_dir();
+                        }
+                        Ok(Listed::Problem {
+                            name: display_relative(&root, entry.path()),
+                            reason: PROTECTED.into(),
+                        })
+                    }
                     Ok(entry) => match classify_entry(&root, &fs, &entry) {
                         Some(item) => Ok(item),
                         None => continue,
@@ -99,6 +138,9 @@ impl LocalGuard {
             .fs
             .path_to_filesystem(path)
             .map_err(|e| e.to_string())?;
+        if is_protected(&self.protected, &fs_path) {
+            return Err(PROTECTED.into());
+        }
         let meta = match std::fs::symlink_metadata(&fs_path) {
             Ok(m) => m,
             Err(_) => return Ok(()),

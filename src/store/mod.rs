@@ -132,6 +132,14 @@ impl Store {
         }
     }
 
+    /// Declares lethe's own files: if they lie inside this store, they are
+    /// reported, never read or deleted.
+    pub fn protect(&mut self, paths: &[std::path::PathBuf]) {
+        if let Some(local) = &mut self.local {
+            local.protect(paths);
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -171,3 +171,59 @@ fn a_store_root_that_is_a_link_is_resolved_once() {
     assert_exit(&w.lethe(&["run"]), 0);
     assert!(!real.join(&key).exists());
 }
+
+#[test]
+fn lethe_never_deletes_its_own_files_even_inside_the_store() {
+    let w = World::new();
+    // A careless setup: the store is the installation folder, and a catch-all rule.
+    w.write(
+        "policies/retention.yaml",
+        "purposes:\n  feedback: { retain: 3 months, basis: \"x\" }\nrecordings:\n  - { name: all, store: recordings, match: \"**\", purposes: [feedback] }\n",
+    );
+    let config = std::fs::read_to_string(w.config())
+        .unwrap()
+        .replace("url = \"recordings\"", "url = \".\"");
+    std::fs::write(w.config(), config).unwrap();
+    w.write("old/call.wav", "audio");
+    assert_exit(&w.lethe(&["run"]), 0);
+    // Age everything, lethe's files included, so that the rule would expire them all.
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000);
+    for entry in walkdir::WalkDir::new(w.dir.path())
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+    {
+        std::fs::File::options()
+            .write(true)
+            .open(entry.path())
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let plan = w.lethe(&["plan"]);
+    assert_exit(&plan, 0);
+    assert!(
+        stdout(&plan).contains("REPORT lethe.db  kept: lethe's own file"),
+        "{}",
+        stdout(&plan)
+    );
+    assert!(
+        stdout(&plan).contains("REPORT certificates  kept: lethe's own file"),
+        "{}",
+        stdout(&plan)
+    );
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    assert!(!w.path("old/call.wav").exists());
+    for own in [
+        "lethe.toml",
+        "policies/retention.yaml",
+        "keys/lethe.key",
+        "keys/lethe.key.pub",
+        "lethe.db",
+        "certificates/lethe-cert-000001.json",
+    ] {
+        assert!(w.path(own).exists(), "{own} was deleted");
+    }
+    assert_eq!(w.manifest_keys(2), vec!["old/call.wav"]);
+}
