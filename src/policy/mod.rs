@@ -609,22 +609,7 @@ fn first_line(message: &str) -> String {
 mod tests {
     use super::*;
 
-    pub const SAMPLE: &str = r#"
-purposes:
-  quality:      { retain: 6 months,  basis: "GDPR Art. 6(1)(f): service quality monitoring" }
-  training:     { retain: 12 months, basis: "GDPR Art. 6(1)(a): consent to use the call in staff training" }
-  disputes:     { retain: 24 months, basis: "GDPR Art. 17(3)(e): establishment or defence of legal claims" }
-  feedback:     { retain: 3 months,  basis: "GDPR Art. 6(1)(f): customer feedback analysis" }
-  mifid-orders: { retain: 5 years, minimum: 5 years, basis: "MiFID II Art. 16(7)" }
-
-recordings:
-  - name: contact-centre
-    store: recordings
-    match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav"
-    sidecar: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.json"
-    companions:
-      - "transcripts/{call_id}.txt"
-"#;
+    const SAMPLE: &str = include_str!("../../policies/retention.yaml");
 
     fn load(files: &[(&str, &str)]) -> Result<Policy> {
         Policy::from_sources(
@@ -692,7 +677,7 @@ recordings:
         let text = SAMPLE.replace("    sidecar:", "    sidecr:");
         let errs = errors(&[("retention.yaml", &text)]);
         assert!(
-            errs[0].starts_with("policies/retention.yaml:13:"),
+            errs[0].starts_with("policies/retention.yaml:15:"),
             "{errs:?}"
         );
         assert!(errs[0].contains("sidecr"), "{errs:?}");
@@ -764,7 +749,7 @@ recordings:
         let err = p.check_stores(&["archive"]).unwrap_err().to_string();
         assert!(
             err.contains(
-                "policies/retention.yaml:10:11: rule \"contact-centre\" names store \"recordings\""
+                "policies/retention.yaml:12:11: rule \"contact-centre\" names store \"recordings\""
             ),
             "{err}"
         );

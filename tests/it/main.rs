@@ -17,22 +17,8 @@ use std::process::{Command, Output};
 
 use chrono::{DateTime, Months, Utc};
 
-pub const POLICY: &str = r#"
-purposes:
-  quality:      { retain: 6 months,  basis: "GDPR Art. 6(1)(f): service quality monitoring" }
-  training:     { retain: 12 months, basis: "GDPR Art. 6(1)(a): consent to use the call in staff training" }
-  disputes:     { retain: 24 months, basis: "GDPR Art. 17(3)(e): establishment or defence of legal claims" }
-  feedback:     { retain: 3 months,  basis: "GDPR Art. 6(1)(f): customer feedback analysis" }
-  mifid-orders: { retain: 5 years, minimum: 5 years, basis: "MiFID II Art. 16(7)" }
-
-recordings:
-  - name: contact-centre
-    store: recordings
-    match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav"
-    sidecar: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.json"
-    companions:
-      - "transcripts/{call_id}.txt"
-"#;
+/// The sample policy shipped in `policies/`.
+pub const POLICY: &str = include_str!("../../policies/retention.yaml");
 
 /// A temporary installation: config, policy, key, store folder, ledger.
 pub struct World {

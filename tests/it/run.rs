@@ -253,6 +253,7 @@ fn logs_are_json_lines_on_stderr_when_not_on_a_terminal_and_never_show_the_key()
     assert_exit(&out, 0);
     let err = stderr(&out);
     let mut messages = Vec::new();
+    let mut spans = std::collections::BTreeSet::new();
     for line in err.lines() {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
@@ -262,7 +263,14 @@ fn logs_are_json_lines_on_stderr_when_not_on_a_terminal_and_never_show_the_key()
                 .unwrap_or_default()
                 .to_string(),
         );
+        if let Some(span) = v["span"].as_object() {
+            let named = span.get("store").or(span.get("run_id")).is_some();
+            spans.insert((span["name"].as_str().unwrap_or_default().to_string(), named));
+        }
     }
+    // One span per run and per store, each carrying its id or name.
+    assert!(spans.contains(&("run".to_string(), true)), "{spans:?}");
+    assert!(spans.contains(&("store".to_string(), true)), "{spans:?}");
     assert!(messages.iter().any(|m| m == "run started"), "{messages:?}");
     assert!(
         messages.iter().any(|m| m == "certificate issued"),
