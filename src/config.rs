@@ -129,6 +129,54 @@ pub struct StoreConfig {
     pub name: String,
     /// The store URL with relative local paths made absolute.
     pub url: String,
+    /// `[stores.options]`: object_store builder settings, validated for the
+    /// URL's scheme (credentials are refused: they come from the environment).
+    pub options: Vec<(String, String)>,
+    pub retry: RetrySettings,
+    /// What the operator asserts about deletions in this store; a run
+    /// refuses to start if the store says otherwise.
+    pub deletion_mode: Option<DeletionMode>,
+}
+
+/// How a deleted object disappears from a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeletionMode {
+    /// Gone, no earlier version kept.
+    Permanent,
+    /// A versioned bucket: the current version is replaced by a delete
+    /// marker, earlier versions remain.
+    DeleteMarker,
+    /// Recoverable for the store's soft-delete retention period.
+    SoftDeleted,
+}
+
+impl DeletionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionMode::Permanent => "permanent",
+            DeletionMode::DeleteMarker => "delete-marker",
+            DeletionMode::SoftDeleted => "soft-deleted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "permanent" => Some(DeletionMode::Permanent),
+            "delete-marker" => Some(DeletionMode::DeleteMarker),
+            "soft-deleted" => Some(DeletionMode::SoftDeleted),
+            _ => None,
+        }
+    }
+}
+
+/// `[stores.retry]`: object_store's retry settings; `None` keeps its default.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RetrySettings {
+    pub max_retries: Option<usize>,
+    pub retry_timeout: Option<std::time::Duration>,
+    pub init_backoff: Option<std::time::Duration>,
+    pub max_backoff: Option<std::time::Duration>,
+    pub backoff_base: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -178,6 +226,22 @@ impl Default for RawSafety {
 struct RawStore {
     name: toml::Spanned<String>,
     url: toml::Spanned<String>,
+    #[serde(default)]
+    options: std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    retry: Option<RawRetry>,
+    #[serde(default)]
+    deletion_mode: Option<toml::Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_retries: Option<usize>,
+    retry_timeout: Option<toml::Spanned<String>>,
+    init_backoff: Option<toml::Spanned<String>>,
+    max_backoff: Option<toml::Spanned<String>>,
+    backoff_base: Option<toml::Spanned<f64>>,
 }
 
 fn default_policies() -> String {
@@ -321,7 +385,72 @@ impl Settings {
             }
             let url = resolve_store_url(&base, store.url.get_ref())
                 .map_err(|m| at(store.url.span(), m))?;
-            stores.push(StoreConfig { name, url });
+            let scheme = url.split_once("://").map_or("file", |(s, _)| s).to_string();
+            let mut options = Vec::new();
+            for (key, value) in &store.options {
+                check_store_option(&scheme, key.get_ref()).map_err(|m| at(key.span(), m))?;
+                let text = match value.get_ref() {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    _ => {
+                        return Err(at(
+                            value.span(),
+                            format!(
+                                "option {} must be a string, number or boolean",
+                                key.get_ref()
+                            ),
+                        ));
+                    }
+                };
+                options.push((key.get_ref().to_ascii_lowercase(), text));
+            }
+            let retry = match &store.retry {
+                None => RetrySettings::default(),
+                Some(r) => {
+                    let duration =
+                        |d: &Option<toml::Spanned<String>>| -> Result<Option<std::time::Duration>> {
+                            d.as_ref()
+                                .map(|d| {
+                                    humantime::parse_duration(d.get_ref().trim()).map_err(|e| {
+                                        at(
+                                            d.span(),
+                                            format!(
+                                                "expected a duration like \"30s\" or \"2m\": {e}"
+                                            ),
+                                        )
+                                    })
+                                })
+                                .transpose()
+                        };
+                    if let Some(b) = &r.backoff_base
+                        && *b.get_ref() <= 1.0
+                    {
+                        return Err(at(b.span(), "backoff_base must be greater than 1".into()));
+                    }
+                    RetrySettings {
+                        max_retries: r.max_retries,
+                        retry_timeout: duration(&r.retry_timeout)?,
+                        init_backoff: duration(&r.init_backoff)?,
+                        max_backoff: duration(&r.max_backoff)?,
+                        backoff_base: r.backoff_base.as_ref().map(|b| *b.get_ref()),
+                    }
+                }
+            };
+            let deletion_mode = match &store.deletion_mode {
+                None => None,
+                Some(m) => Some(DeletionMode::parse(m.get_ref()).ok_or_else(|| {
+                    at(m.span(), format!("deletion_mode must be \"permanent\", \"delete-marker\" or \"soft-deleted\", not {:?}", m.get_ref()))
+                })?),
+            };
+            stores.push(StoreConfig {
+                name,
+                url,
+                options,
+                retry,
+                deletion_mode,
+            });
         }
 
         let database = match &env.database {
@@ -410,13 +539,24 @@ fn resolve_store_url(base: &Path, url: &str) -> std::result::Result<String, Stri
                 })?;
                 Ok(url.to_string())
             }
-            "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" | "http" | "https" => {
-                Err(format!(
-                    "store URL scheme {scheme}:// is not supported by this version of lethe (local folders only)"
-                ))
+            "s3" | "s3a" | "az" | "azure" | "abfs" | "abfss" | "gs" => {
+                let parsed =
+                    url::Url::parse(url).map_err(|e| format!("invalid store URL {url:?}: {e}"))?;
+                if parsed.host_str().is_none_or(str::is_empty) {
+                    return Err(format!(
+                        "store URL {url:?} names no bucket or container, like {scheme}://bucket/prefix"
+                    ));
+                }
+                if parsed.query().is_some()
+                    || parsed.username() != ""
+                    || parsed.password().is_some()
+                {
+                    return Err("a store URL carries no credentials or query; use [stores.options] and the environment".into());
+                }
+                Ok(url.trim_end_matches('/').to_string())
             }
             other => Err(format!(
-                "unknown store URL scheme {other}://; use file:///path or a folder path"
+                "unknown store URL scheme {other}://; use file:///path, a folder path, s3://, az:// or gs://"
             )),
         };
     }
@@ -425,6 +565,57 @@ fn resolve_store_url(base: &Path, url: &str) -> std::result::Result<String, Stri
     url::Url::from_file_path(&path)
         .map(|u| u.to_string())
         .map_err(|_| format!("invalid path {url:?}"))
+}
+
+/// Checks one `[stores.options]` key against the builder of the URL's scheme.
+/// Credentials are refused: they come from the environment or ambient identity.
+fn check_store_option(scheme: &str, key: &str) -> std::result::Result<(), String> {
+    use object_store::aws::AmazonS3ConfigKey as S3;
+    use object_store::azure::AzureConfigKey as Az;
+    use object_store::gcp::GoogleConfigKey as Gcs;
+    let lower = key.to_ascii_lowercase();
+    let secret = |env: &str| {
+        Err(format!(
+            "{key} is a credential: it never belongs in lethe.toml; set {env} in the environment (or use the platform's workload identity)"
+        ))
+    };
+    let from_url = || Err(format!("{key} comes from the store URL"));
+    match scheme {
+        "s3" | "s3a" => match lower.parse::<S3>() {
+            Ok(S3::AccessKeyId | S3::SecretAccessKey | S3::Token) => {
+                secret("AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN")
+            }
+            Ok(S3::Encryption(_)) if lower.contains("customer_key") => {
+                secret("AWS_SSE_CUSTOMER_KEY_BASE64")
+            }
+            Ok(S3::Bucket) => from_url(),
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "unknown S3 option {key:?} (see object_store's AmazonS3ConfigKey: endpoint, region, allow_http, ...)"
+            )),
+        },
+        "az" | "azure" | "abfs" | "abfss" => match lower.parse::<Az>() {
+            Ok(
+                Az::AccessKey | Az::ClientSecret | Az::SasKey | Az::Token | Az::FabricSessionToken,
+            ) => secret("AZURE_STORAGE_ACCOUNT_KEY / AZURE_CLIENT_SECRET / AZURE_STORAGE_SAS_KEY"),
+            Ok(Az::ContainerName) => from_url(),
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "unknown Azure option {key:?} (see object_store's AzureConfigKey: account_name, endpoint, use_emulator, ...)"
+            )),
+        },
+        "gs" => match lower.parse::<Gcs>() {
+            Ok(Gcs::ServiceAccountKey | Gcs::BearerToken) => {
+                secret("GOOGLE_SERVICE_ACCOUNT / GOOGLE_APPLICATION_CREDENTIALS")
+            }
+            Ok(Gcs::Bucket) => from_url(),
+            Ok(_) => Ok(()),
+            Err(_) => Err(format!(
+                "unknown GCS option {key:?} (see object_store's GoogleConfigKey: base_url, service_account, ...)"
+            )),
+        },
+        _ => Err("local folders take no options".into()),
+    }
 }
 
 fn resolve_database(base: &Path, url: &str) -> std::result::Result<DatabaseUrl, String> {
@@ -534,14 +725,62 @@ url = "recordings"
     }
 
     #[test]
-    fn cloud_schemes_are_refused_clearly() {
-        let err = parse(&MINIMAL.replace("url = \"recordings\"", "url = \"s3://bucket/calls\""))
+    fn cloud_stores_take_validated_options_but_never_credentials() {
+        let cloud = |extra: &str| {
+            parse(&MINIMAL.replace(
+                "url = \"recordings\"",
+                &format!("url = \"s3://bucket/calls\"\n{extra}"),
+            ))
+        };
+        let s = cloud("deletion_mode = \"delete-marker\"\n[stores.options]\nendpoint = \"http://127.0.0.1:9000\"\nallow_http = true\n[stores.retry]\nmax_retries = 3\nretry_timeout = \"30s\"").unwrap();
+        assert_eq!(s.stores[0].url, "s3://bucket/calls");
+        assert_eq!(
+            s.stores[0].options,
+            vec![
+                ("allow_http".to_string(), "true".to_string()),
+                ("endpoint".to_string(), "http://127.0.0.1:9000".to_string())
+            ]
+        );
+        assert_eq!(s.stores[0].retry.max_retries, Some(3));
+        assert_eq!(
+            s.stores[0].retry.retry_timeout,
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(s.stores[0].deletion_mode, Some(DeletionMode::DeleteMarker));
+        let err = cloud("[stores.options]\naws_secret_access_key = \"x\"")
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("6:7: store URL scheme s3:// is not supported"),
+            err.contains(":8:1: aws_secret_access_key is a credential"),
             "{err}"
         );
+        let err = cloud("[stores.options]\nendpiont = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":8:1: unknown S3 option \"endpiont\""),
+            "{err}"
+        );
+        let err = cloud("deletion_mode = \"forever\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("deletion_mode must be"), "{err}");
+        let err = cloud("[stores.retry]\nretry_timeout = \"soon\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":8:17: expected a duration"), "{err}");
+        let err = parse(&MINIMAL.replace("url = \"recordings\"", "url = \"ftp://host/x\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("6:7: unknown store URL scheme ftp://"),
+            "{err}"
+        );
+        let err =
+            parse(&MINIMAL.replace("url = \"recordings\"", "url = \"s3://key:secret@bucket/x\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("carries no credentials"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::decide::{Action, Planned};
-use crate::store::{Deleted, Store};
+use crate::store::{DeleteAnswer, Store};
 
 /// How many log lines at info level show individual deletions per store.
 const LOG_SAMPLE: u64 = 10;
@@ -274,57 +275,158 @@ async fn group_intents(store: &Store, item: &Planned) -> Result<Vec<Intent>, Str
     Ok(intents)
 }
 
-/// Deletes `key` and checks that it is gone.
-async fn delete_verified(store: &Store, key: &str) -> (Status, Option<String>) {
-    let deleted = match store.delete(key).await {
-        Ok(d) => d,
-        Err(e) => return (Status::Failed, Some(e.to_string())),
-    };
-    match store.head(key).await {
-        Ok(None) => (
-            if deleted == Deleted::Deleted {
-                Status::Deleted
-            } else {
-                Status::AlreadyAbsent
-            },
-            None,
-        ),
-        Ok(Some(_)) => (
-            Status::Failed,
-            Some("the object is still present after the delete".into()),
-        ),
-        Err(e) => (
-            Status::Failed,
-            Some(format!("absence could not be verified: {e}")),
-        ),
-    }
+/// Attempts per key before a deletion counts as failed.
+const DELETE_ATTEMPTS: u32 = 4;
+/// First pause between attempts; it grows fourfold each time, with jitter.
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+
+fn backoff(attempt: u32) -> Duration {
+    let base = RETRY_BACKOFF * 4u32.pow(attempt.saturating_sub(1));
+    // Full jitter between half and all of the base keeps retries of many
+    // workers from arriving together.
+    base / 2 + base.mul_f64(fastrand::f64() / 2.0)
 }
 
-/// Deletes one group: the recording, then (only if it is gone) the rest.
-async fn delete_group(store: &Store, group: Vec<(i64, Intent)>) -> Vec<(Intent, Outcome)> {
-    let mut out = Vec::with_capacity(group.len());
-    let mut recording_gone = true;
-    for (seq, intent) in group {
-        let (result, detail) = if recording_gone {
-            delete_verified(store, &intent.key).await
-        } else {
-            (
-                Status::Skipped,
-                Some("not attempted: its recording could not be deleted".into()),
-            )
-        };
-        if intent.role == Role::Recording {
-            recording_gone = result.is_certified();
+/// Deletes `keys` in bulk, then checks with a `head` that each one is gone.
+/// Keys still present (or whose absence cannot be checked) are deleted again,
+/// up to [`DELETE_ATTEMPTS`] times with backoff, so that every key ends in
+/// exactly one state. Results come back in the order of `keys`.
+pub async fn delete_verified(
+    store: &Store,
+    keys: &[String],
+    concurrency: usize,
+) -> Vec<(Status, Option<String>)> {
+    let mut results: Vec<Option<(Status, Option<String>)>> = vec![None; keys.len()];
+    let mut confirmed = vec![false; keys.len()];
+    let mut last_error: Vec<Option<String>> = vec![None; keys.len()];
+    let mut pending: Vec<usize> = (0..keys.len()).collect();
+    for attempt in 1..=DELETE_ATTEMPTS {
+        let batch: Vec<String> = pending.iter().map(|&i| keys[i].clone()).collect();
+        let answers = store.delete_many(&batch).await;
+        let mut to_check = Vec::with_capacity(pending.len());
+        for (&i, answer) in pending.iter().zip(answers) {
+            match answer {
+                DeleteAnswer::Deleted => confirmed[i] = true,
+                DeleteAnswer::NotFound => {}
+                // A refusal is lethe's own decision: trying again changes nothing.
+                DeleteAnswer::Refused(reason) => {
+                    results[i] = Some((Status::Failed, Some(reason)));
+                    continue;
+                }
+                DeleteAnswer::Unanswered(error) => last_error[i] = error.or(last_error[i].take()),
+            }
+            to_check.push(i);
         }
-        out.push((
-            intent,
-            Outcome {
-                intent: seq,
-                result,
-                at: Utc::now(),
-                detail,
-            },
-        ));
+        let checks: Vec<(usize, Result<bool, String>)> = futures::stream::iter(to_check)
+            .map(|i| async move {
+                (
+                    i,
+                    store
+                        .head(&keys[i])
+                        .await
+                        .map(|m| m.is_some())
+                        .map_err(|e| e.to_string()),
+                )
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        pending.clear();
+        for (i, check) in checks {
+            match check {
+                Ok(false) => {
+                    let status = if confirmed[i] {
+                        Status::Deleted
+                    } else {
+                        Status::AlreadyAbsent
+                    };
+                    let detail = if confirmed[i] {
+                        None
+                    } else {
+                        last_error[i]
+                            .take()
+                            .map(|e| format!("the store reported {e}, but the object is gone"))
+                    };
+                    results[i] = Some((status, detail));
+                }
+                Ok(true) => {
+                    last_error[i].get_or_insert_with(|| {
+                        "the object is still present after the delete".into()
+                    });
+                    pending.push(i);
+                }
+                Err(e) => {
+                    last_error[i] = Some(format!("absence could not be verified: {e}"));
+                    pending.push(i);
+                }
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if attempt < DELETE_ATTEMPTS {
+            debug!(
+                store = store.name(),
+                keys = pending.len(),
+                attempt,
+                "retrying deletions"
+            );
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+    for i in pending {
+        results[i] = Some((Status::Failed, last_error[i].take()));
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or((Status::Failed, Some("no result".into()))))
+        .collect()
+}
+
+/// Deletes a batch of groups: every group's recording first, in bulk; then,
+/// for the groups whose recording is verified gone, their sidecars and
+/// companions. The objects of a group whose recording stays are not touched.
+async fn delete_groups(
+    store: &Store,
+    groups: Vec<Vec<(i64, Intent)>>,
+    concurrency: usize,
+) -> Vec<(Intent, Outcome)> {
+    let recordings: Vec<String> = groups.iter().map(|g| g[0].1.key.clone()).collect();
+    let recording_results = delete_verified(store, &recordings, concurrency).await;
+    let others: Vec<(usize, usize)> = groups
+        .iter()
+        .enumerate()
+        .filter(|(gi, _)| recording_results[*gi].0.is_certified())
+        .flat_map(|(gi, g)| (1..g.len()).map(move |ii| (gi, ii)))
+        .collect();
+    let other_keys: Vec<String> = others
+        .iter()
+        .map(|&(gi, ii)| groups[gi][ii].1.key.clone())
+        .collect();
+    let mut other_results: HashMap<(usize, usize), (Status, Option<String>)> = others
+        .into_iter()
+        .zip(delete_verified(store, &other_keys, concurrency).await)
+        .collect();
+    let mut out = Vec::new();
+    for ((gi, group), recording) in groups.into_iter().enumerate().zip(recording_results) {
+        for (ii, (seq, intent)) in group.into_iter().enumerate() {
+            let (result, detail) = match ii {
+                0 => recording.clone(),
+                _ => other_results.remove(&(gi, ii)).unwrap_or((
+                    Status::Skipped,
+                    Some("not attempted: its recording could not be deleted".into()),
+                )),
+            };
+            out.push((
+                intent,
+                Outcome {
+                    intent: seq,
+                    result,
+                    at: Utc::now(),
+                    detail,
+                },
+            ));
+        }
     }
     out
 }
@@ -389,12 +491,7 @@ pub async fn execute<J: Journal>(
                     .collect()
             })
             .collect();
-        let outcomes: Vec<(Intent, Outcome)> = futures::stream::iter(numbered)
-            .map(|g| delete_group(store, g))
-            .buffer_unordered(options.concurrency.max(1))
-            .flat_map(futures::stream::iter)
-            .collect()
-            .await;
+        let outcomes = delete_groups(store, numbered, options.concurrency).await;
         for (intent, outcome) in &outcomes {
             report.absorb(store.name(), intent, outcome);
         }
@@ -469,7 +566,9 @@ pub async fn recover<J: Journal>(
                     )),
                 )
             } else {
-                let (r, d) = delete_verified(store, &p.intent.key).await;
+                let (r, d) = delete_verified(store, std::slice::from_ref(&p.intent.key), 1)
+                    .await
+                    .remove(0);
                 (
                     r,
                     d.or_else(|| Some(format!("completed after run {} was interrupted", p.run_id))),

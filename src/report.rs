@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::decide::{Action, Planned, StoreStats, fmt_time};
 use crate::policy::PolicyFile;
+use crate::store::DeletionStatement;
 
 /// Makes a key safe to print on a terminal: control characters are escaped.
 pub fn printable(key: &str) -> String {
@@ -48,7 +49,13 @@ pub fn bytes(n: u64) -> String {
 /// A plan being written, one store and one item at a time.
 pub trait PlanSink {
     fn begin(&mut self, as_of: DateTime<Utc>, policies: &[PolicyFile]) -> io::Result<()>;
-    fn store_begin(&mut self, name: &str, url: &str) -> io::Result<()>;
+    /// `deletion` is `None` when the store could not be opened.
+    fn store_begin(
+        &mut self,
+        name: &str,
+        url: &str,
+        deletion: Option<&DeletionStatement>,
+    ) -> io::Result<()>;
     fn item(&mut self, item: &Planned) -> io::Result<()>;
     fn store_end(&mut self, stats: &StoreStats, error: Option<&str>) -> io::Result<()>;
     fn end(&mut self, breaches: &[String], limits: Limits) -> io::Result<()>;
@@ -94,8 +101,20 @@ impl PlanSink for TextPlan<'_> {
         Ok(())
     }
 
-    fn store_begin(&mut self, name: &str, url: &str) -> io::Result<()> {
-        writeln!(self.out, "\nstore {name} ({url})")
+    fn store_begin(
+        &mut self,
+        name: &str,
+        url: &str,
+        deletion: Option<&DeletionStatement>,
+    ) -> io::Result<()> {
+        writeln!(self.out, "\nstore {name} ({url})")?;
+        if let Some(d) = deletion {
+            writeln!(self.out, "  deletions: {} ({})", d.mode, d.basis)?;
+            if let Some(caveat) = d.caveat() {
+                writeln!(self.out, "  WARNING: {caveat}")?;
+            }
+        }
+        Ok(())
     }
 
     fn item(&mut self, item: &Planned) -> io::Result<()> {
@@ -237,17 +256,25 @@ impl PlanSink for JsonPlan<'_> {
         )
     }
 
-    fn store_begin(&mut self, name: &str, url: &str) -> io::Result<()> {
+    fn store_begin(
+        &mut self,
+        name: &str,
+        url: &str,
+        deletion: Option<&DeletionStatement>,
+    ) -> io::Result<()> {
         if !self.first_store {
             write!(self.out, ",")?;
         }
         self.first_store = false;
         self.first_item = true;
+        let deletion =
+            deletion.map(|d| json!({"mode": d.mode, "basis": d.basis, "caveat": d.caveat()}));
         write!(
             self.out,
-            "{{\"name\":{},\"url\":{},\"items\":[",
+            "{{\"name\":{},\"url\":{},\"deletion\":{},\"items\":[",
             json!(name),
-            json!(url)
+            json!(url),
+            json!(deletion)
         )
     }
 

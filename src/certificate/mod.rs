@@ -116,8 +116,13 @@ pub struct PolicyDigest {
 pub struct StoreSection {
     pub name: String,
     pub url: String,
-    /// `permanent`: the store keeps no earlier version after a delete.
+    /// `permanent` (the store keeps no earlier version after a delete),
+    /// `delete-marker`, `soft-deleted` or `unknown`.
     pub deletion_mode: String,
+    /// How the mode was established (detected, asserted by the operator, unknown).
+    pub deletion_mode_basis: String,
+    /// What remains recoverable after a delete, when something may.
+    pub caveat: Option<String>,
     pub recordings_deleted: u64,
     pub objects_deleted: u64,
     pub already_absent: u64,

@@ -41,7 +41,7 @@ pub(crate) struct CertificateRow {
 pub(crate) struct StoreInfo {
     pub name: String,
     pub url: String,
-    pub deletion_mode: String,
+    pub deletion: crate::store::DeletionStatement,
 }
 
 fn role_str(role: Role) -> &'static str {
@@ -173,7 +173,9 @@ pub(crate) async fn certify(
             StoreSection {
                 name: s.name.clone(),
                 url: s.url.clone(),
-                deletion_mode: s.deletion_mode.clone(),
+                deletion_mode: s.deletion.mode.clone(),
+                deletion_mode_basis: s.deletion.basis.clone(),
+                caveat: s.deletion.caveat().map(str::to_string),
                 ..tally
             }
         })
@@ -183,7 +185,9 @@ pub(crate) async fn certify(
         store_sections.push(StoreSection {
             name,
             url: String::new(),
-            deletion_mode: crate::store::DELETION_MODE_PERMANENT.into(),
+            deletion_mode: "unknown".into(),
+            deletion_mode_basis: "the store is no longer configured".into(),
+            caveat: None,
             ..tally
         });
     }

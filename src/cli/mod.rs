@@ -266,7 +266,7 @@ pub(crate) fn open_store(
     settings: &Settings,
     store: &crate::config::StoreConfig,
 ) -> Result<crate::store::Store, crate::store::StoreError> {
-    let mut opened = crate::store::Store::open(&store.name, &store.url)?;
+    let mut opened = crate::store::Store::open(store)?;
     opened.protect(&settings.own_paths());
     Ok(opened)
 }

@@ -92,21 +92,39 @@ pub(crate) async fn plan(
     sink.begin(now, &policy.files).map_err(output_error)?;
     let mut planned = Vec::new();
     let mut failed = false;
+    let mut contradiction = false;
     for sc in &settings.stores {
         let span = info_span!("store", store = %sc.name);
-        let store = super::open_store(&settings, sc);
+        let store = super::open_store(&settings, sc).map_err(|e| e.to_string());
         let url = store
             .as_ref()
             .map(|s| s.display_url())
             .unwrap_or_else(|_| crate::config::redact_url(&sc.url));
-        sink.store_begin(&sc.name, &url).map_err(output_error)?;
+        let deletion = match &store {
+            Ok(s) => Some(s.deletion_statement(sc.deletion_mode).await),
+            Err(_) => None,
+        };
+        // A contradiction with lethe.toml is reported like a broken store; a run would refuse.
+        let store = match &deletion {
+            Some(Err(conflict)) => {
+                contradiction = true;
+                Err(conflict.clone())
+            }
+            _ => store,
+        };
+        sink.store_begin(
+            &sc.name,
+            &url,
+            deletion.as_ref().and_then(|d| d.as_ref().ok()),
+        )
+        .map_err(output_error)?;
         let result = match &store {
             Ok(store) => {
                 plan_store(store, &policy, now, &mut |item| sink.item(item))
                     .instrument(span.clone())
                     .await
             }
-            Err(e) => Err(PlanFailure::Store(e.to_string())),
+            Err(e) => Err(PlanFailure::Store(e.clone())),
         };
         match result {
             Ok(stats) => {
@@ -134,5 +152,11 @@ pub(crate) async fn plan(
         },
     )
     .map_err(output_error)?;
-    Ok(if failed { Exit::Runtime } else { Exit::Success })
+    Ok(if contradiction {
+        Exit::Usage
+    } else if failed {
+        Exit::Runtime
+    } else {
+        Exit::Success
+    })
 }

@@ -26,7 +26,7 @@ use crate::execute::{self, Report, Spool};
 use crate::ledger::{Ledger, NewRow, kind, timestamp};
 use crate::policy::Policy;
 use crate::report::bytes;
-use crate::store::Store;
+use crate::store::{DeletionStatement, Store};
 
 /// One configured store's part of the run.
 struct StorePass {
@@ -37,6 +37,8 @@ struct StorePass {
     spool: Option<Spool>,
     error: Option<String>,
     report: Report,
+    /// How deletions end in this store, as the certificate will state it.
+    deletion: DeletionStatement,
 }
 
 pub(crate) async fn run(config: &Path, dry_run: bool, out: &mut dyn Write) -> Outcome {
@@ -94,12 +96,31 @@ async fn pass(
                 spool: None,
                 error,
                 report: Report::default(),
+                deletion: DeletionStatement {
+                    mode: "unknown".into(),
+                    basis: "the store could not be opened".into(),
+                },
             }
         })
         .collect();
     for p in &passes {
         if let Some(e) = &p.error {
             error!(store = %p.name, error = %e, "store unavailable; nothing in it is deleted");
+        }
+    }
+    // What a delete really does in each store; a contradiction with what the
+    // operator asserts stops the run before anything happens.
+    for (p, sc) in passes.iter_mut().zip(&settings.stores) {
+        let Some(store) = &p.store else { continue };
+        p.deletion = store
+            .deletion_statement(sc.deletion_mode)
+            .await
+            .map_err(|conflict| Failure {
+                exit: Exit::Usage,
+                error: anyhow::anyhow!("{conflict}; nothing was deleted"),
+            })?;
+        if let Some(caveat) = p.deletion.caveat() {
+            warn!(store = %p.name, deletion_mode = %p.deletion.mode, basis = %p.deletion.basis, caveat, "deletions in this store may be recoverable");
         }
     }
 
@@ -287,11 +308,7 @@ async fn pass(
                     .map(|p| StoreInfo {
                         name: p.name.clone(),
                         url: p.url.clone(),
-                        deletion_mode: p
-                            .store
-                            .as_ref()
-                            .map_or("permanent", |s| s.deletion_mode())
-                            .to_string(),
+                        deletion: p.deletion.clone(),
                     })
                     .collect();
                 match certify::certify(
@@ -368,6 +385,12 @@ fn summary(
     }
     for p in passes {
         write!(out, "  store {} ({}): ", p.name, p.url)?;
+        let caveat = p.deletion.caveat().map(|c| {
+            format!(
+                "    WARNING: {c} (deletions: {}, {})",
+                p.deletion.mode, p.deletion.basis
+            )
+        });
         if let Some(e) = &p.error {
             writeln!(out, "FAILED: {e}")?;
             continue;
@@ -406,6 +429,9 @@ fn summary(
             for f in &r.failures {
                 writeln!(out, "    failed: {f}")?;
             }
+        }
+        if let Some(c) = caveat {
+            writeln!(out, "{c}")?;
         }
         if !stats.report_by_code.is_empty() {
             let by: Vec<String> = stats

@@ -8,8 +8,11 @@
 //! before each delete that the path still lies inside the root and is not a
 //! link. The store never decides anything: it answers and it deletes.
 
+mod cloud;
 mod local;
+mod probe;
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +23,11 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
+pub use cloud::Cloud;
 pub use local::LocalGuard;
+pub use probe::DeletionStatement;
+
+use crate::config::StoreConfig;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -85,51 +92,67 @@ pub enum Deleted {
     AlreadyAbsent,
 }
 
-/// How deleted objects disappear from a store, as certificates state it.
-pub const DELETION_MODE_PERMANENT: &str = "permanent";
-
 #[derive(Debug, Clone)]
 pub struct Store {
     name: String,
     url: String,
     inner: Arc<dyn ObjectStore>,
     local: Option<LocalGuard>,
+    cloud: Option<Cloud>,
+    /// HTTP settings among the store's options, for lethe's own requests.
+    client_options: object_store::ClientOptions,
 }
 
 impl Store {
-    /// Opens the store at `url` (today: `file://` folders).
-    pub fn open(name: &str, url: &str) -> Result<Self> {
+    /// Opens a configured store: a local folder (`file://`) behind its
+    /// guard, or an S3, Azure or GCS client built from the environment and
+    /// the store's options.
+    pub fn open(config: &StoreConfig) -> Result<Self> {
+        let url = &config.url;
         let open_err = |message: String| StoreError::Open {
-            store: name.to_string(),
+            store: config.name.clone(),
             url: crate::config::redact_url(url),
             message,
         };
         let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
-        match parsed.scheme() {
+        let (inner, local, cloud) = match parsed.scheme() {
             "file" => {
                 let root = parsed
                     .to_file_path()
                     .map_err(|_| open_err("not an absolute file path".into()))?;
                 let guard = LocalGuard::new(&root).map_err(open_err)?;
-                Ok(Self {
-                    name: name.to_string(),
-                    url: url.to_string(),
-                    inner: guard.object_store(),
-                    local: Some(guard),
-                })
+                (guard.object_store(), Some(guard), None)
             }
-            other => Err(open_err(format!("unsupported scheme {other}://"))),
-        }
+            _ => {
+                let (inner, cloud) = cloud::open(config).map_err(open_err)?;
+                (inner, None, Some(cloud))
+            }
+        };
+        Ok(Self {
+            name: config.name.clone(),
+            url: url.clone(),
+            inner,
+            local,
+            cloud,
+            client_options: cloud::client_options(&config.options),
+        })
     }
 
-    /// A store over any `ObjectStore` (tests, wrappers).
+    /// A store over any `ObjectStore` (tests, wrappers such as fault injection).
     pub fn from_object_store(name: &str, url: &str, inner: Arc<dyn ObjectStore>) -> Self {
         Self {
             name: name.to_string(),
             url: url.to_string(),
             inner,
             local: None,
+            cloud: None,
+            client_options: object_store::ClientOptions::new(),
         }
+    }
+
+    /// The typed cloud client, if this is a cloud store.
+    pub fn cloud(&self) -> Option<&Cloud> {
+        self.cloud.as_ref()
     }
 
     /// Declares lethe's own files: if they lie inside this store, they are
@@ -147,10 +170,6 @@ impl Store {
     /// The URL without credentials, for logs and certificates.
     pub fn display_url(&self) -> String {
         crate::config::redact_url(&self.url)
-    }
-
-    pub fn deletion_mode(&self) -> &'static str {
-        DELETION_MODE_PERMANENT
     }
 
     /// Streams the whole store, entry by entry, with bounded memory.
@@ -260,4 +279,82 @@ impl Store {
             }),
         }
     }
+
+    /// Deletes many keys with the store's bulk API where it has one
+    /// (`delete_stream`: S3 DeleteObjects of up to 1,000 keys, Azure blob
+    /// batches, bounded concurrency elsewhere). Answers come back in the order
+    /// of `keys`. A bulk request can fail as a whole without saying which keys
+    /// it concerned: those keys are `Unanswered`, and the caller must find out
+    /// with a `head` what became of them.
+    pub async fn delete_many(&self, keys: &[String]) -> Vec<DeleteAnswer> {
+        let mut answers: Vec<DeleteAnswer> = vec![DeleteAnswer::Unanswered(None); keys.len()];
+        let mut index: HashMap<String, VecDeque<usize>> = HashMap::new();
+        let mut paths = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            let path = match self.path(key) {
+                Ok(p) => p,
+                Err(e) => {
+                    answers[i] = DeleteAnswer::Refused(e.to_string());
+                    continue;
+                }
+            };
+            if let Some(local) = &self.local
+                && let Err(reason) = local.check(&path)
+            {
+                answers[i] = DeleteAnswer::Refused(format!("{key}: refused: {reason}"));
+                continue;
+            }
+            index.entry(path.to_string()).or_default().push_back(i);
+            paths.push(Ok(path));
+        }
+        if paths.is_empty() {
+            return answers;
+        }
+        let mut results = self
+            .inner
+            .delete_stream(futures::stream::iter(paths).boxed());
+        let mut unattributed: Vec<String> = Vec::new();
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(path) => {
+                    if let Some(i) = index.get_mut(path.as_ref()).and_then(VecDeque::pop_front) {
+                        answers[i] = DeleteAnswer::Deleted;
+                    }
+                }
+                Err(object_store::Error::NotFound { path, source }) => {
+                    match index.get_mut(path.as_str()).and_then(VecDeque::pop_front) {
+                        Some(i) => answers[i] = DeleteAnswer::NotFound,
+                        None => unattributed.push(format!("not found: {source}")),
+                    }
+                }
+                Err(e) => unattributed.push(e.to_string()),
+            }
+        }
+        if let Some(first) = unattributed.first() {
+            let context = if unattributed.len() > 1 {
+                format!("{first} (and {} more errors)", unattributed.len() - 1)
+            } else {
+                first.clone()
+            };
+            for a in answers.iter_mut() {
+                if let DeleteAnswer::Unanswered(None) = a {
+                    *a = DeleteAnswer::Unanswered(Some(context.clone()));
+                }
+            }
+        }
+        answers
+    }
+}
+
+/// The store's answer for one key of a bulk delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteAnswer {
+    /// The store confirmed the delete.
+    Deleted,
+    /// The store said there was nothing to delete.
+    NotFound,
+    /// lethe refused to send it (a link, a protected file, an invalid key).
+    Refused(String),
+    /// No answer for this key; the error of the request, if one came.
+    Unanswered(Option<String>),
 }
