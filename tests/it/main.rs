@@ -3,6 +3,7 @@
 //! [`World`] and asserts what is gone, what remains, the exit code, and what
 //! the ledger and certificates say.
 
+mod cloud;
 mod crash;
 mod errors;
 mod evidence;
@@ -24,8 +25,15 @@ pub const POLICY: &str = include_str!("../../policies/retention.yaml");
 pub struct World {
     pub dir: tempfile::TempDir,
     pub safety: String,
+    /// The `[[stores]]` tables; by default one local store named `recordings`.
+    pub stores: String,
     pub extra_stores: String,
+    /// Environment for the lethe process (cloud credentials in cloud tests).
+    pub env: Vec<(String, String)>,
 }
+
+/// The default store: a local folder `recordings` next to the config.
+pub const LOCAL_STORE: &str = "[[stores]]\nname = \"recordings\"\nurl = \"recordings\"\n";
 
 #[allow(clippy::new_without_default)] // a World has side effects: it is made, not defaulted
 impl World {
@@ -33,7 +41,9 @@ impl World {
         let world = World {
             dir: tempfile::tempdir().unwrap(),
             safety: "max_deletions = 100000\nmax_fraction = 1.0\n".into(),
+            stores: LOCAL_STORE.into(),
             extra_stores: String::new(),
+            env: Vec::new(),
         };
         std::fs::create_dir_all(world.store()).unwrap();
         world.write("policies/retention.yaml", POLICY);
@@ -67,8 +77,8 @@ impl World {
 
     pub fn write_config(&self) {
         let config = format!(
-            "policies = \"policies\"\ndatabase = \"sqlite://lethe.db\"\ncertificates = \"certificates\"\n\n[signing]\nkey = \"keys/lethe.key\"\nkey_id = \"test-key\"\n\n[safety]\n{}\n[[stores]]\nname = \"recordings\"\nurl = \"recordings\"\n{}",
-            self.safety, self.extra_stores
+            "policies = \"policies\"\ndatabase = \"sqlite://lethe.db\"\ncertificates = \"certificates\"\n\n[signing]\nkey = \"keys/lethe.key\"\nkey_id = \"test-key\"\n\n[safety]\n{}\n{}{}",
+            self.safety, self.stores, self.extra_stores
         );
         self.write("lethe.toml", &config);
     }
@@ -103,6 +113,14 @@ impl World {
         ] {
             cmd.env_remove(var);
         }
+        // Cloud settings come only from the test, never from the machine:
+        // object_store would otherwise pick up stray AWS_*/AZURE_*/GOOGLE_* variables.
+        for (var, _) in std::env::vars() {
+            if var.starts_with("AWS_") || var.starts_with("AZURE") || var.starts_with("GOOGLE_") {
+                cmd.env_remove(var);
+            }
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
