@@ -370,15 +370,9 @@ async fn one_store_down(kind: Kind) {
     bucket.put(&format!("tenant-a/{key}"), "audio").await;
     // The same kind of store on a port where nothing listens.
     let dead = match kind {
-        Kind::S3 => format!(
-            "[[stores]]\nname = \"down\"\nurl = \"s3://nowhere/x\"\n[stores.options]\nendpoint = \"http://127.0.0.1:1\"\nallow_http = true\n[stores.retry]\nmax_retries = 1\nretry_timeout = \"2s\"\n"
-        ),
-        Kind::Azure => format!(
-            "[[stores]]\nname = \"down\"\nurl = \"az://nowhere/x\"\n[stores.options]\nuse_emulator = true\nendpoint = \"http://127.0.0.1:1/devstoreaccount1\"\nallow_http = true\n[stores.retry]\nmax_retries = 1\nretry_timeout = \"2s\"\n"
-        ),
-        Kind::Gcs => format!(
-            "[[stores]]\nname = \"down\"\nurl = \"gs://nowhere/x\"\n[stores.options]\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\n[stores.retry]\nmax_retries = 1\nretry_timeout = \"2s\"\n"
-        ),
+        Kind::S3 => "[[stores]]\nname = \"down\"\nurl = \"s3://nowhere/x\"\n[stores.options]\nendpoint = \"http://127.0.0.1:1\"\nallow_http = true\n[stores.retry]\nmax_retries = 1\nretry_timeout = \"2s\"\n".to_string(),
+        Kind::Azure => "[[stores]]\nname = \"down\"\nurl = \"az://nowhere/x\"\n[stores.options]\nuse_emulator = true\nendpoint = \"http://127.0.0.1:1/devstoreaccount1\"\nallow_http = true\n[stores.retry]\nmax_retries = 1\nretry_timeout = \"2s\"\n".to_string(),
+        Kind::Gcs => "[[stores]]\nname = \"down\"\nurl = \"gs://nowhere/x\"\n[stores.options]\nbase_url = \"http://127.0.0.1:1\"\nallow_http = true\n[stores.retry]\nmax_retries = 1\nretry_timeout = \"2s\"\n".to_string(),
     };
     w.extra_stores = dead;
     w.write("policies/down.yaml", "recordings:\n  - { name: down, store: down, match: \"calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav\" }\n");
