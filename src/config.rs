@@ -106,10 +106,18 @@ pub struct Settings {
     pub config_path: PathBuf,
     pub policies_dir: PathBuf,
     pub database: DatabaseUrl,
-    pub certificates_dir: PathBuf,
+    /// Where certificates and manifests are written.
+    pub certificates: Certificates,
     pub signing: Signing,
     pub safety: Safety,
     pub stores: Vec<StoreConfig>,
+}
+
+/// A folder, or an object store (a Kubernetes pod has no lasting disk).
+#[derive(Clone, Debug)]
+pub enum Certificates {
+    Folder(PathBuf),
+    Store(StoreConfig),
 }
 
 #[derive(Clone, Debug)]
@@ -188,6 +196,12 @@ struct RawConfig {
     database: String,
     #[serde(default = "default_certificates")]
     certificates: String,
+    /// Options of the certificates' object store, when `certificates` is a URL.
+    #[serde(default)]
+    certificates_options:
+        std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
+    #[serde(default)]
+    certificates_retry: Option<RawRetry>,
     signing: Option<RawSigning>,
     #[serde(default)]
     safety: RawSafety,
@@ -385,59 +399,8 @@ impl Settings {
             }
             let url = resolve_store_url(&base, store.url.get_ref())
                 .map_err(|m| at(store.url.span(), m))?;
-            let scheme = url.split_once("://").map_or("file", |(s, _)| s).to_string();
-            let mut options = Vec::new();
-            for (key, value) in &store.options {
-                check_store_option(&scheme, key.get_ref()).map_err(|m| at(key.span(), m))?;
-                let text = match value.get_ref() {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Float(f) => f.to_string(),
-                    _ => {
-                        return Err(at(
-                            value.span(),
-                            format!(
-                                "option {} must be a string, number or boolean",
-                                key.get_ref()
-                            ),
-                        ));
-                    }
-                };
-                options.push((key.get_ref().to_ascii_lowercase(), text));
-            }
-            let retry = match &store.retry {
-                None => RetrySettings::default(),
-                Some(r) => {
-                    let duration =
-                        |d: &Option<toml::Spanned<String>>| -> Result<Option<std::time::Duration>> {
-                            d.as_ref()
-                                .map(|d| {
-                                    humantime::parse_duration(d.get_ref().trim()).map_err(|e| {
-                                        at(
-                                            d.span(),
-                                            format!(
-                                                "expected a duration like \"30s\" or \"2m\": {e}"
-                                            ),
-                                        )
-                                    })
-                                })
-                                .transpose()
-                        };
-                    if let Some(b) = &r.backoff_base
-                        && *b.get_ref() <= 1.0
-                    {
-                        return Err(at(b.span(), "backoff_base must be greater than 1".into()));
-                    }
-                    RetrySettings {
-                        max_retries: r.max_retries,
-                        retry_timeout: duration(&r.retry_timeout)?,
-                        init_backoff: duration(&r.init_backoff)?,
-                        max_backoff: duration(&r.max_backoff)?,
-                        backoff_base: r.backoff_base.as_ref().map(|b| *b.get_ref()),
-                    }
-                }
-            };
+            let options = store_options(&at, &url, &store.options)?;
+            let retry = retry_settings(&at, store.retry.as_ref())?;
             let deletion_mode = match &store.deletion_mode {
                 None => None,
                 Some(m) => Some(DeletionMode::parse(m.get_ref()).ok_or_else(|| {
@@ -452,6 +415,42 @@ impl Settings {
                 deletion_mode,
             });
         }
+
+        let certificates = if raw.certificates.contains("://") {
+            let url = resolve_store_url(&base, &raw.certificates).map_err(|message| {
+                ConfigError::Invalid {
+                    path: path.into(),
+                    message: format!("certificates: {message}"),
+                }
+            })?;
+            let options = store_options(&at, &url, &raw.certificates_options)?;
+            let retry = retry_settings(&at, raw.certificates_retry.as_ref())?;
+            if url.starts_with("file://") {
+                Certificates::Folder(
+                    url::Url::parse(&url)
+                        .ok()
+                        .and_then(|u| u.to_file_path().ok())
+                        .unwrap_or_default(),
+                )
+            } else {
+                Certificates::Store(StoreConfig {
+                    name: "certificates".into(),
+                    url,
+                    options,
+                    retry,
+                    deletion_mode: None,
+                })
+            }
+        } else {
+            if let Some((key, _)) = raw.certificates_options.iter().next() {
+                return Err(at(
+                    key.span(),
+                    "[certificates_options] applies only when certificates is an object-store URL"
+                        .into(),
+                ));
+            }
+            Certificates::Folder(base.join(&raw.certificates))
+        };
 
         let database = match &env.database {
             Some(url) => resolve_database(&std::env::current_dir().unwrap_or_default(), url),
@@ -472,7 +471,7 @@ impl Settings {
             config_path: path.to_path_buf(),
             policies_dir: base.join(&raw.policies),
             database,
-            certificates_dir: base.join(&raw.certificates),
+            certificates,
             signing,
             safety: Safety {
                 max_deletions: raw.safety.max_deletions,
@@ -488,12 +487,14 @@ impl Settings {
         let mut paths = vec![
             self.config_path.clone(),
             self.policies_dir.clone(),
-            self.certificates_dir.clone(),
             self.signing.key_path.clone(),
         ];
         let mut public = self.signing.key_path.clone().into_os_string();
         public.push(".pub");
         paths.push(public.into());
+        if let Certificates::Folder(dir) = &self.certificates {
+            paths.push(dir.clone());
+        }
         if let Some(rest) = self.database.expose().strip_prefix("sqlite://") {
             let db = rest.split('?').next().unwrap_or(rest);
             for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -565,6 +566,70 @@ fn resolve_store_url(base: &Path, url: &str) -> std::result::Result<String, Stri
     url::Url::from_file_path(&path)
         .map(|u| u.to_string())
         .map_err(|_| format!("invalid path {url:?}"))
+}
+
+/// `[stores.options]`, validated for the URL's scheme, as strings.
+fn store_options(
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+    url: &str,
+    raw: &std::collections::BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>,
+) -> Result<Vec<(String, String)>> {
+    let scheme = url.split_once("://").map_or("file", |(s, _)| s);
+    let mut options = Vec::new();
+    for (key, value) in raw {
+        check_store_option(scheme, key.get_ref()).map_err(|m| at(key.span(), m))?;
+        let text = match value.get_ref() {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => {
+                return Err(at(
+                    value.span(),
+                    format!(
+                        "option {} must be a string, number or boolean",
+                        key.get_ref()
+                    ),
+                ));
+            }
+        };
+        options.push((key.get_ref().to_ascii_lowercase(), text));
+    }
+    Ok(options)
+}
+
+/// `[stores.retry]`, with durations like "30s".
+fn retry_settings(
+    at: &impl Fn(std::ops::Range<usize>, String) -> ConfigError,
+    raw: Option<&RawRetry>,
+) -> Result<RetrySettings> {
+    let Some(r) = raw else {
+        return Ok(RetrySettings::default());
+    };
+    let duration = |d: &Option<toml::Spanned<String>>| -> Result<Option<std::time::Duration>> {
+        d.as_ref()
+            .map(|d| {
+                humantime::parse_duration(d.get_ref().trim()).map_err(|e| {
+                    at(
+                        d.span(),
+                        format!("expected a duration like \"30s\" or \"2m\": {e}"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    if let Some(b) = &r.backoff_base
+        && *b.get_ref() <= 1.0
+    {
+        return Err(at(b.span(), "backoff_base must be greater than 1".into()));
+    }
+    Ok(RetrySettings {
+        max_retries: r.max_retries,
+        retry_timeout: duration(&r.retry_timeout)?,
+        init_backoff: duration(&r.init_backoff)?,
+        max_backoff: duration(&r.max_backoff)?,
+        backoff_base: r.backoff_base.as_ref().map(|b| *b.get_ref()),
+    })
 }
 
 /// Checks one `[stores.options]` key against the builder of the URL's scheme.
@@ -674,7 +739,9 @@ url = "recordings"
     fn defaults_and_relative_paths() {
         let s = parse(MINIMAL).unwrap();
         assert_eq!(s.policies_dir, PathBuf::from("/etc/lethe/policies"));
-        assert_eq!(s.certificates_dir, PathBuf::from("/etc/lethe/certificates"));
+        assert!(
+            matches!(&s.certificates, Certificates::Folder(d) if d == &PathBuf::from("/etc/lethe/certificates"))
+        );
         assert_eq!(
             s.signing.key_path,
             PathBuf::from("/etc/lethe/keys/lethe.key")

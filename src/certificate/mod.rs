@@ -204,6 +204,13 @@ pub struct ManifestDigest {
     file: tempfile::NamedTempFile,
 }
 
+impl ManifestDigest {
+    /// The temporary file holding the finished manifest.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+}
+
 impl ManifestWriter {
     pub fn create(dir: &Path) -> Result<Self, CertificateError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;

@@ -22,9 +22,11 @@ use crate::certificate::{
     self, Counts, Identity, LedgerAnchor, ManifestDigest, ManifestEntry, ManifestWriter, Payload,
     PolicyDigest, RunSummary, StoreSection, Tool, Window,
 };
+use crate::config::{Certificates, Settings};
 use crate::execute::{Role, VERIFICATION};
 use crate::ledger::{Ledger, NewRow, kind, timestamp};
 use crate::policy::PolicyFile;
+use crate::store::Store;
 
 /// The body of a `certificate` ledger row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,15 +139,166 @@ async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> anyhow::Result<Vec<RunS
     Ok(runs)
 }
 
+/// Where certificates go: a folder, or an object store.
+pub(crate) enum Destination {
+    Folder(PathBuf),
+    Store { url: String, store: Box<Store> },
+}
+
+impl Destination {
+    pub(crate) fn open(settings: &Settings) -> anyhow::Result<Self> {
+        Ok(match &settings.certificates {
+            Certificates::Folder(dir) => Destination::Folder(dir.clone()),
+            Certificates::Store(config) => Destination::Store {
+                url: config.url.clone(),
+                store: Box::new(Store::open(config).context("cannot open the certificates store")?),
+            },
+        })
+    }
+
+    /// Where manifests are written before they are published.
+    fn staging(&self) -> PathBuf {
+        match self {
+            Destination::Folder(dir) => dir.clone(),
+            Destination::Store { .. } => std::env::temp_dir(),
+        }
+    }
+
+    /// A file's location, for people: a path or a URL.
+    pub(crate) fn location(&self, name: &str) -> String {
+        match self {
+            Destination::Folder(dir) => dir.join(name).display().to_string(),
+            Destination::Store { url, .. } => format!("{}/{name}", crate::config::redact_url(url)),
+        }
+    }
+
+    async fn contains(&self, name: &str) -> anyhow::Result<bool> {
+        Ok(match self {
+            Destination::Folder(dir) => dir.join(name).exists(),
+            Destination::Store { store, .. } => store.head(name).await?.is_some(),
+        })
+    }
+
+    /// Publishes a manifest then its certificate (never a certificate without its manifest).
+    async fn publish(
+        &self,
+        sequence: u64,
+        certificate: &[u8],
+        manifest: ManifestDigest,
+    ) -> anyhow::Result<String> {
+        let name = certificate::certificate_file_name(sequence);
+        match self {
+            Destination::Folder(dir) => {
+                certificate::publish(dir, sequence, certificate, manifest)?;
+            }
+            Destination::Store { store, .. } => {
+                self.publish_manifest(sequence, manifest).await?;
+                store.put(&name, certificate.to_vec()).await?;
+            }
+        }
+        Ok(self.location(&name))
+    }
+
+    async fn publish_manifest(
+        &self,
+        sequence: u64,
+        manifest: ManifestDigest,
+    ) -> anyhow::Result<()> {
+        let name = certificate::manifest_file_name(sequence);
+        match self {
+            Destination::Folder(dir) => certificate::persist_manifest(manifest, &dir.join(name))?,
+            Destination::Store { store, .. } => store.put_file(&name, manifest.path()).await?,
+        }
+        Ok(())
+    }
+
+    /// Copies a certificate and whatever lies beside it (manifest, previous
+    /// certificate) into `dir`, for verification. Returns the local path of
+    /// the certificate.
+    pub(crate) async fn fetch(&self, name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+        let Destination::Store { store, .. } = self else {
+            bail!("certificates are in a folder, not an object store");
+        };
+        let local = dir.join(name);
+        if !store.get_to_file(name, &local).await? {
+            bail!("{} does not exist", self.location(name));
+        }
+        let manifest = certificate::manifest_path_for(&local);
+        let manifest_name = manifest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        store.get_to_file(&manifest_name, &manifest).await?;
+        if let Some(sequence) = name
+            .strip_prefix("lethe-cert-")
+            .and_then(|n| n.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u64>().ok())
+            && sequence > 1
+        {
+            let previous = certificate::certificate_file_name(sequence - 1);
+            store.get_to_file(&previous, &dir.join(&previous)).await?;
+        }
+        Ok(local)
+    }
+
+    /// The bytes of every certificate file, for the ledger's anchor check.
+    pub(crate) async fn certificates(&self) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+        let is_certificate = |n: &str| n.starts_with("lethe-cert-") && n.ends_with(".json");
+        let mut out = Vec::new();
+        match self {
+            Destination::Folder(dir) => {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(e.into()),
+                };
+                for entry in entries {
+                    let path = entry?.path();
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    if is_certificate(&name) {
+                        out.push((name, std::fs::read(&path)?));
+                    }
+                }
+            }
+            Destination::Store { store, .. } => {
+                let mut listing = store.list();
+                let mut names = Vec::new();
+                while let Some(entry) = listing.next().await {
+                    if let crate::store::Listed::Object(meta) = entry? {
+                        let name = meta.location.to_string();
+                        if is_certificate(&name) {
+                            names.push(name);
+                        }
+                    }
+                }
+                for name in names {
+                    let dir = tempfile::tempdir()?;
+                    let file = dir.path().join("c.json");
+                    if store.get_to_file(&name, &file).await? {
+                        out.push((name, std::fs::read(&file)?));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Issues the next certificate, covering everything since the previous one.
 pub(crate) async fn certify(
     ledger: &Ledger,
     identity: &Identity,
-    dir: &Path,
+    destination: &Destination,
     run_id: &str,
     policies: &[PolicyFile],
     stores: &[StoreInfo],
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<String> {
+    let dir = &destination.staging();
     let previous = match ledger.last_certificate().await? {
         Some(row) => Some(
             serde_json::from_str::<CertificateRow>(&row.body)
@@ -264,25 +417,25 @@ pub(crate) async fn certify(
             body: serde_json::to_value(&row)?,
         }])
         .await?;
-    let path = certificate::publish(dir, sequence, &bytes, manifest)?;
-    info!(sequence, path = %path.display(), items = row.payload.counts.items, "certificate issued");
-    Ok(path)
+    let location = destination.publish(sequence, &bytes, manifest).await?;
+    info!(sequence, location = %location, items = row.payload.counts.items, "certificate issued");
+    Ok(location)
 }
 
 /// Rewrites the files of the last certificate if they are missing.
 pub(crate) async fn restore(
     ledger: &Ledger,
     identity: &Identity,
-    dir: &Path,
-) -> anyhow::Result<Option<PathBuf>> {
+    destination: &Destination,
+) -> anyhow::Result<Option<String>> {
+    let dir = &destination.staging();
     let Some(row) = ledger.last_certificate().await? else {
         return Ok(None);
     };
     let cert: CertificateRow =
         serde_json::from_str(&row.body).context("the last certificate row cannot be read")?;
-    let cert_path = dir.join(&cert.certificate_file);
-    let manifest_path = dir.join(&cert.manifest_file);
-    if cert_path.exists() && manifest_path.exists() {
+    let has_certificate = destination.contains(&cert.certificate_file).await?;
+    if has_certificate && destination.contains(&cert.manifest_file).await? {
         return Ok(None);
     }
     warn!(
@@ -310,15 +463,14 @@ pub(crate) async fn restore(
             cert.payload.key_id
         );
     }
-    if cert_path.exists() {
+    if has_certificate {
         // Only the manifest is missing: keep the existing certificate file.
-        certificate::persist_manifest(manifest, &manifest_path)?;
-        return Ok(Some(cert_path));
+        destination
+            .publish_manifest(cert.sequence, manifest)
+            .await?;
+        return Ok(Some(destination.location(&cert.certificate_file)));
     }
-    Ok(Some(certificate::publish(
-        dir,
-        cert.sequence,
-        &bytes,
-        manifest,
-    )?))
+    Ok(Some(
+        destination.publish(cert.sequence, &bytes, manifest).await?,
+    ))
 }

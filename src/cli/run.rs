@@ -134,6 +134,14 @@ async fn pass(
                 .or_exit(Exit::Runtime)?,
         ),
     };
+    let destination = match dry_run {
+        true => None,
+        false => Some(
+            certify::Destination::open(settings)
+                .context("nothing was deleted")
+                .or_exit(Exit::Runtime)?,
+        ),
+    };
     let run_rows = |k: &'static str, body: serde_json::Value| {
         vec![NewRow {
             kind: k,
@@ -147,9 +155,15 @@ async fn pass(
 
     let mut recovered = Report::default();
     if let (Some(ledger), Some(identity)) = (&ledger, identity) {
-        match certify::restore(ledger, identity, &settings.certificates_dir).await {
-            Ok(Some(path)) => {
-                info!(path = %path.display(), "rebuilt the last certificate's files from the ledger")
+        match certify::restore(
+            ledger,
+            identity,
+            destination.as_ref().expect("opened with the ledger"),
+        )
+        .await
+        {
+            Ok(Some(location)) => {
+                info!(location = %location, "rebuilt the last certificate's files from the ledger")
             }
             Ok(None) => {}
             Err(e) => {
@@ -314,7 +328,7 @@ async fn pass(
                 match certify::certify(
                     ledger,
                     identity,
-                    &settings.certificates_dir,
+                    destination.as_ref().expect("opened with the ledger"),
                     run_id,
                     &policy.files,
                     &infos,
@@ -369,7 +383,7 @@ fn summary(
     recovered: &Report,
     breaches: &[String],
     problems: &[String],
-    certificate: Option<&Path>,
+    certificate: Option<&str>,
 ) -> std::io::Result<()> {
     if dry_run {
         writeln!(out, "dry run {run_id}: nothing was deleted or recorded")?;
@@ -453,7 +467,7 @@ fn summary(
         writeln!(out, "  problem: {p}")?;
     }
     if let Some(c) = certificate {
-        writeln!(out, "certificate: {}", c.display())?;
+        writeln!(out, "certificate: {c}")?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use futures::StreamExt;
 
+use super::certify::Destination;
 use super::{Exit, Failure, OrExit, Outcome, load_settings, output_error};
 use crate::certificate::{self, Check, dsse};
 use crate::ledger::{self, Ledger};
@@ -28,7 +29,8 @@ pub(crate) async fn verify(
     out: &mut dyn Write,
 ) -> Outcome {
     let config_path = config.unwrap_or_else(|| PathBuf::from("lethe.toml"));
-    let settings = if public_key.is_none() || check_store {
+    let remote = cert.to_string_lossy().contains("://");
+    let settings = if public_key.is_none() || check_store || remote {
         Some(load_settings(&config_path))
     } else {
         None
@@ -46,7 +48,19 @@ pub(crate) async fn verify(
         }
     };
     let key = dsse::load_public_key(&key_path).or_exit(Exit::Usage)?;
-    let verification = certificate::verify(cert, &key);
+    // A certificate in the configured object store is fetched, with its
+    // manifest and predecessor, into a temporary folder and checked there.
+    let staging = tempfile::tempdir()
+        .context("cannot create a temporary folder")
+        .or_exit(Exit::Runtime)?;
+    let local = match (&settings, remote) {
+        (Some(Ok(s)), true) => fetch_remote(cert, s, staging.path()).await?,
+        (Some(Err(_)), true) => {
+            return Err(settings.and_then(Result::err).expect("an error was loaded"));
+        }
+        _ => cert.to_path_buf(),
+    };
+    let verification = certificate::verify(&local, &key);
     let mut checks = verification.checks.clone();
 
     if check_store {
@@ -55,7 +69,7 @@ pub(crate) async fn verify(
             Some(Err(f)) => return Err(f),
             None => unreachable!("settings are loaded when --check-store is given"),
         };
-        checks.push(("stores", check_absence(cert, &settings).await));
+        checks.push(("stores", check_absence(&local, &settings).await));
     }
 
     writeln!(out, "certificate {}", cert.display()).map_err(output_error)?;
@@ -180,9 +194,15 @@ pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome
         }
     }
     drop(certs);
-    let files = certificate_anchors(&settings.certificates_dir)
-        .context("cannot read the certificates folder")
-        .or_exit(Exit::Runtime)?;
+    let destination = Destination::open(&settings).or_exit(Exit::Runtime)?;
+    let files = destination
+        .certificates()
+        .await
+        .context("cannot read the certificates")
+        .or_exit(Exit::Runtime)?
+        .into_iter()
+        .filter_map(|(_, bytes)| anchor(&bytes))
+        .collect::<Vec<_>>();
     let anchors: std::collections::BTreeSet<(u64, i64, String)> =
         listed.into_iter().chain(files).collect();
     for (sequence, last_seq, hash) in anchors.iter().cloned() {
@@ -228,40 +248,42 @@ pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome
     })
 }
 
-/// `(sequence, last_seq, last_row_sha256)` of every certificate file in `dir`
-/// (read without checking signatures: `verify` does that).
-fn certificate_anchors(dir: &Path) -> std::io::Result<Vec<(u64, i64, String)>> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
+/// `(sequence, last_seq, last_row_sha256)` of a certificate file, read
+/// without checking its signature (`verify` does that).
+fn anchor(bytes: &[u8]) -> Option<(u64, i64, String)> {
+    use base64::Engine;
+    let env = serde_json::from_slice::<certificate::Envelope>(bytes).ok()?;
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(&env.payload)
+        .ok()?;
+    let p = serde_json::from_slice::<certificate::Payload>(&payload).ok()?;
+    Some((p.sequence, p.ledger.last_seq, p.ledger.last_row_sha256))
+}
+
+/// Fetches `cert` (a URL under the configured certificates store).
+async fn fetch_remote(
+    cert: &Path,
+    settings: &crate::config::Settings,
+    dir: &Path,
+) -> Result<PathBuf, Failure> {
+    let text = cert.to_string_lossy();
+    let destination = Destination::open(settings).or_exit(Exit::Runtime)?;
+    let name = match &settings.certificates {
+        crate::config::Certificates::Store(c) => text
+            .strip_prefix(&format!("{}/", c.url))
+            .map(str::to_string),
+        crate::config::Certificates::Folder(_) => None,
     };
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        if !(name.starts_with("lethe-cert-") && name.ends_with(".json"))
-            || name.ends_with(".manifest.jsonl")
-        {
-            continue;
-        }
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        let Ok(env) = serde_json::from_slice::<certificate::Envelope>(&bytes) else {
-            continue;
-        };
-        use base64::Engine;
-        let Ok(payload) = base64::engine::general_purpose::STANDARD.decode(&env.payload) else {
-            continue;
-        };
-        let Ok(p) = serde_json::from_slice::<certificate::Payload>(&payload) else {
-            continue;
-        };
-        out.push((p.sequence, p.ledger.last_seq, p.ledger.last_row_sha256));
-    }
-    Ok(out)
+    let Some(name) = name.filter(|n| !n.contains('/')) else {
+        return Err(Failure {
+            exit: Exit::Usage,
+            error: anyhow!(
+                "{text} is not a certificate in the configured certificates store; pass a local file or a URL under `certificates`"
+            ),
+        });
+    };
+    destination
+        .fetch(&name, dir)
+        .await
+        .or_exit(Exit::Verification)
 }

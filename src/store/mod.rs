@@ -280,6 +280,67 @@ impl Store {
         }
     }
 
+    /// Writes a small object whole (a certificate).
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.path(key)?;
+        self.inner
+            .put(&path, object_store::PutPayload::from(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|source| StoreError::Object {
+                key: key.to_string(),
+                source,
+            })
+    }
+
+    /// Uploads a local file, streaming it (multipart when it is large: a
+    /// manifest of a million lines).
+    pub async fn put_file(&self, key: &str, file: &std::path::Path) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let path = self.path(key)?;
+        let err = |e: std::io::Error| StoreError::Refused {
+            key: key.to_string(),
+            reason: e.to_string(),
+        };
+        let mut source = tokio::fs::File::open(file).await.map_err(err)?;
+        let mut writer = object_store::buffered::BufWriter::new(self.inner.clone(), path);
+        tokio::io::copy(&mut source, &mut writer)
+            .await
+            .map_err(err)?;
+        writer.shutdown().await.map_err(err)
+    }
+
+    /// Downloads an object into a local file, streaming it. `false` if it does not exist.
+    pub async fn get_to_file(&self, key: &str, file: &std::path::Path) -> Result<bool> {
+        use tokio::io::AsyncWriteExt;
+        let path = self.path(key)?;
+        let result = match self.inner.get(&path).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(source) => {
+                return Err(StoreError::Object {
+                    key: key.to_string(),
+                    source,
+                });
+            }
+        };
+        let err = |e: std::io::Error| StoreError::Refused {
+            key: key.to_string(),
+            reason: e.to_string(),
+        };
+        let mut out = tokio::fs::File::create(file).await.map_err(err)?;
+        let mut chunks = result.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|source| StoreError::Object {
+                key: key.to_string(),
+                source,
+            })?;
+            out.write_all(&chunk).await.map_err(err)?;
+        }
+        out.flush().await.map_err(err)?;
+        Ok(true)
+    }
+
     /// Deletes many keys with the store's bulk API where it has one
     /// (`delete_stream`: S3 DeleteObjects of up to 1,000 keys, Azure blob
     /// batches, bounded concurrency elsewhere). Answers come back in the order

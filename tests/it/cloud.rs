@@ -132,7 +132,15 @@ impl Bucket {
 
     /// The `[[stores]]` table for lethe, with `prefix` as the URL's path.
     pub fn store_toml(&self, store: &str, prefix: &str, extra: &str) -> String {
-        let (url, options) = match self.kind {
+        let (url, options) = self.url_and_options(prefix);
+        format!(
+            "[[stores]]\nname = \"{store}\"\nurl = \"{url}\"\n{extra}[stores.options]\n{options}[stores.retry]\nmax_retries = 2\nretry_timeout = \"20s\"\n"
+        )
+    }
+
+    /// The URL of `prefix` in this bucket, and the options lethe needs for it.
+    pub fn url_and_options(&self, prefix: &str) -> (String, String) {
+        match self.kind {
             Kind::S3 => (
                 format!("s3://{}/{prefix}", self.name),
                 format!(
@@ -151,10 +159,7 @@ impl Bucket {
                 format!("gs://{}/{prefix}", self.name),
                 format!("base_url = \"{}\"\nallow_http = true\n", gcs()),
             ),
-        };
-        format!(
-            "[[stores]]\nname = \"{store}\"\nurl = \"{url}\"\n{extra}[stores.options]\n{options}[stores.retry]\nmax_retries = 2\nretry_timeout = \"20s\"\n"
-        )
+        }
     }
 
     /// Explicit test credentials for the lethe process: the way users pass them.
@@ -619,6 +624,102 @@ async fn deletion_mode_is_detected_or_asserted(kind: Kind) {
     assert!(!bucket.exists(&format!("tenant-a/{key}")).await);
 }
 
+async fn certificates_in_an_object_store(kind: Kind) {
+    let (mut w, bucket) = cloud_world(kind).await;
+    let (objects, gone, _) = sample_keys();
+    for (k, body) in &objects {
+        bucket.put(&format!("tenant-a/{k}"), body).await;
+    }
+    let (url, options) = bucket.url_and_options("certs");
+    w.certificates = format!("\"{url}\"");
+    w.tail = format!("\n[certificates_options]\n{options}");
+    w.write_config();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    let first = format!("{url}/lethe-cert-000001.json");
+    assert!(
+        stdout(&out).contains(&format!("certificate: {first}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        bucket.exists("certs/lethe-cert-000001.json").await
+            && bucket
+                .exists("certs/lethe-cert-000001.manifest.jsonl")
+                .await
+    );
+    assert!(
+        !w.path("certificates").exists(),
+        "nothing is written to the local disk"
+    );
+    let verify = w.lethe(&["verify", &first, "--check-store"]);
+    assert_exit(&verify, 0);
+    assert!(
+        stdout(&verify).contains(&format!(
+            "{} objects; SHA-256 and Merkle root match",
+            gone.len()
+        )),
+        "{}",
+        stdout(&verify)
+    );
+
+    // The chain continues in the store, and the ledger's anchors are read from there.
+    assert_exit(&w.lethe(&["run"]), 0);
+    let second = format!("{url}/lethe-cert-000002.json");
+    let verify = w.lethe(&["verify", &second]);
+    assert_exit(&verify, 0);
+    assert!(
+        stdout(&verify).contains("ok    chain: links to"),
+        "{}",
+        stdout(&verify)
+    );
+    let ledger = w.lethe(&["ledger", "verify"]);
+    assert_exit(&ledger, 0);
+    assert!(
+        stdout(&ledger).contains("2 certificate anchors checked"),
+        "{}",
+        stdout(&ledger)
+    );
+
+    // Lost from the store: the next run rebuilds it byte for byte.
+    let path = Path::parse("certs/lethe-cert-000002.json").unwrap();
+    let original = bucket
+        .client
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    bucket.client.delete(&path).await.unwrap();
+    assert_exit(&w.lethe(&["run"]), 0);
+    let rebuilt = bucket
+        .client
+        .get(&path)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(rebuilt, original);
+
+    // Tampered in the store: verification fails.
+    let mut forged = original.to_vec();
+    let at = forged.len() / 2;
+    forged[at] ^= 1;
+    bucket
+        .client
+        .put(&path, PutPayload::from(forged))
+        .await
+        .unwrap();
+    assert_exit(&w.lethe(&["verify", &second]), 4);
+    // A URL outside the configured certificates store is refused.
+    assert_exit(
+        &w.lethe(&["verify", &format!("{url}x/lethe-cert-000001.json")]),
+        2,
+    );
+}
+
 macro_rules! for_each_kind {
     ($($name:ident => $body:ident),* $(,)?) => {
         $(
@@ -641,4 +742,5 @@ for_each_kind! {
     a_store_that_is_down_fails_alone => one_store_down,
     a_partial_bulk_delete_failure_is_retried_then_reported => partial_bulk_failure,
     the_deletion_mode_is_detected_or_asserted => deletion_mode_is_detected_or_asserted,
+    certificates_can_live_in_an_object_store => certificates_in_an_object_store,
 }

@@ -28,6 +28,9 @@ pub struct World {
     /// The `[[stores]]` tables; by default one local store named `recordings`.
     pub stores: String,
     pub extra_stores: String,
+    /// Where certificates go (a TOML value), and tables appended at the end.
+    pub certificates: String,
+    pub tail: String,
     /// Environment for the lethe process (cloud credentials in cloud tests).
     pub env: Vec<(String, String)>,
 }
@@ -43,6 +46,8 @@ impl World {
             safety: "max_deletions = 100000\nmax_fraction = 1.0\n".into(),
             stores: LOCAL_STORE.into(),
             extra_stores: String::new(),
+            certificates: "\"certificates\"".into(),
+            tail: String::new(),
             env: Vec::new(),
         };
         std::fs::create_dir_all(world.store()).unwrap();
@@ -77,8 +82,8 @@ impl World {
 
     pub fn write_config(&self) {
         let config = format!(
-            "policies = \"policies\"\ndatabase = \"sqlite://lethe.db\"\ncertificates = \"certificates\"\n\n[signing]\nkey = \"keys/lethe.key\"\nkey_id = \"test-key\"\n\n[safety]\n{}\n{}{}",
-            self.safety, self.stores, self.extra_stores
+            "policies = \"policies\"\ndatabase = \"sqlite://lethe.db\"\ncertificates = {}\n\n[signing]\nkey = \"keys/lethe.key\"\nkey_id = \"test-key\"\n\n[safety]\n{}\n{}{}{}",
+            self.certificates, self.safety, self.stores, self.extra_stores, self.tail
         );
         self.write("lethe.toml", &config);
     }
