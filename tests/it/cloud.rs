@@ -400,7 +400,11 @@ async fn one_store_down(kind: Kind) {
 #[derive(Debug)]
 struct PartialFailures {
     inner: Arc<dyn ObjectStore>,
+    /// Keys containing this always fail.
     needle: &'static str,
+    /// Keys containing this fail once (a transient error), then succeed.
+    flaky: &'static str,
+    failed_once: Arc<std::sync::Mutex<BTreeSet<String>>>,
 }
 
 impl std::fmt::Display for PartialFailures {
@@ -440,12 +444,18 @@ impl ObjectStore for PartialFailures {
         // Keys for the failure answer with an error that names no key (as a
         // failed bulk request does); the others go to the real store in bulk.
         let needle = self.needle;
+        let flaky = self.flaky;
+        let failed_once = self.failed_once.clone();
         let inner = self.inner.clone();
         futures::stream::once(async move {
             let all: Vec<object_store::Result<Path>> = locations.collect().await;
-            let (refused, passed): (Vec<_>, Vec<_>) = all
-                .into_iter()
-                .partition(|p| p.as_ref().is_ok_and(|p| p.as_ref().contains(needle)));
+            let (refused, passed): (Vec<_>, Vec<_>) = all.into_iter().partition(|p| {
+                p.as_ref().is_ok_and(|p| {
+                    p.as_ref().contains(needle)
+                        || (p.as_ref().contains(flaky)
+                            && failed_once.lock().unwrap().insert(p.to_string()))
+                })
+            });
             let refused = futures::stream::iter(refused.into_iter().map(|_| {
                 Err(object_store::Error::Generic {
                     store: "injected",
@@ -486,10 +496,10 @@ async fn partial_bulk_failure(kind: Kind) {
     let old = months_ago(30);
     let mut keys = Vec::new();
     for i in 0..12 {
-        let id = if i % 4 == 0 {
-            format!("FAIL-{i}")
-        } else {
-            format!("OK-{i}")
+        let id = match i % 4 {
+            0 => format!("FAIL-{i}"),
+            1 => format!("FLAKY-{i}"),
+            _ => format!("OK-{i}"),
         };
         let key = format!("calls/quality/{old}/{id}.wav");
         bucket.put(&key, "audio").await;
@@ -501,6 +511,8 @@ async fn partial_bulk_failure(kind: Kind) {
         Arc::new(PartialFailures {
             inner: bucket.client.clone(),
             needle: "FAIL",
+            flaky: "FLAKY",
+            failed_once: Default::default(),
         }),
     );
     let results = lethe::execute::delete_verified(&store, &keys, 4).await;
@@ -521,6 +533,10 @@ async fn partial_bulk_failure(kind: Kind) {
                 "{kind:?}: {key}: {status:?} {detail:?}"
             );
             assert!(!bucket.exists(key).await, "{kind:?}: {key} must be gone");
+            if key.contains("FLAKY") {
+                // Failed once, retried with backoff, then confirmed by the store.
+                assert_eq!(*status, lethe::execute::Status::Deleted, "{kind:?}: {key}");
+            }
         }
     }
 }

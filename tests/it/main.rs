@@ -5,6 +5,7 @@
 
 mod cloud;
 mod crash;
+mod deploy;
 mod errors;
 mod evidence;
 mod execute;
