@@ -32,6 +32,9 @@ pub enum Cloud {
     },
     Azure {
         store: Arc<MicrosoftAzure>,
+        account: String,
+        /// The blob service endpoint, e.g. `https://ACCOUNT.blob.core.windows.net`.
+        endpoint: String,
     },
     Gcs {
         store: Arc<GoogleCloudStorage>,
@@ -126,8 +129,35 @@ pub(crate) fn open(config: &StoreConfig) -> Result<(Arc<dyn ObjectStore>, Cloud)
             for (k, v) in &config.options {
                 b = b.with_config(k.parse::<AzureConfigKey>().map_err(|e| e.to_string())?, v);
             }
+            let truthy = |v: Option<String>| {
+                v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+            };
+            let emulator = truthy(b.get_config_value(&AzureConfigKey::UseEmulator));
+            let account = match emulator {
+                true => "devstoreaccount1".to_string(),
+                false => b
+                    .get_config_value(&AzureConfigKey::AccountName)
+                    .unwrap_or_default(),
+            };
+            let endpoint = match (b.get_config_value(&AzureConfigKey::Endpoint), emulator) {
+                (Some(e), _) => e,
+                (None, true) => format!(
+                    "{}/{account}",
+                    std::env::var("AZURITE_BLOB_STORAGE_URL")
+                        .unwrap_or_else(|_| "http://127.0.0.1:10000".into())
+                        .trim_end_matches('/')
+                ),
+                (None, false) => format!("https://{account}.blob.core.windows.net"),
+            };
             let az = Arc::new(b.build().map_err(|e| e.to_string())?);
-            (az.clone(), Cloud::Azure { store: az })
+            (
+                az.clone(),
+                Cloud::Azure {
+                    store: az,
+                    account,
+                    endpoint,
+                },
+            )
         }
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::from_env()

@@ -10,8 +10,11 @@
 
 use std::time::Duration;
 
+use futures::StreamExt;
 use object_store::ClientOptions;
+use object_store::ObjectStoreExt;
 use object_store::aws::AwsAuthorizer;
+use object_store::azure::{AzureAuthorizer, AzureCredential};
 use object_store::client::{HttpConnector, HttpRequestBody, ReqwestConnector};
 
 use super::{Cloud, Store};
@@ -67,7 +70,7 @@ impl Store {
                 DeletionMode::Permanent,
                 "a local file system keeps no versions".to_string(),
             )),
-            (None, Some(cloud)) => detect(cloud, &self.client_options).await,
+            (None, Some(cloud)) => detect(cloud, self).await,
             (None, None) => Err("this store cannot be asked".to_string()),
         };
         match (detected, asserted) {
@@ -92,7 +95,8 @@ impl Store {
     }
 }
 
-async fn detect(cloud: &Cloud, options: &ClientOptions) -> Result<(DeletionMode, String), String> {
+async fn detect(cloud: &Cloud, store: &Store) -> Result<(DeletionMode, String), String> {
+    let options = &store.client_options;
     match cloud {
         Cloud::S3 {
             store,
@@ -209,9 +213,84 @@ async fn detect(cloud: &Cloud, options: &ClientOptions) -> Result<(DeletionMode,
                 )),
             }
         }
-        Cloud::Azure { .. } => Err(
-            "lethe cannot yet read an Azure account's versioning and soft-delete settings".into(),
-        ),
+        Cloud::Azure {
+            store: az,
+            account,
+            endpoint,
+        } => {
+            let url = format!(
+                "{}/?restype=service&comp=properties",
+                endpoint.trim_end_matches('/')
+            );
+            let mut request = http::Request::get(&url)
+                .body(HttpRequestBody::empty())
+                .map_err(|e| e.to_string())?;
+            let credential = az
+                .credentials()
+                .get_credential()
+                .await
+                .map_err(|e| format!("no credentials: {e}"))?;
+            if let AzureCredential::SASToken(_) = credential.as_ref() {
+                return Err("a SAS token cannot read the account's blob service properties".into());
+            }
+            AzureAuthorizer::new(&credential, account)
+                .try_authorize(&mut request)
+                .map_err(|e| e.to_string())?;
+            let (status, body) = send(request, options).await?;
+            match status {
+                200 if azure_soft_delete(&body) => Ok((
+                    DeletionMode::SoftDeleted,
+                    "blob soft delete is enabled on the account (DeleteRetentionPolicy)".into(),
+                )),
+                // Blob versioning is an account setting the data plane does not
+                // show; a versioned account gives every blob a version id.
+                200 => match store.first_object_version().await? {
+                    Some(true) => Ok((
+                        DeletionMode::DeleteMarker,
+                        "blob versioning is enabled (blobs carry version ids)".into(),
+                    )),
+                    Some(false) => Ok((
+                        DeletionMode::Permanent,
+                        "no blob soft delete, and blobs carry no version ids".into(),
+                    )),
+                    None => Ok((
+                        DeletionMode::Permanent,
+                        "no blob soft delete; the store is empty, so nothing will be deleted"
+                            .into(),
+                    )),
+                },
+                403 => {
+                    Err("the credentials may not read the account's blob service properties".into())
+                }
+                other => Err(format!(
+                    "reading the account's blob service properties answered HTTP {other}"
+                )),
+            }
+        }
+    }
+}
+
+/// Whether Azure's blob service properties enable blob soft delete.
+fn azure_soft_delete(properties: &str) -> bool {
+    properties
+        .split("<DeleteRetentionPolicy>")
+        .nth(1)
+        .and_then(|rest| rest.split("</DeleteRetentionPolicy>").next())
+        .is_some_and(|policy| policy.contains("<Enabled>true</Enabled>"))
+}
+
+impl Store {
+    /// Whether the first listed object carries a version id; `None` if the store is empty.
+    async fn first_object_version(&self) -> Result<Option<bool>, String> {
+        let first = self.inner.list(None).next().await;
+        let Some(first) = first else { return Ok(None) };
+        let meta = first.map_err(|e| e.to_string())?;
+        let head = self
+            .inner
+            .head(&meta.location)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Some(head.version.is_some()))
     }
 }
 
@@ -232,4 +311,68 @@ async fn send(
         .map_err(|_| "the response timed out".to_string())?
         .map_err(|e| e.to_string())?;
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn azure_soft_delete_is_read_from_the_retention_policy() {
+        let on = "<StorageServiceProperties><Logging><RetentionPolicy><Enabled>true</Enabled></RetentionPolicy></Logging><DeleteRetentionPolicy><Enabled>true</Enabled><Days>7</Days></DeleteRetentionPolicy></StorageServiceProperties>";
+        let off = "<StorageServiceProperties><Logging><RetentionPolicy><Enabled>true</Enabled></RetentionPolicy></Logging><DeleteRetentionPolicy><Enabled>false</Enabled></DeleteRetentionPolicy></StorageServiceProperties>";
+        assert!(azure_soft_delete(on));
+        assert!(
+            !azure_soft_delete(off),
+            "another policy's Enabled must not count"
+        );
+        assert!(!azure_soft_delete("<StorageServiceProperties/>"));
+    }
+
+    #[tokio::test]
+    async fn detection_assertion_and_contradiction() {
+        // A store lethe cannot ask: unknown, unless the operator asserts.
+        let opaque = Store::from_object_store(
+            "s",
+            "mem://",
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+        );
+        let unknown = opaque.deletion_statement(None).await.unwrap();
+        assert_eq!(unknown.mode, "unknown");
+        assert!(unknown.caveat().is_some());
+        let asserted = opaque
+            .deletion_statement(Some(DeletionMode::SoftDeleted))
+            .await
+            .unwrap();
+        assert_eq!(asserted.mode, "soft-deleted");
+        assert!(asserted.basis.starts_with("asserted by the operator"));
+        // A local folder is detected as permanent; asserting otherwise is refused.
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::StoreConfig {
+            name: "local".into(),
+            url: url::Url::from_file_path(dir.path()).unwrap().to_string(),
+            options: vec![],
+            retry: Default::default(),
+            deletion_mode: None,
+        };
+        let local = Store::open(&config).unwrap();
+        let detected = local
+            .deletion_statement(Some(DeletionMode::Permanent))
+            .await
+            .unwrap();
+        assert_eq!(
+            (detected.mode.as_str(), detected.caveat()),
+            ("permanent", None)
+        );
+        let err = local
+            .deletion_statement(Some(DeletionMode::DeleteMarker))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains(
+                "asserts deletion_mode = \"delete-marker\", but the store says \"permanent\""
+            ),
+            "{err}"
+        );
+    }
 }

@@ -608,32 +608,41 @@ async fn deletion_mode_is_detected_or_asserted(kind: Kind) {
             assert!(w.payload(1)["stores"][0]["caveat"].is_null());
         }
         Kind::Azure => {
-            // Azure's settings cannot be read yet: unknown unless the operator asserts.
+            // Azurite: no blob soft delete, no version ids.
             let plan = w.lethe(&["plan"]);
             assert!(
-                stdout(&plan).contains("deletions: unknown (not checked:"),
+                stdout(&plan).contains("deletions: permanent (detected: no blob soft delete, and blobs carry no version ids)"),
                 "{}",
                 stdout(&plan)
             );
-            assert!(
-                stdout(&plan).contains("WARNING: lethe could not establish"),
-                "{}",
-                stdout(&plan)
-            );
+            // An operator who believes soft delete is on is told otherwise before anything happens.
             w.stores = bucket.store_toml(
                 "recordings",
                 "tenant-a",
                 "deletion_mode = \"soft-deleted\"\n",
             );
             w.write_config();
+            let out = w.lethe(&["run"]);
+            assert_exit(&out, 2);
+            assert!(
+                stderr(&out).contains(
+                    "asserts deletion_mode = \"soft-deleted\", but the store says \"permanent\""
+                ),
+                "{}",
+                stderr(&out)
+            );
+            assert!(bucket.exists(&format!("tenant-a/{key}")).await);
+            w.stores =
+                bucket.store_toml("recordings", "tenant-a", "deletion_mode = \"permanent\"\n");
+            w.write_config();
             assert_exit(&w.lethe(&["run"]), 0);
             let store = &w.payload(1)["stores"][0];
-            assert_eq!(store["deletion_mode"], "soft-deleted");
+            assert_eq!(store["deletion_mode"], "permanent");
             assert!(
                 store["deletion_mode_basis"]
                     .as_str()
                     .unwrap()
-                    .starts_with("asserted by the operator")
+                    .starts_with("detected:")
             );
         }
     }
