@@ -320,20 +320,7 @@ async fn odd_keys(kind: Kind) {
     let (w, bucket) = cloud_world(kind).await;
     // 20 months: quality (6 months) has expired, disputes (24 months) has not.
     let dir = format!("calls/quality/{}", months_ago(20));
-    let names = [
-        "a b",
-        "a%20b",
-        "a+b",
-        "ünï cødé",
-        "100%",
-        "x%2Fy",
-        "q?x=1&y",
-        "semi;colon",
-        "hash#tag",
-        "emoji-📞",
-        "quote'd",
-        "[br]{ce}",
-    ];
+    let names = ODD_NAMES;
     for n in names {
         bucket.put(&format!("tenant-a/{dir}/{n}.wav"), n).await;
     }

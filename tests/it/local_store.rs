@@ -77,18 +77,7 @@ fn odd_names_round_trip_exactly() {
     // 20 months: expired for quality (6 months), not for disputes (24 months).
     let dir = format!("calls/quality/{}", months_ago(20));
     // Each pair differs only in how a naive layer might encode or decode it.
-    let names = [
-        "a b",
-        "a%20b",
-        "a+b",
-        "ünï cødé",
-        "100%",
-        "x%2Fy",
-        "q?x=1&y",
-        "semi;colon",
-        "tab\u{00a0}nbsp",
-        "emoji-📞",
-    ];
+    let names = ODD_NAMES;
     for n in names {
         w.put(&format!("{dir}/{n}.wav"), n);
     }

@@ -22,6 +22,24 @@ use chrono::{DateTime, Months, Utc};
 /// The sample policy shipped in `policies/`.
 pub const POLICY: &str = include_str!("../../policies/retention.yaml");
 
+/// Names that differ only in how a naive layer would encode or decode them.
+/// Tests pair "a b" (kept by a sidecar) with its near twins (deleted).
+pub const ODD_NAMES: &[&str] = &[
+    "a b",
+    "a%20b",
+    "a+b",
+    "ünï cødé",
+    "100%",
+    "x%2Fy",
+    "q?x=1&y",
+    "semi;colon",
+    "hash#tag",
+    "tab\u{00a0}nbsp",
+    "emoji-📞",
+    "quote'd",
+    "[br]{ce}",
+];
+
 /// A temporary installation: config, policy, key, store folder, ledger.
 pub struct World {
     pub dir: tempfile::TempDir,
