@@ -40,6 +40,8 @@ pub struct Recording {
     /// The calendar on which retention periods are counted.
     pub timezone: Tz,
     pub subject: Option<String>,
+    /// The `{call_id}` capture, if the key has one.
+    pub call_id: Option<String>,
     /// Sidecars that exist; deleted with the recording.
     pub sidecars: Vec<ObjectMeta>,
     /// Companion keys rendered from the captures; deleted with the recording if present.
@@ -211,6 +213,10 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
 
     let mut purposes: BTreeSet<String> = BTreeSet::new();
     let mut subject: Option<String> = None;
+    let call_id = c
+        .matches
+        .iter()
+        .find_map(|m| m.captures.get("call_id").cloned());
     let mut key_date: Option<DateTime<Utc>> = None;
     let mut companions: Vec<String> = Vec::new();
     for m in &c.matches {
@@ -308,6 +314,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         recorded_from,
         timezone,
         subject,
+        call_id,
         sidecars,
         companions,
     })

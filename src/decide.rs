@@ -11,10 +11,12 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::classify::{Classified, Recording};
 use crate::config::Safety;
+use crate::hold::{self, Hold, HoldTarget};
 use crate::policy::Policy;
 use crate::store::ObjectRef;
 
@@ -34,16 +36,51 @@ pub struct Expiry {
 pub enum Decision {
     Delete(Expiry),
     Keep(Expiry),
+    /// Covered by an active legal hold: kept whatever its retention says.
+    Held {
+        case: String,
+        expiry: Expiry,
+    },
     /// Recorded after `now`: a clock or naming error; never deleted.
     FutureDated,
 }
 
 /// Decides one recording. Every purpose must be defined (classification
 /// guarantees it); an undefined one keeps the recording forever.
-pub fn decide(recording: &Recording, policy: &Policy, now: DateTime<Utc>) -> Decision {
+pub fn decide(
+    recording: &Recording,
+    store: &str,
+    policy: &Policy,
+    holds: &[Hold],
+    now: DateTime<Utc>,
+) -> Decision {
     if recording.recorded_at > now {
         return Decision::FutureDated;
     }
+    let expiry = governing_expiry(recording, policy);
+    let target = HoldTarget {
+        store: store.to_string(),
+        key: recording.object.location.to_string(),
+        subject: recording.subject.clone(),
+        call_id: recording.call_id.clone(),
+        recorded_at: recording.recorded_at,
+        timezone: recording.timezone,
+    };
+    if let Some(hold) = hold::covering(holds, &target) {
+        return Decision::Held {
+            case: hold.case.clone(),
+            expiry,
+        };
+    }
+    if expiry.at.is_some_and(|at| at <= now) {
+        Decision::Delete(expiry)
+    } else {
+        Decision::Keep(expiry)
+    }
+}
+
+/// The purpose whose period ends last, and when.
+fn governing_expiry(recording: &Recording, policy: &Policy) -> Expiry {
     let mut governing: Option<Expiry> = None;
     for name in &recording.purposes {
         let expiry = match policy.purpose(name) {
@@ -85,17 +122,13 @@ pub fn decide(recording: &Recording, policy: &Policy, now: DateTime<Utc>) -> Dec
             governing = Some(expiry);
         }
     }
-    match governing {
-        Some(e) if e.at.is_some_and(|at| at <= now) => Decision::Delete(e),
-        Some(e) => Decision::Keep(e),
-        None => Decision::Keep(Expiry {
-            at: None,
-            purpose: String::new(),
-            retain: String::new(),
-            minimum: None,
-            basis: "no purpose".into(),
-        }),
-    }
+    governing.unwrap_or(Expiry {
+        at: None,
+        purpose: String::new(),
+        retain: String::new(),
+        minimum: None,
+        basis: "no purpose".into(),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +136,8 @@ pub fn decide(recording: &Recording, policy: &Policy, now: DateTime<Utc>) -> Dec
 pub enum Action {
     Delete,
     Keep,
+    /// Kept by a legal hold.
+    Hold,
     /// Kept because something could not be established; needs a human.
     Report,
 }
@@ -112,6 +147,7 @@ impl Action {
         match self {
             Action::Delete => "delete",
             Action::Keep => "keep",
+            Action::Hold => "hold",
             Action::Report => "report",
         }
     }
@@ -150,6 +186,30 @@ pub struct Planned {
     /// Companion keys; deleted with the recording when present.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub companions: Vec<String>,
+    /// Facts that holds and erasure requests select on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<Tz>,
+    /// The case of the hold that keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+}
+
+impl Planned {
+    /// The facts a hold is matched against (`None` for objects that are not recordings).
+    pub fn hold_target(&self) -> Option<HoldTarget> {
+        Some(HoldTarget {
+            store: self.store.clone(),
+            key: self.key.clone(),
+            subject: self.subject.clone(),
+            call_id: self.call_id.clone(),
+            recorded_at: self.recorded_at?,
+            timezone: self.timezone.unwrap_or(Tz::UTC),
+        })
+    }
 }
 
 /// Turns a classified object into a plan item (`None` for owned objects,
@@ -158,6 +218,7 @@ pub fn plan_item(
     store: &str,
     classified: Classified,
     policy: &Policy,
+    holds: &[Hold],
     now: DateTime<Utc>,
 ) -> Option<Planned> {
     match classified {
@@ -179,16 +240,36 @@ pub fn plan_item(
             basis: None,
             sidecars: vec![],
             companions: vec![],
+            subject: None,
+            call_id: None,
+            timezone: None,
+            hold: None,
         }),
         Classified::Recording(r) => {
-            let decision = decide(&r, policy, now);
+            let decision = decide(&r, store, policy, holds, now);
             Some(recording_item(store, r, decision))
         }
     }
 }
 
 fn recording_item(store: &str, r: Recording, decision: Decision) -> Planned {
+    let mut hold = None;
     let (action, code, reason, expiry) = match decision {
+        Decision::Held { case, expiry } => {
+            let reason = match expiry.at {
+                Some(at) if expiry.purpose.is_empty() => format!(
+                    "kept: legal hold {case} (retention until {})",
+                    fmt_time(Some(at))
+                ),
+                at => format!(
+                    "kept: legal hold {case} (retention of {} ends {})",
+                    expiry.purpose,
+                    fmt_time(at)
+                ),
+            };
+            hold = Some(case);
+            (Action::Hold, "held", reason, Some(expiry))
+        }
         Decision::Delete(e) => {
             let reason = format!(
                 "{} expired {} ({} retention)",
@@ -241,6 +322,10 @@ fn recording_item(store: &str, r: Recording, decision: Decision) -> Planned {
         basis: expiry.map(|e| e.basis),
         sidecars: r.sidecars.iter().map(ObjectRef::from).collect(),
         companions: r.companions,
+        subject: r.subject,
+        call_id: r.call_id,
+        timezone: Some(r.timezone),
+        hold,
     }
 }
 
@@ -265,8 +350,11 @@ pub struct StoreStats {
     /// Bytes of the recordings and sidecars to delete (companions are sized at deletion).
     pub delete_bytes: u64,
     pub keep: u64,
+    /// Recordings kept by a legal hold.
+    pub held: u64,
     pub report: u64,
     pub delete_by_purpose: BTreeMap<String, u64>,
+    pub held_by_case: BTreeMap<String, u64>,
     pub keep_by_purpose: BTreeMap<String, u64>,
     pub report_by_code: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -298,6 +386,13 @@ impl StoreStats {
                 if let Some(at) = item.expires_at {
                     self.next_expiry = Some(self.next_expiry.map_or(at, |n| n.min(at)));
                 }
+            }
+            Action::Hold => {
+                self.held += 1;
+                *self
+                    .held_by_case
+                    .entry(item.hold.clone().unwrap_or_default())
+                    .or_default() += 1;
             }
             Action::Report => {
                 self.report += 1;
@@ -384,6 +479,7 @@ recordings:
             recorded_from: DateSource::Key,
             timezone: Tz::UTC,
             subject: None,
+            call_id: None,
             sidecars: vec![],
             companions: vec![],
         }
@@ -398,10 +494,10 @@ recordings:
         let p = policy();
         let r = rec(&["quality"], day(2025, 5, 31));
         assert!(
-            matches!(decide(&r, &p, day(2025, 11, 29)), Decision::Keep(e) if e.at == Some(day(2025, 11, 30)))
+            matches!(decide(&r, "s", &p, &[], day(2025, 11, 29)), Decision::Keep(e) if e.at == Some(day(2025, 11, 30)))
         );
         assert!(
-            matches!(decide(&r, &p, day(2025, 11, 30)), Decision::Delete(e) if e.purpose == "quality" && e.basis == "GDPR Art. 6(1)(f)")
+            matches!(decide(&r, "s", &p, &[], day(2025, 11, 30)), Decision::Delete(e) if e.purpose == "quality" && e.basis == "GDPR Art. 6(1)(f)")
         );
     }
 
@@ -409,7 +505,7 @@ recordings:
     fn the_latest_purpose_governs() {
         let p = policy();
         let r = rec(&["disputes", "quality"], day(2024, 1, 1));
-        match decide(&r, &p, day(2025, 6, 1)) {
+        match decide(&r, "s", &p, &[], day(2025, 6, 1)) {
             Decision::Keep(e) => assert_eq!(
                 (e.purpose.as_str(), e.at),
                 ("disputes", Some(day(2026, 1, 1)))
@@ -417,7 +513,7 @@ recordings:
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(decide(&r, &p, day(2026, 1, 1)), Decision::Delete(e) if e.purpose == "disputes")
+            matches!(decide(&r, "s", &p, &[], day(2026, 1, 1)), Decision::Delete(e) if e.purpose == "disputes")
         );
     }
 
@@ -425,7 +521,13 @@ recordings:
     fn future_dated_is_never_deleted() {
         let p = policy();
         assert_eq!(
-            decide(&rec(&["quality"], day(2030, 1, 1)), &p, day(2026, 1, 1)),
+            decide(
+                &rec(&["quality"], day(2030, 1, 1)),
+                "s",
+                &p,
+                &[],
+                day(2026, 1, 1)
+            ),
             Decision::FutureDated
         );
     }
@@ -434,7 +536,45 @@ recordings:
     fn an_undefined_purpose_keeps_forever() {
         let p = policy();
         assert!(
-            matches!(decide(&rec(&["quality", "zzz"], day(2000, 1, 1)), &p, day(2026, 1, 1)), Decision::Keep(e) if e.at.is_none())
+            matches!(decide(&rec(&["quality", "zzz"], day(2000, 1, 1)), "s", &p, &[], day(2026, 1, 1)), Decision::Keep(e) if e.at.is_none())
+        );
+    }
+
+    #[test]
+    fn a_hold_keeps_whatever_the_retention_says() {
+        let p = policy();
+        let hold = Hold {
+            case: "CASE-1".into(),
+            reason: "r".into(),
+            placed_by: "j".into(),
+            placed_at: day(2026, 1, 1),
+            selectors: vec![crate::hold::Selector::Key { key: "a/b".into() }],
+            store: None,
+            review: None,
+        };
+        let expired = rec(&["quality"], day(2020, 1, 1));
+        assert!(
+            matches!(decide(&expired, "s", &p, std::slice::from_ref(&hold), day(2026, 1, 1)), Decision::Held { case, .. } if case == "CASE-1")
+        );
+        // Another store's hold does not apply.
+        let elsewhere = Hold {
+            store: Some("other".into()),
+            ..hold.clone()
+        };
+        assert!(matches!(
+            decide(&expired, "s", &p, &[elsewhere], day(2026, 1, 1)),
+            Decision::Delete(_)
+        ));
+        // A future-dated recording is reported as such, held or not.
+        assert_eq!(
+            decide(
+                &rec(&["quality"], day(2030, 1, 1)),
+                "s",
+                &p,
+                &[hold],
+                day(2026, 1, 1)
+            ),
+            Decision::FutureDated
         );
     }
 
@@ -443,11 +583,11 @@ recordings:
         let p = policy();
         let r = rec(&["orders"], day(2020, 2, 29));
         assert!(matches!(
-            decide(&r, &p, day(2025, 2, 27)),
+            decide(&r, "s", &p, &[], day(2025, 2, 27)),
             Decision::Keep(_)
         ));
         assert!(matches!(
-            decide(&r, &p, day(2025, 2, 28)),
+            decide(&r, "s", &p, &[], day(2025, 2, 28)),
             Decision::Delete(_)
         ));
     }

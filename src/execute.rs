@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
 use crate::decide::{Action, Planned};
+use crate::hold::HoldTarget;
 use crate::store::{DeleteAnswer, Store};
 
 /// How many log lines at info level show individual deletions per store.
@@ -104,12 +105,31 @@ pub const VERIFICATION: &str =
 pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Where intents and outcomes are made durable (the ledger implements it).
+/// The intents of one recording and its objects, with the facts an active
+/// legal hold is checked against when they are recorded.
+#[derive(Debug, Clone)]
+pub struct IntentGroup {
+    pub target: Option<HoldTarget>,
+    pub intents: Vec<Intent>,
+}
+
+/// What the journal did with a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded; the sequence numbers of its intents, in order.
+    Intents(Vec<i64>),
+    /// Not recorded: a hold placed since planning covers the recording.
+    Held { case: String },
+}
+
 pub trait Journal {
-    /// Records intents in one transaction; returns their sequence numbers in order.
+    /// Records intents in one transaction, after checking each group against
+    /// the active holds in that same transaction (a hold placed a moment ago
+    /// protects every deletion that has not started).
     fn record_intents(
         &self,
-        intents: &[Intent],
-    ) -> impl Future<Output = Result<Vec<i64>, JournalError>> + Send;
+        groups: &[IntentGroup],
+    ) -> impl Future<Output = Result<Vec<Recorded>, JournalError>> + Send;
     /// Records outcomes in one transaction.
     fn record_outcomes(
         &self,
@@ -142,6 +162,8 @@ pub struct Report {
     pub bytes_deleted: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Recordings a hold placed during the run protected.
+    pub held: u64,
     pub deleted_by_purpose: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
@@ -197,6 +219,7 @@ impl Report {
         self.bytes_deleted += other.bytes_deleted;
         self.failed += other.failed;
         self.skipped += other.skipped;
+        self.held += other.held;
         for (k, v) in other.deleted_by_purpose {
             *self.deleted_by_purpose.entry(k).or_default() += v;
         }
@@ -454,10 +477,13 @@ pub async fn execute<J: Journal>(
             .buffered(options.concurrency.max(1))
             .collect()
             .await;
-        let mut planned_groups: Vec<Vec<Intent>> = Vec::new();
+        let mut planned_groups: Vec<IntentGroup> = Vec::new();
         for (item, g) in groups {
             match g {
-                Ok(intents) => planned_groups.push(intents),
+                Ok(intents) => planned_groups.push(IntentGroup {
+                    target: item.hold_target(),
+                    intents,
+                }),
                 Err(e) => {
                     report.failed += 1;
                     warn!(store = store.name(), key = %item.key, error = %e, "not deleted");
@@ -469,12 +495,11 @@ pub async fn execute<J: Journal>(
                 }
             }
         }
-        let flat: Vec<Intent> = planned_groups.iter().flatten().cloned().collect();
-        if flat.is_empty() {
+        if planned_groups.is_empty() {
             continue;
         }
-        let seqs = match journal.record_intents(&flat).await {
-            Ok(s) => s,
+        let recorded = match journal.record_intents(&planned_groups).await {
+            Ok(r) => r,
             Err(e) => {
                 report.aborted = Some(format!(
                     "cannot record deletion intents, nothing more is deleted: {e}"
@@ -482,15 +507,26 @@ pub async fn execute<J: Journal>(
                 return report;
             }
         };
-        let mut seqs = seqs.into_iter();
-        let numbered: Vec<Vec<(i64, Intent)>> = planned_groups
-            .into_iter()
-            .map(|g| {
-                g.into_iter()
-                    .map(|i| (seqs.next().unwrap_or_default(), i))
-                    .collect()
-            })
-            .collect();
+        let mut numbered: Vec<Vec<(i64, Intent)>> = Vec::new();
+        for (group, recorded) in planned_groups.into_iter().zip(recorded) {
+            match recorded {
+                Recorded::Intents(seqs) => {
+                    numbered.push(seqs.into_iter().zip(group.intents).collect())
+                }
+                Recorded::Held { case } => {
+                    report.held += 1;
+                    let key = group
+                        .intents
+                        .first()
+                        .map(|i| i.key.clone())
+                        .unwrap_or_default();
+                    info!(store = store.name(), key = %key, case = %case, "not deleted: a legal hold placed since planning covers it");
+                }
+            }
+        }
+        if numbered.is_empty() {
+            continue;
+        }
         let outcomes = delete_groups(store, numbered, options.concurrency).await;
         for (intent, outcome) in &outcomes {
             report.absorb(store.name(), intent, outcome);

@@ -3,7 +3,8 @@
 //! A recording travels one way through these modules, each depending only on
 //! those before it: [`config`] and [`policy`] describe what to do; [`store`]
 //! reaches the recordings; [`scan`] lists them; [`classify`] works out their
-//! purposes and dates; [`decide`] says keep, delete or report; [`execute`]
+//! purposes and dates; [`hold`] describes legal holds; [`decide`] says keep,
+//! hold, delete or report; [`execute`]
 //! deletes and verifies; [`ledger`] makes every step durable and
 //! tamper-evident; [`certificate`] signs the result. [`report`] renders for
 //! people and scripts, and [`cli`] puts a command together. See
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod execute;
+pub mod hold;
 pub mod ledger;
 pub mod policy;
 pub mod report;

@@ -48,7 +48,13 @@ pub fn bytes(n: u64) -> String {
 
 /// A plan being written, one store and one item at a time.
 pub trait PlanSink {
-    fn begin(&mut self, as_of: DateTime<Utc>, policies: &[PolicyFile]) -> io::Result<()>;
+    /// `notices`: things a person must look at (holds past their review date).
+    fn begin(
+        &mut self,
+        as_of: DateTime<Utc>,
+        policies: &[PolicyFile],
+        notices: &[String],
+    ) -> io::Result<()>;
     /// `deletion` is `None` when the store could not be opened.
     fn store_begin(
         &mut self,
@@ -89,7 +95,12 @@ fn join_counts(map: &BTreeMap<String, u64>) -> String {
 }
 
 impl PlanSink for TextPlan<'_> {
-    fn begin(&mut self, as_of: DateTime<Utc>, policies: &[PolicyFile]) -> io::Result<()> {
+    fn begin(
+        &mut self,
+        as_of: DateTime<Utc>,
+        policies: &[PolicyFile],
+        notices: &[String],
+    ) -> io::Result<()> {
         writeln!(
             self.out,
             "lethe plan as of {} (a plan deletes nothing)",
@@ -97,6 +108,9 @@ impl PlanSink for TextPlan<'_> {
         )?;
         for p in policies {
             writeln!(self.out, "policy {} sha256:{}", p.name, p.sha256)?;
+        }
+        for n in notices {
+            writeln!(self.out, "NOTICE: {n}")?;
         }
         Ok(())
     }
@@ -121,6 +135,7 @@ impl PlanSink for TextPlan<'_> {
         let label = match item.action {
             Action::Delete => "DELETE",
             Action::Keep => "KEEP  ",
+            Action::Hold => "HOLD  ",
             Action::Report => "REPORT",
         };
         write!(
@@ -164,14 +179,22 @@ impl PlanSink for TextPlan<'_> {
         }
         writeln!(
             self.out,
-            "  summary: {} to delete ({}), {} kept, {} reported; {} objects listed, of which {} sidecars/companions",
+            "  summary: {} to delete ({}), {} kept, {} held, {} reported; {} objects listed, of which {} sidecars/companions",
             stats.delete,
             bytes(stats.delete_bytes),
             stats.keep,
+            stats.held,
             stats.report,
             stats.listed,
             stats.owned
         )?;
+        if !stats.held_by_case.is_empty() {
+            writeln!(
+                self.out,
+                "  held by case: {}",
+                join_counts(&stats.held_by_case)
+            )?;
+        }
         if !stats.delete_by_purpose.is_empty() {
             writeln!(
                 self.out,
@@ -243,16 +266,22 @@ impl<'w> JsonPlan<'w> {
 }
 
 impl PlanSink for JsonPlan<'_> {
-    fn begin(&mut self, as_of: DateTime<Utc>, policies: &[PolicyFile]) -> io::Result<()> {
+    fn begin(
+        &mut self,
+        as_of: DateTime<Utc>,
+        policies: &[PolicyFile],
+        notices: &[String],
+    ) -> io::Result<()> {
         let policies: Vec<_> = policies
             .iter()
             .map(|p| json!({"file": p.name, "sha256": p.sha256}))
             .collect();
         write!(
             self.out,
-            "{{\"as_of\":{},\"policies\":{},\"stores\":[",
+            "{{\"as_of\":{},\"policies\":{},\"notices\":{},\"stores\":[",
             json!(fmt_time(Some(as_of))),
-            json!(policies)
+            json!(policies),
+            json!(notices)
         )
     }
 

@@ -9,6 +9,7 @@
 
 mod certify;
 mod demo;
+mod hold;
 mod plan;
 mod run;
 mod verify;
@@ -116,6 +117,11 @@ enum Command {
         #[arg(long)]
         check_store: bool,
     },
+    /// Legal holds: freeze recordings for a case, whatever their retention
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
     /// Ledger maintenance
     Ledger {
         #[command(subcommand)]
@@ -131,6 +137,56 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "lethe-demo")]
         dir: PathBuf,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum HoldCommand {
+    /// Place a hold; a recording matching any selector is held
+    Place {
+        /// The case id; it can never be reused for another hold
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        reason: String,
+        /// Who places it (recorded in the ledger)
+        #[arg(long)]
+        by: String,
+        #[arg(long, value_name = "SUBJECT")]
+        subject: Vec<String>,
+        #[arg(long = "call-id", value_name = "CALL_ID")]
+        call_id: Vec<String>,
+        #[arg(long, value_name = "KEY")]
+        key: Vec<String>,
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Vec<String>,
+        /// Inclusive dates: 2025-01-01..2025-03-31
+        #[arg(long = "recorded-between", value_name = "FROM..TO")]
+        recorded_between: Vec<String>,
+        /// Limit the hold to one store
+        #[arg(long)]
+        store: Option<String>,
+        /// A date by which the hold should be reviewed (reported by plans; never released by itself)
+        #[arg(long, value_name = "DATE")]
+        review: Option<String>,
+    },
+    /// Release a hold: its recordings return to their normal retention
+    Release {
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// List the active holds (or all, with --all)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show a hold and the recordings it holds now
+    Show { case: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,6 +283,39 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
         Command::Ledger {
             command: LedgerCommand::Verify,
         } => verify::ledger_verify(&config_path(), out).await,
+        Command::Hold { command } => match command {
+            HoldCommand::Place {
+                case,
+                reason,
+                by,
+                subject,
+                call_id,
+                key,
+                prefix,
+                recorded_between,
+                store,
+                review,
+            } => {
+                let placement = hold::Placement {
+                    case,
+                    reason,
+                    by,
+                    subjects: subject,
+                    call_ids: call_id,
+                    keys: key,
+                    prefixes: prefix,
+                    recorded_between,
+                    store,
+                    review,
+                };
+                hold::place(&config_path(), placement, out).await
+            }
+            HoldCommand::Release { case, by, reason } => {
+                hold::release(&config_path(), &case, &by, &reason, out).await
+            }
+            HoldCommand::List { all, format } => hold::list(&config_path(), all, format, out).await,
+            HoldCommand::Show { case } => hold::show(&config_path(), &case, out).await,
+        },
         Command::Keygen { out: path } => keygen(&path, out),
         Command::Demo { dir } => demo::demo(&dir, out).await,
     }
@@ -259,6 +348,27 @@ fn init_logging(format: LogFormat, default_level: &str) {
 /// Reads the config file (exit 2 on any problem).
 pub(crate) fn load_settings(path: &Path) -> Result<Settings, Failure> {
     Settings::load(path, &EnvOverrides::from_process()).or_exit(Exit::Usage)
+}
+
+/// The holds in force, read from the ledger; none if there is no ledger yet
+/// (a SQLite file that does not exist cannot hold any).
+pub(crate) async fn read_holds(settings: &Settings) -> Result<Vec<crate::hold::Hold>, Failure> {
+    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
+        && !path.exists()
+    {
+        return Ok(Vec::new());
+    }
+    let ledger = crate::ledger::Ledger::open(&settings.database)
+        .await
+        .context("cannot read the legal holds")
+        .or_exit(Exit::Runtime)?;
+    let holds = ledger
+        .active_holds()
+        .await
+        .context("cannot read the legal holds")
+        .or_exit(Exit::Runtime)?;
+    ledger.close().await;
+    Ok(holds)
 }
 
 /// Opens a configured store with lethe's own files protected.

@@ -11,6 +11,7 @@ use tracing::{Instrument, error, info, info_span};
 use super::{Exit, Format, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::classify::{Classified, classify};
 use crate::decide::{Planned, StoreStats, check_safety, plan_item};
+use crate::hold::Hold;
 use crate::policy::Policy;
 use crate::report::{JsonPlan, Limits, PlanSink, TextPlan};
 use crate::scan::scan;
@@ -32,6 +33,7 @@ pub(crate) enum PlanFailure {
 pub(crate) async fn plan_store(
     store: &Store,
     policy: &Policy,
+    holds: &[Hold],
     now: DateTime<Utc>,
     on_item: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
 ) -> Result<StoreStats, PlanFailure> {
@@ -42,7 +44,7 @@ pub(crate) async fn plan_store(
         match classify(entry, policy) {
             Classified::Owned(_) => stats.count_owned(),
             classified => {
-                if let Some(item) = plan_item(store.name(), classified, policy, now) {
+                if let Some(item) = plan_item(store.name(), classified, policy, holds, now) {
                     stats.count(&item);
                     on_item(&item).map_err(PlanFailure::Sink)?;
                 }
@@ -58,6 +60,22 @@ pub(crate) async fn plan_store(
         "store planned"
     );
     Ok(stats)
+}
+
+/// Holds past their review date: reported in every plan, never released by themselves.
+pub(crate) fn review_notices(holds: &[Hold], now: DateTime<Utc>) -> Vec<String> {
+    holds
+        .iter()
+        .filter_map(|h| {
+            let review = h.review?;
+            (review < now.date_naive()).then(|| {
+                format!(
+                    "hold {} was due for review on {review}; it stays in force until released",
+                    h.case
+                )
+            })
+        })
+        .collect()
 }
 
 /// `--as-of`: RFC 3339, or a bare date meaning midnight UTC.
@@ -85,11 +103,13 @@ pub(crate) async fn plan(
         Some(t) => parse_time(t).or_exit(Exit::Usage)?,
         None => Utc::now(),
     };
+    let holds = super::read_holds(&settings).await?;
     let mut sink: Box<dyn PlanSink + '_> = match format {
         Format::Text => Box::new(TextPlan::new(out)),
         Format::Json => Box::new(JsonPlan::new(out)),
     };
-    sink.begin(now, &policy.files).map_err(output_error)?;
+    sink.begin(now, &policy.files, &review_notices(&holds, now))
+        .map_err(output_error)?;
     let mut planned = Vec::new();
     let mut failed = false;
     let mut contradiction = false;
@@ -120,7 +140,7 @@ pub(crate) async fn plan(
         .map_err(output_error)?;
         let result = match &store {
             Ok(store) => {
-                plan_store(store, &policy, now, &mut |item| sink.item(item))
+                plan_store(store, &policy, &holds, now, &mut |item| sink.item(item))
                     .instrument(span.clone())
                     .await
             }

@@ -21,7 +21,7 @@ use super::plan::{PlanFailure, plan_store};
 use super::{Exit, Failure, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::certificate::Identity;
 use crate::config::Settings;
-use crate::decide::{Action, StoreStats, check_safety};
+use crate::decide::{Action, Planned, StoreStats, check_safety};
 use crate::execute::{self, Report, Spool};
 use crate::ledger::{Ledger, NewRow, kind, timestamp};
 use crate::policy::Policy;
@@ -208,6 +208,15 @@ async fn pass(
     }
 
     // Plan every store into its spool: the safety limits need the whole plan.
+    // Holds are read now for the plan, and again in every intent transaction.
+    let holds = match &ledger {
+        Some(l) => l
+            .active_holds()
+            .await
+            .context("cannot read the legal holds; nothing was deleted")
+            .or_exit(Exit::Runtime)?,
+        None => super::read_holds(settings).await?,
+    };
     let now = started_at;
     for p in passes.iter_mut() {
         let Some(store) = &p.store else { continue };
@@ -215,7 +224,7 @@ async fn pass(
         let mut spool = Spool::new()
             .context("cannot create the plan spool file")
             .or_exit(Exit::Runtime)?;
-        let result = plan_store(store, policy, now, &mut |item| {
+        let result = plan_store(store, policy, &holds, now, &mut |item: &Planned| {
             if item.action == Action::Delete {
                 spool.push(item)
             } else {
@@ -413,23 +422,25 @@ fn summary(
         if dry_run || !breaches.is_empty() {
             writeln!(
                 out,
-                "would delete {} recordings ({}); {} kept, {} reported",
+                "would delete {} recordings ({}); {} kept, {} held, {} reported",
                 stats.delete,
                 bytes(stats.delete_bytes),
                 stats.keep,
+                stats.held,
                 stats.report
             )?;
         } else {
             let r = &p.report;
             writeln!(
                 out,
-                "deleted {} recordings ({} objects, {}); {} already absent; {} failed; {} kept, {} reported",
+                "deleted {} recordings ({} objects, {}); {} already absent; {} failed; {} kept, {} held, {} reported",
                 r.recordings_deleted,
                 r.objects_deleted,
                 bytes(r.bytes_deleted),
                 r.already_absent,
                 r.failed,
                 stats.keep,
+                stats.held + r.held,
                 stats.report
             )?;
             if !r.deleted_by_purpose.is_empty() {

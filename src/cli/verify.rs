@@ -177,6 +177,7 @@ pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome
         .or_exit(Exit::Runtime)?;
     let report = ledger.verify().await.or_exit(Exit::Runtime)?;
     let mut problems = report.problems.clone();
+    problems.extend(ledger.verify_holds().await.or_exit(Exit::Runtime)?);
 
     // Certificates pin the ledger: a row removed from the end of the chain,
     // where no later row links to it, still shows against them.

@@ -10,6 +10,7 @@
 //! have no outcome yet; it is derived state that makes crash recovery cheap
 //! and is not itself evidence.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -23,7 +24,8 @@ use sqlx::{AnyPool, Row};
 
 use crate::certificate::jcs;
 use crate::config::DatabaseUrl;
-use crate::execute::{Intent, Journal, JournalError, Outcome, Pending};
+use crate::execute::{Intent, IntentGroup, Journal, JournalError, Outcome, Pending, Recorded};
+use crate::hold::{self, Hold};
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;
 
@@ -39,6 +41,12 @@ pub enum LedgerError {
     Db(#[from] sqlx::Error),
     #[error("ledger row {seq} cannot be read: {message}")]
     Corrupt { seq: i64, message: String },
+    #[error("case {0} already has a hold (placed or released); a case id cannot be reused")]
+    CaseExists(String),
+    #[error("there is no hold for case {0}")]
+    NoSuchHold(String),
+    #[error("the hold for case {0} was already released")]
+    AlreadyReleased(String),
 }
 
 /// The hash a chain starts from.
@@ -51,6 +59,8 @@ pub mod kind {
     pub const OUTCOME: &str = "outcome";
     pub const RUN_FINISHED: &str = "run-finished";
     pub const CERTIFICATE: &str = "certificate";
+    pub const HOLD_PLACED: &str = "hold-placed";
+    pub const HOLD_RELEASED: &str = "hold-released";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,6 +421,228 @@ impl Ledger {
     }
 }
 
+/// A hold as the ledger knows it: placed, and perhaps released.
+#[derive(Debug, Clone, Serialize)]
+pub struct HoldRecord {
+    pub hold: Hold,
+    pub placed_seq: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released: Option<Release>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub case: String,
+    pub by: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Ledger {
+    async fn active_holds_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<Vec<Hold>> {
+        let rows = sqlx::query(
+            "SELECT placed_seq, body FROM hold WHERE released_seq IS NULL ORDER BY placed_seq",
+        )
+        .fetch_all(&mut **tx)
+        .await?;
+        rows.iter().map(Self::hold_from_row).collect()
+    }
+
+    fn hold_from_row(row: &AnyRow) -> Result<Hold> {
+        let seq: i64 = row.try_get("placed_seq")?;
+        let body: String = row.try_get("body")?;
+        serde_json::from_str(&body).map_err(|e| LedgerError::Corrupt {
+            seq,
+            message: format!("hold: {e}"),
+        })
+    }
+
+    /// The holds in force.
+    pub async fn active_holds(&self) -> Result<Vec<Hold>> {
+        let rows = sqlx::query(
+            "SELECT placed_seq, body FROM hold WHERE released_seq IS NULL ORDER BY placed_seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Self::hold_from_row).collect()
+    }
+
+    /// Every hold, with its release if it was released.
+    pub async fn holds(&self) -> Result<Vec<HoldRecord>> {
+        let rows =
+            sqlx::query("SELECT placed_seq, released_seq, body FROM hold ORDER BY placed_seq")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let hold = Self::hold_from_row(row)?;
+            let placed_seq: i64 = row.try_get("placed_seq")?;
+            let released_seq: Option<i64> = row.try_get("released_seq")?;
+            let released = match released_seq {
+                Some(seq) => {
+                    let row = self.row(seq).await?.ok_or(LedgerError::Corrupt {
+                        seq,
+                        message: "missing release row".into(),
+                    })?;
+                    Some(
+                        serde_json::from_str(&row.body).map_err(|e| LedgerError::Corrupt {
+                            seq,
+                            message: e.to_string(),
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            out.push(HoldRecord {
+                hold,
+                placed_seq,
+                released,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Places a hold: a ledger row and the index entry, in one transaction.
+    pub async fn place_hold(&self, hold: &Hold) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT placed_seq FROM hold WHERE case_id = $1")
+            .bind(hold.case.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(LedgerError::CaseExists(hold.case.clone()));
+        }
+        let body = serde_json::to_value(hold).map_err(|e| LedgerError::Corrupt {
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        let row = NewRow {
+            kind: kind::HOLD_PLACED,
+            run_id: format!("hold {}", hold.case),
+            store: hold.store.clone(),
+            key: None,
+            ref_seq: None,
+            body: body.clone(),
+        };
+        let seq = Self::append_in(&mut tx, vec![row], |_, _| None).await?[0];
+        sqlx::query("INSERT INTO hold (case_id, placed_seq, body) VALUES ($1, $2, $3)")
+            .bind(hold.case.clone())
+            .bind(seq)
+            .bind(String::from_utf8_lossy(&jcs::value_to_vec(&body)).into_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Releases a hold; it cannot be placed again under the same case id.
+    pub async fn release_hold(&self, release: &Release) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query("SELECT placed_seq, released_seq FROM hold WHERE case_id = $1")
+            .bind(release.case.clone())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(LedgerError::NoSuchHold(release.case.clone()));
+        };
+        let placed_seq: i64 = row.try_get("placed_seq")?;
+        let released_seq: Option<i64> = row.try_get("released_seq")?;
+        if released_seq.is_some() {
+            return Err(LedgerError::AlreadyReleased(release.case.clone()));
+        }
+        let body = serde_json::to_value(release).map_err(|e| LedgerError::Corrupt {
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        let new = NewRow {
+            kind: kind::HOLD_RELEASED,
+            run_id: format!("hold {}", release.case),
+            store: None,
+            key: None,
+            ref_seq: Some(placed_seq),
+            body,
+        };
+        let seq = Self::append_in(&mut tx, vec![new], |_, _| None).await?[0];
+        sqlx::query("UPDATE hold SET released_seq = $1 WHERE case_id = $2")
+            .bind(seq)
+            .bind(release.case.clone())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Checks the hold index against the chain's hold rows: a hold removed
+    /// from the index (to let a run delete) shows here.
+    pub async fn verify_holds(&self) -> Result<Vec<String>> {
+        let mut expected: BTreeMap<String, (i64, Option<i64>, String)> = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut rows = self.rows();
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            match row.kind.as_str() {
+                kind::HOLD_PLACED => {
+                    let hold: Hold =
+                        serde_json::from_str(&row.body).map_err(|e| LedgerError::Corrupt {
+                            seq: row.seq,
+                            message: e.to_string(),
+                        })?;
+                    expected.insert(hold.case, (row.seq, None, row.body.clone()));
+                }
+                kind::HOLD_RELEASED => {
+                    let release: Release =
+                        serde_json::from_str(&row.body).map_err(|e| LedgerError::Corrupt {
+                            seq: row.seq,
+                            message: e.to_string(),
+                        })?;
+                    match expected.get_mut(&release.case) {
+                        Some(entry) => entry.1 = Some(row.seq),
+                        None => problems.push(format!(
+                            "row {}: releases case {}, which was never placed",
+                            row.seq, release.case
+                        )),
+                    }
+                }
+                _ => {}
+            }
+        }
+        drop(rows);
+        let index = sqlx::query("SELECT case_id, placed_seq, released_seq, body FROM hold")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut actual: BTreeMap<String, (i64, Option<i64>, String)> = BTreeMap::new();
+        for row in &index {
+            actual.insert(
+                row.try_get("case_id")?,
+                (
+                    row.try_get("placed_seq")?,
+                    row.try_get("released_seq")?,
+                    row.try_get("body")?,
+                ),
+            );
+        }
+        for (case, want) in &expected {
+            match actual.get(case) {
+                None => problems.push(format!(
+                    "hold {case} (ledger row {}) is missing from the hold index",
+                    want.0
+                )),
+                Some(got) if got != want => problems.push(format!(
+                    "hold {case} in the hold index differs from ledger row {}",
+                    want.0
+                )),
+                Some(_) => {}
+            }
+        }
+        for case in actual.keys().filter(|c| !expected.contains_key(*c)) {
+            problems.push(format!(
+                "hold {case} is in the hold index but not in the ledger"
+            ));
+        }
+        Ok(problems)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainReport {
     pub rows: u64,
@@ -431,27 +663,52 @@ pub struct RunJournal<'a> {
 }
 
 impl Journal for RunJournal<'_> {
-    async fn record_intents(&self, intents: &[Intent]) -> Result<Vec<i64>, JournalError> {
-        let rows = intents
-            .iter()
-            .map(|i| {
-                Ok(NewRow {
-                    kind: kind::INTENT,
-                    run_id: self.run_id.clone(),
-                    store: Some(i.store.clone()),
-                    key: Some(i.key.clone()),
-                    ref_seq: None,
-                    body: serde_json::to_value(i)?,
-                })
-            })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+    async fn record_intents(&self, groups: &[IntentGroup]) -> Result<Vec<Recorded>, JournalError> {
         let mut tx = self.ledger.begin().await?;
+        // The holds are read inside the transaction that records the intents:
+        // a hold committed before it protects these recordings, and one
+        // committed after finds the intents already recorded (and deleted or
+        // about to be). SQLite's BEGIN IMMEDIATE and PostgreSQL's table lock
+        // serialize this against `hold place`.
+        let holds = Ledger::active_holds_in(&mut tx).await?;
+        let mut decisions = Vec::with_capacity(groups.len());
+        let mut rows = Vec::new();
+        for group in groups {
+            let held = group
+                .target
+                .as_ref()
+                .and_then(|t| hold::covering(&holds, t));
+            match held {
+                Some(h) => decisions.push(Some(h.case.clone())),
+                None => {
+                    decisions.push(None);
+                    for i in &group.intents {
+                        rows.push(NewRow {
+                            kind: kind::INTENT,
+                            run_id: self.run_id.clone(),
+                            store: Some(i.store.clone()),
+                            key: Some(i.key.clone()),
+                            ref_seq: None,
+                            body: serde_json::to_value(i)?,
+                        });
+                    }
+                }
+            }
+        }
         let seqs = Ledger::append_in(&mut tx, rows, |seq, _| {
             Some(("INSERT INTO pending_intent (seq) VALUES ($1)", seq))
         })
         .await?;
         tx.commit().await.map_err(LedgerError::from)?;
-        Ok(seqs)
+        let mut seqs = seqs.into_iter();
+        Ok(groups
+            .iter()
+            .zip(decisions)
+            .map(|(group, held)| match held {
+                Some(case) => Recorded::Held { case },
+                None => Recorded::Intents(seqs.by_ref().take(group.intents.len()).collect()),
+            })
+            .collect())
     }
 
     async fn record_outcomes(&self, outcomes: &[(Intent, Outcome)]) -> Result<(), JournalError> {

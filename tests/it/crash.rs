@@ -66,7 +66,10 @@ async fn crashed_run(w: &World, groups: &[(&str, &[&str])]) {
     }
     ledger
         .journal("crashed-run")
-        .record_intents(&intents)
+        .record_intents(&[lethe::execute::IntentGroup {
+            target: None,
+            intents,
+        }])
         .await
         .unwrap();
     ledger.close().await;

@@ -128,7 +128,13 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
     let now = chrono::Utc::now();
     let items: Vec<_> = scan(&store, &policy, 4)
         .filter_map(|s| {
-            let item = plan_item("recordings", classify(s.unwrap(), &policy), &policy, now);
+            let item = plan_item(
+                "recordings",
+                classify(s.unwrap(), &policy),
+                &policy,
+                &[],
+                now,
+            );
             async move { item }
         })
         .collect()

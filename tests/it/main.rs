@@ -9,6 +9,7 @@ mod deploy;
 mod errors;
 mod evidence;
 mod execute;
+mod holds;
 mod local_store;
 mod plan;
 mod run;
@@ -237,4 +238,85 @@ pub fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
+}
+
+/// The PostgreSQL server of the test machine (trust auth, database `test`).
+pub fn postgres_url() -> String {
+    std::env::var("LETHE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Which ledger database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl World {
+    /// The ledger URL lethe uses in this world.
+    pub fn database_url(&self) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "LETHE_DATABASE")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.path("lethe.db").display()))
+    }
+
+    /// Points the world at `db`: for PostgreSQL, a fresh schema of its own.
+    pub async fn use_db(&mut self, db: Db) {
+        if db == Db::Postgres {
+            let admin = sqlx::PgPool::connect(&postgres_url())
+                .await
+                .expect("the PostgreSQL server at 127.0.0.1:5432 (database test)");
+            let schema = format!("lethe_it_{}", uuid::Uuid::new_v4().simple());
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            self.env.push((
+                "LETHE_DATABASE".into(),
+                format!("{}?options=-c%20search_path%3D{schema}", postgres_url()),
+            ));
+        }
+    }
+
+    /// Runs SQL against this world's ledger (SQLite or PostgreSQL), for tampering.
+    pub async fn exec(&self, sql: &str) {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url())
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        pool.close().await;
+    }
+
+    /// The ledger, opened through the library (a second process would open it the same way).
+    pub async fn ledger(&self) -> lethe::ledger::Ledger {
+        lethe::ledger::Ledger::open(&lethe::config::DatabaseUrl::new(self.database_url()))
+            .await
+            .unwrap()
+    }
+}
+
+/// Instantiates a test body for the SQLite and the PostgreSQL ledger.
+#[macro_export]
+macro_rules! for_each_db {
+    ($($name:ident => $body:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::*;
+                #[tokio::test(flavor = "multi_thread")]
+                async fn sqlite() { $body($crate::Db::Sqlite).await }
+                #[tokio::test(flavor = "multi_thread")]
+                async fn postgres() { $body($crate::Db::Postgres).await }
+            }
+        )*
+    };
 }

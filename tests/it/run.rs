@@ -283,12 +283,6 @@ fn logs_are_json_lines_on_stderr_when_not_on_a_terminal_and_never_show_the_key()
     assert!(!stdout(&out).contains("\"level\""));
 }
 
-/// The PostgreSQL server of the test machine (trust auth, database `test`).
-pub fn postgres_url() -> String {
-    std::env::var("LETHE_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_same_run_works_with_a_postgresql_ledger() {
     use sqlx::AssertSqlSafe;

@@ -1,0 +1,308 @@
+//! `lethe hold place | release | list | show`: legal holds, recorded in the ledger.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use chrono::{NaiveDate, Utc};
+use tracing::info;
+
+use super::plan::{PlanFailure, plan_store};
+use super::{
+    Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, open_store, output_error,
+};
+use crate::decide::Action;
+use crate::hold::{Hold, Selector};
+use crate::ledger::{HoldRecord, Ledger, LedgerError, Release};
+
+/// What `hold place` is given.
+pub(crate) struct Placement {
+    pub case: String,
+    pub reason: String,
+    pub by: String,
+    pub subjects: Vec<String>,
+    pub call_ids: Vec<String>,
+    pub keys: Vec<String>,
+    pub prefixes: Vec<String>,
+    pub recorded_between: Vec<String>,
+    pub store: Option<String>,
+    pub review: Option<String>,
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        exit: Exit::Usage,
+        error: anyhow!(message.into()),
+    }
+}
+
+fn required(name: &str, value: &str) -> Result<String, Failure> {
+    let v = value.trim();
+    if v.is_empty() {
+        Err(usage(format!("--{name} must not be empty")))
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+fn ledger_failure(e: LedgerError) -> Failure {
+    match e {
+        LedgerError::CaseExists(_)
+        | LedgerError::NoSuchHold(_)
+        | LedgerError::AlreadyReleased(_) => Failure {
+            exit: Exit::Usage,
+            error: e.into(),
+        },
+        other => Failure {
+            exit: Exit::Runtime,
+            error: anyhow::Error::new(other).context("the ledger could not record it"),
+        },
+    }
+}
+
+pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> Outcome {
+    let settings = load_settings(config)?;
+    let case = required("case", &p.case)?;
+    let reason = required("reason", &p.reason)?;
+    let by = required("by", &p.by)?;
+    let mut selectors = Vec::new();
+    selectors.extend(
+        p.subjects
+            .iter()
+            .map(|s| required("subject", s).map(|subject| Selector::Subject { subject })),
+    );
+    selectors.extend(
+        p.call_ids
+            .iter()
+            .map(|s| required("call-id", s).map(|call_id| Selector::CallId { call_id })),
+    );
+    selectors.extend(
+        p.keys
+            .iter()
+            .map(|s| required("key", s).map(|key| Selector::Key { key })),
+    );
+    selectors.extend(
+        p.prefixes
+            .iter()
+            .map(|s| required("prefix", s).map(|prefix| Selector::Prefix { prefix })),
+    );
+    selectors.extend(
+        p.recorded_between
+            .iter()
+            .map(|s| Selector::recorded_between(s).map_err(usage)),
+    );
+    let selectors = selectors.into_iter().collect::<Result<Vec<_>, _>>()?;
+    if selectors.is_empty() {
+        return Err(usage(
+            "a hold needs at least one selector: --subject, --call-id, --key, --prefix or --recorded-between",
+        ));
+    }
+    if let Some(store) = &p.store
+        && settings.store(store).is_none()
+    {
+        return Err(usage(format!(
+            "store {store:?} is not configured in {}",
+            settings.config_path.display()
+        )));
+    }
+    let review = match &p.review {
+        Some(d) => Some(
+            NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map_err(|_| usage(format!("--review {d:?} is not a date (YYYY-MM-DD)")))?,
+        ),
+        None => None,
+    };
+    let hold = Hold {
+        case: case.clone(),
+        reason,
+        placed_by: by.clone(),
+        placed_at: Utc::now(),
+        selectors,
+        store: p.store.clone(),
+        review,
+    };
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .context("cannot open the ledger; the hold was not placed")
+        .or_exit(Exit::Runtime)?;
+    let seq = ledger.place_hold(&hold).await.map_err(ledger_failure)?;
+    ledger.close().await;
+    info!(case = %case, by = %by, ledger_seq = seq, "hold placed");
+    writeln!(
+        out,
+        "hold {case} placed by {by} (ledger row {seq}); it covers recordings with {}",
+        describe(&hold)
+    )
+    .map_err(output_error)?;
+    Ok(Exit::Success)
+}
+
+pub(crate) async fn release(
+    config: &Path,
+    case: &str,
+    by: &str,
+    reason: &str,
+    out: &mut dyn Write,
+) -> Outcome {
+    let settings = load_settings(config)?;
+    let release = Release {
+        case: required("case", case)?,
+        by: required("by", by)?,
+        reason: required("reason", reason)?,
+        at: Utc::now(),
+    };
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .context("cannot open the ledger; the hold was not released")
+        .or_exit(Exit::Runtime)?;
+    let seq = ledger
+        .release_hold(&release)
+        .await
+        .map_err(ledger_failure)?;
+    ledger.close().await;
+    info!(case = %release.case, by = %release.by, ledger_seq = seq, "hold released");
+    writeln!(out, "hold {} released by {} (ledger row {seq}); its recordings return to their normal retention", release.case, release.by)
+        .map_err(output_error)?;
+    Ok(Exit::Success)
+}
+
+fn describe(hold: &Hold) -> String {
+    let selectors: Vec<String> = hold.selectors.iter().map(Selector::describe).collect();
+    let scope = hold
+        .store
+        .as_ref()
+        .map(|s| format!(" in store {s}"))
+        .unwrap_or_default();
+    format!("{}{scope}", selectors.join(" or "))
+}
+
+async fn records(config: &Path) -> Result<Vec<HoldRecord>, Failure> {
+    let settings = load_settings(config)?;
+    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
+        && !path.exists()
+    {
+        return Ok(Vec::new());
+    }
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .or_exit(Exit::Runtime)?;
+    let holds = ledger.holds().await.or_exit(Exit::Runtime)?;
+    ledger.close().await;
+    Ok(holds)
+}
+
+pub(crate) async fn list(config: &Path, all: bool, format: Format, out: &mut dyn Write) -> Outcome {
+    let today = Utc::now().date_naive();
+    let holds: Vec<HoldRecord> = records(config)
+        .await?
+        .into_iter()
+        .filter(|h| all || h.released.is_none())
+        .collect();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut *out, &holds).map_err(|e| output_error(e.into()))?;
+        writeln!(out).map_err(output_error)?;
+        return Ok(Exit::Success);
+    }
+    if holds.is_empty() {
+        writeln!(out, "{}", if all { "no holds" } else { "no active holds" })
+            .map_err(output_error)?;
+    }
+    for h in &holds {
+        let status = match &h.released {
+            Some(r) => format!(
+                "released {} by {} ({})",
+                r.at.format("%Y-%m-%d"),
+                r.by,
+                r.reason
+            ),
+            None => "ACTIVE".to_string(),
+        };
+        writeln!(out, "{}  {status}", h.hold.case).map_err(output_error)?;
+        writeln!(
+            out,
+            "  placed {} by {}: {}",
+            h.hold.placed_at.format("%Y-%m-%d %H:%M UTC"),
+            h.hold.placed_by,
+            h.hold.reason
+        )
+        .map_err(output_error)?;
+        writeln!(out, "  covers {}", describe(&h.hold)).map_err(output_error)?;
+        if let Some(review) = h.hold.review {
+            let overdue = if h.released.is_none() && review < today {
+                " (OVERDUE: review it)"
+            } else {
+                ""
+            };
+            writeln!(out, "  review by {review}{overdue}").map_err(output_error)?;
+        }
+    }
+    Ok(Exit::Success)
+}
+
+pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outcome {
+    let record = records(config)
+        .await?
+        .into_iter()
+        .find(|h| h.hold.case == case)
+        .ok_or_else(|| usage(format!("there is no hold for case {case}")))?;
+    let settings = load_settings(config)?;
+    let policy = load_policy(&settings)?;
+    writeln!(
+        out,
+        "hold {} ({})",
+        record.hold.case,
+        if record.released.is_some() {
+            "released"
+        } else {
+            "ACTIVE"
+        }
+    )
+    .map_err(output_error)?;
+    writeln!(
+        out,
+        "  placed {} by {}: {}",
+        record.hold.placed_at.format("%Y-%m-%d %H:%M UTC"),
+        record.hold.placed_by,
+        record.hold.reason
+    )
+    .map_err(output_error)?;
+    writeln!(out, "  covers {}", describe(&record.hold)).map_err(output_error)?;
+    writeln!(out, "recordings it holds now:").map_err(output_error)?;
+    let holds = [record.hold.clone()];
+    let now = Utc::now();
+    let mut count = 0u64;
+    let mut failed = false;
+    for sc in &settings.stores {
+        let store = match open_store(&settings, sc) {
+            Ok(s) => s,
+            Err(e) => {
+                writeln!(out, "  store {}: FAILED: {e}", sc.name).map_err(output_error)?;
+                failed = true;
+                continue;
+            }
+        };
+        let result = plan_store(&store, &policy, &holds, now, &mut |item| {
+            if item.action == Action::Hold {
+                count += 1;
+                writeln!(
+                    out,
+                    "  {}: {}",
+                    item.store,
+                    crate::report::printable(&item.key)
+                )?;
+            }
+            Ok(())
+        })
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(PlanFailure::Store(e)) => {
+                writeln!(out, "  store {}: FAILED: {e}", sc.name).map_err(output_error)?;
+                failed = true;
+            }
+            Err(PlanFailure::Sink(e)) => return Err(output_error(e)),
+        }
+    }
+    writeln!(out, "{count} recordings").map_err(output_error)?;
+    Ok(if failed { Exit::Runtime } else { Exit::Success })
+}

@@ -1,0 +1,292 @@
+//! Legal holds: selectors that freeze recordings for a case, whatever their
+//! retention says.
+//!
+//! A hold is placed and released through the ledger (so `ledger verify`
+//! covers it) and never edited. This module owns the vocabulary and the
+//! matching, both pure: which recordings a hold covers is a function of the
+//! recording's store, key, subject, call id and recording date. Dates are
+//! compared on both the UTC calendar and the policy's calendar, so that a
+//! recording near midnight is held if either calendar puts it in the range:
+//! when in doubt, keep.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// One way of naming recordings; a hold covers a recording matched by any of its selectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Selector {
+    Subject { subject: String },
+    CallId { call_id: String },
+    Key { key: String },
+    Prefix { prefix: String },
+    RecordedBetween { from: NaiveDate, to: NaiveDate },
+}
+
+impl Selector {
+    /// Parses `FROM..TO` (inclusive dates, `YYYY-MM-DD..YYYY-MM-DD`).
+    pub fn recorded_between(text: &str) -> Result<Self, String> {
+        let (from, to) = text.split_once("..").ok_or_else(|| {
+            format!("expected FROM..TO (e.g. 2025-01-01..2025-03-31), got {text:?}")
+        })?;
+        let date = |d: &str| {
+            NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d")
+                .map_err(|_| format!("{d:?} is not a date (YYYY-MM-DD)"))
+        };
+        let (from, to) = (date(from)?, date(to)?);
+        if from > to {
+            return Err(format!("the range {text:?} ends before it starts"));
+        }
+        Ok(Selector::RecordedBetween { from, to })
+    }
+
+    fn matches(&self, target: &HoldTarget) -> bool {
+        match self {
+            Selector::Subject { subject } => target.subject.as_deref() == Some(subject.as_str()),
+            Selector::CallId { call_id } => target.call_id.as_deref() == Some(call_id.as_str()),
+            Selector::Key { key } => target.key == *key,
+            Selector::Prefix { prefix } => target.key.starts_with(prefix.as_str()),
+            Selector::RecordedBetween { from, to } => {
+                let utc = target.recorded_at.date_naive();
+                let local = target
+                    .recorded_at
+                    .with_timezone(&target.timezone)
+                    .date_naive();
+                [utc, local].iter().any(|d| from <= d && d <= to)
+            }
+        }
+    }
+
+    /// How the selector reads in a listing.
+    pub fn describe(&self) -> String {
+        match self {
+            Selector::Subject { subject } => format!("subject {subject}"),
+            Selector::CallId { call_id } => format!("call id {call_id}"),
+            Selector::Key { key } => format!("key {key}"),
+            Selector::Prefix { prefix } => format!("prefix {prefix}"),
+            Selector::RecordedBetween { from, to } => format!("recorded {from}..{to}"),
+        }
+    }
+}
+
+/// A legal hold as placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hold {
+    pub case: String,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at: DateTime<Utc>,
+    pub selectors: Vec<Selector>,
+    /// Limits the hold to one store; `None`: every store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// A date by which someone should review the hold; it is never released by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<NaiveDate>,
+}
+
+/// What a hold is matched against: the facts of one recording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldTarget {
+    pub store: String,
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+    pub timezone: Tz,
+}
+
+impl Hold {
+    pub fn covers(&self, target: &HoldTarget) -> bool {
+        self.store.as_ref().is_none_or(|s| *s == target.store)
+            && self.selectors.iter().any(|s| s.matches(target))
+    }
+}
+
+/// The first active hold that covers `target`.
+pub fn covering<'h>(holds: &'h [Hold], target: &HoldTarget) -> Option<&'h Hold> {
+    holds.iter().find(|h| h.covers(target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn target(key: &str, subject: Option<&str>, at: DateTime<Utc>) -> HoldTarget {
+        HoldTarget {
+            store: "recordings".into(),
+            key: key.into(),
+            subject: subject.map(str::to_string),
+            call_id: Some("C-42".into()),
+            recorded_at: at,
+            timezone: "Europe/Warsaw".parse().unwrap(),
+        }
+    }
+
+    fn hold(selectors: Vec<Selector>, store: Option<&str>) -> Hold {
+        Hold {
+            case: "CASE-1".into(),
+            reason: "r".into(),
+            placed_by: "j".into(),
+            placed_at: Utc::now(),
+            selectors,
+            store: store.map(str::to_string),
+            review: None,
+        }
+    }
+
+    #[test]
+    fn selectors() {
+        let t = target(
+            "calls/disputes/2025/x.wav",
+            Some("CUST-1"),
+            Utc.with_ymd_and_hms(2025, 2, 1, 12, 0, 0).unwrap(),
+        );
+        assert!(
+            hold(
+                vec![Selector::Subject {
+                    subject: "CUST-1".into()
+                }],
+                None
+            )
+            .covers(&t)
+        );
+        assert!(
+            !hold(
+                vec![Selector::Subject {
+                    subject: "CUST-2".into()
+                }],
+                None
+            )
+            .covers(&t)
+        );
+        assert!(
+            hold(
+                vec![Selector::CallId {
+                    call_id: "C-42".into()
+                }],
+                None
+            )
+            .covers(&t)
+        );
+        assert!(
+            hold(
+                vec![Selector::Key {
+                    key: "calls/disputes/2025/x.wav".into()
+                }],
+                None
+            )
+            .covers(&t)
+        );
+        assert!(
+            !hold(
+                vec![Selector::Key {
+                    key: "calls/disputes/2025/x".into()
+                }],
+                None
+            )
+            .covers(&t)
+        );
+        assert!(
+            hold(
+                vec![Selector::Prefix {
+                    prefix: "calls/disputes/".into()
+                }],
+                None
+            )
+            .covers(&t)
+        );
+        assert!(
+            !hold(
+                vec![Selector::Prefix {
+                    prefix: "calls/quality/".into()
+                }],
+                Some("recordings")
+            )
+            .covers(&t)
+        );
+        assert!(
+            !hold(
+                vec![Selector::Subject {
+                    subject: "CUST-1".into()
+                }],
+                Some("archive")
+            )
+            .covers(&t)
+        );
+        assert!(
+            hold(
+                vec![
+                    Selector::Prefix { prefix: "x".into() },
+                    Selector::Subject {
+                        subject: "CUST-1".into()
+                    }
+                ],
+                None
+            )
+            .covers(&t)
+        );
+    }
+
+    #[test]
+    fn date_ranges_hold_on_either_calendar() {
+        let range = Selector::recorded_between("2025-01-01..2025-03-31").unwrap();
+        // 2024-12-31 23:30 UTC is already 1 January in Warsaw: held.
+        let edge = target(
+            "k",
+            None,
+            Utc.with_ymd_and_hms(2024, 12, 31, 23, 30, 0).unwrap(),
+        );
+        assert!(hold(vec![range.clone()], None).covers(&edge));
+        let before = target(
+            "k",
+            None,
+            Utc.with_ymd_and_hms(2024, 12, 31, 12, 0, 0).unwrap(),
+        );
+        assert!(!hold(vec![range.clone()], None).covers(&before));
+        let last_day = target(
+            "k",
+            None,
+            Utc.with_ymd_and_hms(2025, 3, 31, 23, 59, 0).unwrap(),
+        );
+        assert!(hold(vec![range], None).covers(&last_day));
+        assert!(
+            Selector::recorded_between("2025-03-31..2025-01-01")
+                .unwrap_err()
+                .contains("ends before")
+        );
+        assert!(
+            Selector::recorded_between("2025-01-01")
+                .unwrap_err()
+                .contains("FROM..TO")
+        );
+    }
+
+    #[test]
+    fn holds_serialize_as_tagged_selectors() {
+        let h = hold(
+            vec![
+                Selector::recorded_between("2025-01-01..2025-03-31").unwrap(),
+                Selector::Subject {
+                    subject: "S".into(),
+                },
+            ],
+            None,
+        );
+        let json = serde_json::to_value(&h).unwrap();
+        assert_eq!(
+            json["selectors"][0],
+            serde_json::json!({"by": "recorded-between", "from": "2025-01-01", "to": "2025-03-31"})
+        );
+        assert_eq!(
+            json["selectors"][1],
+            serde_json::json!({"by": "subject", "subject": "S"})
+        );
+        assert_eq!(serde_json::from_value::<Hold>(json).unwrap(), h);
+    }
+}

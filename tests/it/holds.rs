@@ -1,0 +1,343 @@
+//! Legal holds, on SQLite and PostgreSQL: held recordings stay whatever their
+//! retention says, released ones go, holds are evidence in the ledger, and a
+//! hold placed by another process during a run protects every deletion that
+//! has not started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lethe::classify::classify;
+use lethe::decide::{Action, Planned, plan_item};
+use lethe::execute::{self, Options};
+use lethe::policy::Policy;
+use lethe::scan::scan;
+use lethe::store::Store;
+use object_store::local::LocalFileSystem;
+use object_store::throttle::{ThrottleConfig, ThrottledStore};
+
+use crate::*;
+
+struct Sample {
+    subject_held: String,
+    prefix_held: String,
+    free: String,
+}
+
+fn sample(w: &World) -> Sample {
+    let old = months_ago(30);
+    let s = Sample {
+        subject_held: format!("calls/quality/{old}/S-1.wav"),
+        prefix_held: format!("calls/disputes/{old}/D-1.wav"),
+        free: format!("calls/training/{old}/T-1.wav"),
+    };
+    w.put(&s.subject_held, "audio");
+    w.put(
+        &s.subject_held.replace(".wav", ".json"),
+        r#"{"subject":"CUST-123"}"#,
+    );
+    w.put("transcripts/S-1.txt", "text");
+    w.put(&s.prefix_held, "audio");
+    w.put(&s.free, "audio");
+    s
+}
+
+fn place(w: &World, args: &[&str]) -> std::process::Output {
+    let mut all = vec![
+        "hold",
+        "place",
+        "--by",
+        "j.kowalska",
+        "--reason",
+        "complaint escalated to court",
+    ];
+    all.extend_from_slice(args);
+    w.lethe(&all)
+}
+
+async fn held_recordings_stay_and_released_ones_go(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let s = sample(&w);
+    let out = place(&w, &["--case", "CASE-2026-117", "--subject", "CUST-123"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("hold CASE-2026-117 placed by j.kowalska"),
+        "{}",
+        stdout(&out)
+    );
+    assert_exit(
+        &place(
+            &w,
+            &[
+                "--case",
+                "CASE-2026-118",
+                "--prefix",
+                "calls/disputes/",
+                "--store",
+                "recordings",
+                "--review",
+                "2020-01-01",
+            ],
+        ),
+        0,
+    );
+
+    let plan = w.lethe(&["plan"]);
+    assert_exit(&plan, 0);
+    let text = stdout(&plan);
+    assert!(
+        text.contains(&format!(
+            "HOLD   {}  kept: legal hold CASE-2026-117",
+            s.subject_held
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "HOLD   {}  kept: legal hold CASE-2026-118",
+            s.prefix_held
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("NOTICE: hold CASE-2026-118 was due for review on 2020-01-01"),
+        "{text}"
+    );
+
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(
+        w.exists(&s.subject_held) && w.exists("transcripts/S-1.txt"),
+        "held by subject (from the sidecar)"
+    );
+    assert!(w.exists(&s.prefix_held), "held by prefix");
+    assert!(!w.exists(&s.free));
+
+    let show = w.lethe(&["hold", "show", "CASE-2026-117"]);
+    assert_exit(&show, 0);
+    assert!(
+        stdout(&show).contains(&format!("recordings: {}", s.subject_held))
+            || stdout(&show).contains(&s.subject_held),
+        "{}",
+        stdout(&show)
+    );
+    assert!(stdout(&show).contains("1 recordings"), "{}", stdout(&show));
+
+    // Released: back to normal retention, which ran out during the hold.
+    let out = w.lethe(&[
+        "hold",
+        "release",
+        "--case",
+        "CASE-2026-117",
+        "--by",
+        "j.kowalska",
+        "--reason",
+        "judgment final",
+    ]);
+    assert_exit(&out, 0);
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(&s.subject_held) && !w.exists("transcripts/S-1.txt"));
+    assert!(w.exists(&s.prefix_held));
+
+    // A hold is never edited and a case id never reused.
+    let again = place(&w, &["--case", "CASE-2026-117", "--key", "x"]);
+    assert_exit(&again, 2);
+    assert!(
+        stderr(&again).contains("a case id cannot be reused"),
+        "{}",
+        stderr(&again)
+    );
+    assert_exit(
+        &w.lethe(&[
+            "hold",
+            "release",
+            "--case",
+            "CASE-2026-117",
+            "--by",
+            "x",
+            "--reason",
+            "y",
+        ]),
+        2,
+    );
+    assert_exit(
+        &w.lethe(&[
+            "hold",
+            "release",
+            "--case",
+            "NO-SUCH-CASE",
+            "--by",
+            "x",
+            "--reason",
+            "y",
+        ]),
+        2,
+    );
+    assert_exit(&place(&w, &["--case", "CASE-X"]), 2);
+
+    let list = w.lethe(&["hold", "list"]);
+    assert!(
+        stdout(&list).contains("CASE-2026-118  ACTIVE") && !stdout(&list).contains("CASE-2026-117"),
+        "{}",
+        stdout(&list)
+    );
+    let all = w.lethe(&["hold", "list", "--all", "--format", "json"]);
+    let holds: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(holds.as_array().unwrap().len(), 2);
+    assert_eq!(holds[0]["released"]["reason"], "judgment final");
+    assert_eq!(
+        holds[1]["hold"]["selectors"][0],
+        serde_json::json!({"by": "prefix", "prefix": "calls/disputes/"})
+    );
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
+
+async fn tampering_with_a_hold_is_detected(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let s = sample(&w);
+    assert_exit(
+        &place(&w, &["--case", "CASE-1", "--subject", "CUST-123"]),
+        0,
+    );
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    // Someone removes the hold from the index to let a run delete the recording:
+    w.exec("DELETE FROM hold WHERE case_id = 'CASE-1'").await;
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("hold CASE-1 (ledger row 1) is missing from the hold index"),
+        "{}",
+        stdout(&out)
+    );
+    // ... or rewrites the hold's ledger row instead.
+    w.exec(
+        "UPDATE ledger SET body = REPLACE(body, 'CUST-123', 'CUST-999') WHERE kind = 'hold-placed'",
+    )
+    .await;
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("row 1: content does not match its hash"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(w.exists(&s.subject_held));
+}
+
+/// Deletes slowly, so that another process can act in the middle of a run.
+fn slow_store(w: &World) -> Store {
+    let local = LocalFileSystem::new_with_prefix(w.store()).unwrap();
+    let throttled = ThrottledStore::new(
+        local,
+        ThrottleConfig {
+            wait_delete_per_call: Duration::from_millis(150),
+            ..Default::default()
+        },
+    );
+    Store::from_object_store("recordings", "file:///slow", Arc::new(throttled))
+}
+
+async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let old = months_ago(30);
+    let keys: Vec<String> = (0..16)
+        .map(|i| format!("calls/quality/{old}/C-{i:02}.wav"))
+        .collect();
+    for k in &keys {
+        w.put(k, "audio");
+    }
+    let policy = Policy::from_sources(vec![(
+        "p.yaml".into(),
+        "p.yaml".into(),
+        POLICY.as_bytes().to_vec(),
+    )])
+    .unwrap();
+    let store = slow_store(&w);
+    let now = chrono::Utc::now();
+    // The plan is made before the hold exists: every recording is expired.
+    let items: Vec<Planned> = scan(&store, &policy, 4)
+        .filter_map(|s| {
+            let item = plan_item(
+                "recordings",
+                classify(s.unwrap(), &policy),
+                &policy,
+                &[],
+                now,
+            );
+            async move { item }
+        })
+        .collect()
+        .await;
+    assert_eq!(
+        items.iter().filter(|i| i.action == Action::Delete).count(),
+        16
+    );
+
+    let ledger = w.ledger().await;
+    let run = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let report = execute::execute(
+                &store,
+                futures::stream::iter(items),
+                &ledger.journal("slow-run"),
+                Options {
+                    batch: 2,
+                    concurrency: 2,
+                },
+            )
+            .await;
+            ledger.close().await;
+            report
+        })
+    };
+    // Once the run has deleted something, another process places a hold on all of them.
+    let observer = w.ledger().await;
+    let started = std::time::Instant::now();
+    while observer.outcomes(1, i64::MAX).count().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never started deleting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = place(
+        &w,
+        &["--case", "CASE-MID-RUN", "--prefix", "calls/quality/"],
+    );
+    assert_exit(&out, 0);
+    let report = run.await.unwrap();
+    assert!(
+        report.recordings_deleted >= 2,
+        "some recordings went before the hold: {report:?}"
+    );
+    assert!(report.held >= 2, "the hold protected the rest: {report:?}");
+    assert_eq!(report.recordings_deleted + report.held, 16, "{report:?}");
+
+    // No deletion intent was recorded after the hold.
+    let hold_seq = observer.holds().await.unwrap()[0].placed_seq;
+    let mut intents = observer.rows_of_kind(lethe::ledger::kind::INTENT, 1, i64::MAX);
+    let mut deleted = Vec::new();
+    while let Some(row) = intents.next().await {
+        let row = row.unwrap();
+        assert!(
+            row.seq < hold_seq,
+            "intent {} recorded after the hold (row {hold_seq})",
+            row.seq
+        );
+        deleted.push(row.key.unwrap());
+    }
+    drop(intents);
+    for k in &keys {
+        assert_eq!(w.exists(k), !deleted.contains(k), "{k}");
+    }
+    observer.close().await;
+}
+
+for_each_db! {
+    held_recordings_stay_released_ones_go => held_recordings_stay_and_released_ones_go,
+    tampering_with_holds_is_detected => tampering_with_a_hold_is_detected,
+    a_hold_placed_mid_run_protects_the_rest => a_hold_placed_during_a_run_protects_what_has_not_started,
+}
