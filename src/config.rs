@@ -130,6 +130,8 @@ pub struct Signing {
 pub struct Safety {
     pub max_deletions: u64,
     pub max_fraction: f64,
+    /// The most this machine's clock may differ from the database's before a run refuses to delete.
+    pub max_clock_skew: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -224,6 +226,8 @@ struct RawSafety {
     max_deletions: u64,
     #[serde(default)]
     max_fraction: Option<toml::Spanned<f64>>,
+    #[serde(default)]
+    max_clock_skew: Option<toml::Spanned<String>>,
 }
 
 impl Default for RawSafety {
@@ -231,6 +235,7 @@ impl Default for RawSafety {
         Self {
             max_deletions: default_max_deletions(),
             max_fraction: None,
+            max_clock_skew: None,
         }
     }
 }
@@ -355,6 +360,15 @@ impl Settings {
             None => default_max_fraction(),
         };
 
+        let max_clock_skew = match &raw.safety.max_clock_skew {
+            Some(s) => humantime::parse_duration(s.get_ref().trim()).map_err(|e| {
+                at(
+                    s.span(),
+                    format!("max_clock_skew: expected a duration like \"5m\": {e}"),
+                )
+            })?,
+            None => std::time::Duration::from_secs(300),
+        };
         let signing = match raw.signing {
             Some(s) => {
                 if s.key_id.get_ref().trim().is_empty() {
@@ -476,6 +490,7 @@ impl Settings {
             safety: Safety {
                 max_deletions: raw.safety.max_deletions,
                 max_fraction: fraction,
+                max_clock_skew,
             },
             stores,
         })
@@ -752,7 +767,8 @@ url = "recordings"
             s.safety,
             Safety {
                 max_deletions: 100_000,
-                max_fraction: 0.5
+                max_fraction: 0.5,
+                max_clock_skew: std::time::Duration::from_secs(300)
             }
         );
     }

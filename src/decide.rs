@@ -592,6 +592,14 @@ recordings:
         ));
     }
 
+    fn limits(max_deletions: u64, max_fraction: f64) -> Safety {
+        Safety {
+            max_deletions,
+            max_fraction,
+            max_clock_skew: std::time::Duration::from_secs(300),
+        }
+    }
+
     #[test]
     fn safety_limits() {
         let stats = StoreStats {
@@ -599,42 +607,12 @@ recordings:
             delete: 6,
             ..Default::default()
         };
-        let b = check_safety(
-            [("s", &stats)],
-            Safety {
-                max_deletions: 100,
-                max_fraction: 0.5,
-            },
-        );
+        let b = check_safety([("s", &stats)], limits(100, 0.5));
         assert_eq!(b.len(), 1);
         assert!(b[0].contains("6 of 10 recordings (60.0%)"), "{b:?}");
-        assert!(
-            check_safety(
-                [("s", &stats)],
-                Safety {
-                    max_deletions: 6,
-                    max_fraction: 0.6
-                }
-            )
-            .is_empty()
-        );
-        let b = check_safety(
-            [("s", &stats)],
-            Safety {
-                max_deletions: 5,
-                max_fraction: 1.0,
-            },
-        );
+        assert!(check_safety([("s", &stats)], limits(6, 0.6)).is_empty());
+        let b = check_safety([("s", &stats)], limits(5, 1.0));
         assert!(b[0].contains("more than max_deletions = 5"), "{b:?}");
-        assert!(
-            check_safety(
-                [("s", &StoreStats::default())],
-                Safety {
-                    max_deletions: 0,
-                    max_fraction: 0.0
-                }
-            )
-            .is_empty()
-        );
+        assert!(check_safety([("s", &StoreStats::default())], limits(0, 0.0)).is_empty());
     }
 }

@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -23,7 +24,7 @@ use crate::certificate::Identity;
 use crate::config::Settings;
 use crate::decide::{Action, Planned, StoreStats, check_safety};
 use crate::execute::{self, Report, Spool};
-use crate::ledger::{Ledger, NewRow, kind, timestamp};
+use crate::ledger::{Holder, Lease, Ledger, NewRow, kind, timestamp};
 use crate::policy::Policy;
 use crate::report::bytes;
 use crate::store::{DeletionStatement, Store};
@@ -56,7 +57,7 @@ pub(crate) async fn run(config: &Path, dry_run: bool, out: &mut dyn Write) -> Ou
     let span = info_span!("run", run_id = %run_id, dry_run);
     async move {
         info!(config = %settings.config_path.display(), database = %settings.database.redacted(), "run started");
-        let result = pass(&settings, &policy, identity.as_ref(), &run_id, dry_run, out).await;
+        let result = locked(&settings, &policy, identity.as_ref(), &run_id, dry_run, out).await;
         match &result {
             Ok(code) => info!(exit_code = *code as u8, "run finished"),
             Err(f) => error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed"),
@@ -67,7 +68,13 @@ pub(crate) async fn run(config: &Path, dry_run: bool, out: &mut dyn Write) -> Ou
     .await
 }
 
-async fn pass(
+/// How long a run's lease lasts without renewal; it is renewed every third of it.
+const LEASE_TTL: Duration = Duration::from_secs(120);
+
+/// Opens the ledger, takes the run lease, checks this machine's clock against
+/// the database's, runs the pass, and gives the lease back. A dry run needs
+/// none of it.
+async fn locked(
     settings: &Settings,
     policy: &Policy,
     identity: Option<&Identity>,
@@ -75,7 +82,99 @@ async fn pass(
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Outcome {
-    let started_at = Utc::now();
+    if dry_run {
+        return pass(settings, policy, identity, run_id, None, Utc::now(), out).await;
+    }
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .context("nothing was deleted")
+        .or_exit(Exit::Runtime)?;
+    let lease = ledger
+        .acquire_lease(&Holder::this_process(run_id), LEASE_TTL)
+        .await
+        .map_err(|e| Failure {
+            exit: Exit::Runtime,
+            error: anyhow::Error::new(e),
+        })?;
+    info!(epoch = lease.epoch, until = %lease.expires_at, "run lease taken");
+    let result = match clock(&ledger, settings.safety.max_clock_skew).await {
+        Ok(now) => {
+            // Renew the lease in the background; if it is lost, fencing stops
+            // new deletions at the next intent transaction.
+            let renewal = {
+                let (ledger, lease) = (ledger.clone(), lease.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(LEASE_TTL / 3).await;
+                        if let Err(e) = ledger.renew_lease(&lease, LEASE_TTL).await {
+                            error!(error = %e, "cannot renew the run lease");
+                            break;
+                        }
+                    }
+                })
+            };
+            let result = pass(
+                settings,
+                policy,
+                identity,
+                run_id,
+                Some((&ledger, lease.clone())),
+                now,
+                out,
+            )
+            .await;
+            renewal.abort();
+            result
+        }
+        Err(f) => Err(f),
+    };
+    if let Err(e) = ledger.release_lease(&lease).await {
+        warn!(error = %e, "cannot give the run lease back; it expires by itself");
+    }
+    ledger.close().await;
+    result
+}
+
+/// "Now" is the database's clock, the one every worker shares; a machine
+/// whose own clock is too far from it is not trusted to delete.
+async fn clock(ledger: &Ledger, max_skew: Duration) -> Result<DateTime<Utc>, Failure> {
+    let db_now = ledger
+        .now()
+        .await
+        .context("cannot read the database's clock; nothing was deleted")
+        .or_exit(Exit::Runtime)?;
+    let skew = (Utc::now() - db_now).abs();
+    if skew.to_std().unwrap_or(Duration::MAX) > max_skew {
+        return Err(Failure {
+            exit: Exit::Safety,
+            error: anyhow::anyhow!(
+                "this machine's clock differs from the database's by {} s, more than max_clock_skew ({} s); nothing was deleted",
+                skew.num_seconds(),
+                max_skew.as_secs()
+            ),
+        });
+    }
+    Ok(db_now)
+}
+
+async fn pass(
+    settings: &Settings,
+    policy: &Policy,
+    identity: Option<&Identity>,
+    run_id: &str,
+    ledger: Option<(&Ledger, Lease)>,
+    now: DateTime<Utc>,
+    out: &mut dyn Write,
+) -> Outcome {
+    let dry_run = ledger.is_none();
+    let (ledger, lease) = match ledger {
+        Some((l, lease)) => (Some(l), Some(lease)),
+        None => (None, None),
+    };
+    let journal = ledger
+        .zip(lease)
+        .map(|(l, lease)| l.fenced_journal(run_id, lease));
+    let started_at = now;
     let mut passes: Vec<StorePass> = settings
         .stores
         .iter()
@@ -125,15 +224,6 @@ async fn pass(
     }
 
     let mut problems: Vec<String> = Vec::new();
-    let ledger = match dry_run {
-        true => None,
-        false => Some(
-            Ledger::open(&settings.database)
-                .await
-                .context("nothing was deleted")
-                .or_exit(Exit::Runtime)?,
-        ),
-    };
     let destination = match dry_run {
         true => None,
         false => Some(
@@ -200,7 +290,12 @@ async fn pass(
                 .iter()
                 .filter_map(|p| p.store.clone().map(|s| (p.name.clone(), s)))
                 .collect();
-            recovered = execute::recover(&stores, pending, &ledger.journal(run_id)).await;
+            recovered = execute::recover(
+                &stores,
+                pending,
+                journal.as_ref().expect("a journal with the ledger"),
+            )
+            .await;
             if let Some(a) = &recovered.aborted {
                 problems.push(a.clone());
             }
@@ -263,8 +358,8 @@ async fn pass(
         error!(limit = %b, "safety limit exceeded; nothing is deleted");
     }
 
-    if let (Some(ledger), false) = (&ledger, dry_run || !breaches.is_empty()) {
-        let journal = ledger.journal(run_id);
+    if !dry_run && breaches.is_empty() {
+        let journal = journal.as_ref().expect("a journal with the ledger");
         for p in passes.iter_mut() {
             let (Some(store), Some(spool)) = (&p.store, p.spool.take()) else {
                 continue;
@@ -274,7 +369,7 @@ async fn pass(
                 .context("cannot read the plan spool")
                 .or_exit(Exit::Runtime)?;
             let span = info_span!("store", store = %p.name);
-            p.report = execute::execute(store, items, &journal, execute::Options::default())
+            p.report = execute::execute(store, items, journal, execute::Options::default())
                 .instrument(span.clone())
                 .await;
             span.in_scope(|| {
@@ -370,9 +465,6 @@ async fn pass(
         certificate.as_deref(),
     )
     .map_err(output_error)?;
-    if let Some(ledger) = ledger {
-        ledger.close().await;
-    }
     Ok(if !breaches.is_empty() {
         Exit::Safety
     } else if failures || !problems.is_empty() || (certificate.is_none() && !dry_run) {

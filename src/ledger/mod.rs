@@ -63,12 +63,18 @@ pub mod kind {
     pub const HOLD_RELEASED: &str = "hold-released";
 }
 
+mod lease;
+
+pub use lease::{Holder, Lease, LeaseError};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
     Sqlite,
     Postgres,
 }
 
+/// A handle on the ledger database; clones share the connection pool.
+#[derive(Clone)]
 pub struct Ledger {
     pool: AnyPool,
     backend: Backend,
@@ -380,6 +386,17 @@ impl Ledger {
         RunJournal {
             ledger: self,
             run_id: run_id.to_string(),
+            lease: None,
+        }
+    }
+
+    /// A journal whose every intent transaction first checks that `lease` is
+    /// still ours (fencing).
+    pub fn fenced_journal(&self, run_id: &str, lease: Lease) -> RunJournal<'_> {
+        RunJournal {
+            ledger: self,
+            run_id: run_id.to_string(),
+            lease: Some(lease),
         }
     }
 
@@ -660,11 +677,15 @@ pub struct OutcomeBody {
 pub struct RunJournal<'a> {
     ledger: &'a Ledger,
     run_id: String,
+    lease: Option<Lease>,
 }
 
 impl Journal for RunJournal<'_> {
     async fn record_intents(&self, groups: &[IntentGroup]) -> Result<Vec<Recorded>, JournalError> {
         let mut tx = self.ledger.begin().await?;
+        if let Some(lease) = &self.lease {
+            self.ledger.check_lease_in(&mut tx, lease).await?;
+        }
         // The holds are read inside the transaction that records the intents:
         // a hold committed before it protects these recordings, and one
         // committed after finds the intents already recorded (and deleted or

@@ -4,6 +4,7 @@
 //! the ledger and certificates say.
 
 mod cloud;
+mod concurrency;
 mod crash;
 mod deploy;
 mod errors;

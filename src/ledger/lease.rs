@@ -1,0 +1,241 @@
+//! The run lease and the database clock.
+//!
+//! Two runs must never overlap on the same stores, even when Kubernetes
+//! starts a CronJob twice. A database advisory lock is not enough (it vanishes
+//! silently with its pooled connection), so the lease is a row: a holder, an
+//! expiry by the database's clock, and an epoch that grows with every new
+//! holder. Every deletion intent is written in a transaction that first checks
+//! that the lease is still ours at our epoch (fencing): a worker that was
+//! paused past its expiry, and whose lease passed to another, cannot start a
+//! deletion when it wakes up. A lease left by a crashed run expires; on the
+//! same host, a holder whose process is gone is taken over at once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::{Backend, Ledger, LedgerError, Result};
+
+/// The one lease all retention runs share.
+const LEASE: &str = "retention";
+
+/// Who holds the lease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holder {
+    pub run_id: String,
+    pub host: String,
+    pub pid: u32,
+}
+
+impl Holder {
+    pub fn this_process(run_id: &str) -> Self {
+        Self {
+            run_id: run_id.to_string(),
+            host: hostname(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Whether this holder is a process on this host that no longer exists.
+    fn is_dead_here(&self) -> bool {
+        self.host == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_default()
+}
+
+/// A lease we hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: Holder,
+    pub epoch: i64,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Why the lease could not be taken or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("another lethe run ({} on {}, pid {}) holds the run lease until {until}; nothing was done", holder.run_id, holder.host, holder.pid)]
+    Held {
+        holder: Holder,
+        until: DateTime<Utc>,
+    },
+    #[error("the run lease passed to another run; no further deletions are started")]
+    Lost,
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<sqlx::Error> for LeaseError {
+    fn from(e: sqlx::Error) -> Self {
+        LeaseError::Ledger(e.into())
+    }
+}
+
+fn parse_time(seq: i64, text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| LedgerError::Corrupt {
+            seq,
+            message: format!("bad time {text:?}: {e}"),
+        })
+}
+
+fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+impl Ledger {
+    fn now_sql(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now') AS now",
+            Backend::Postgres => {
+                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS now"
+            }
+        }
+    }
+
+    /// The database's clock: in production the one clock every worker shares.
+    pub async fn now(&self) -> Result<DateTime<Utc>> {
+        let row = sqlx::query(self.now_sql()).fetch_one(&self.pool).await?;
+        parse_time(0, &row.try_get::<String, _>("now")?)
+    }
+
+    async fn now_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<DateTime<Utc>> {
+        let row = sqlx::query(self.now_sql()).fetch_one(&mut **tx).await?;
+        parse_time(0, &row.try_get::<String, _>("now")?)
+    }
+
+    /// Takes the run lease for `ttl`, or says who has it.
+    pub async fn acquire_lease(
+        &self,
+        holder: &Holder,
+        ttl: Duration,
+    ) -> std::result::Result<Lease, LeaseError> {
+        let mut tx = self.begin().await?;
+        let now = self.now_in(&mut tx).await?;
+        let current = sqlx::query("SELECT holder, epoch, expires_at FROM lease WHERE name = $1")
+            .bind(LEASE)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let epoch = match &current {
+            None => 1,
+            Some(row) => {
+                let epoch: i64 = row.try_get("epoch")?;
+                let other: Holder = serde_json::from_str(&row.try_get::<String, _>("holder")?)
+                    .map_err(|e| LedgerError::Corrupt {
+                        seq: 0,
+                        message: format!("lease holder: {e}"),
+                    })?;
+                let until = parse_time(0, &row.try_get::<String, _>("expires_at")?)?;
+                if until > now && other != *holder && !other.is_dead_here() {
+                    return Err(LeaseError::Held {
+                        holder: other,
+                        until,
+                    });
+                }
+                if until > now && other.is_dead_here() {
+                    tracing::warn!(run_id = %other.run_id, pid = other.pid, "the run holding the lease is gone (crashed); taking the lease over");
+                }
+                epoch + 1
+            }
+        };
+        let expires_at =
+            now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+        let holder_json = serde_json::to_string(holder).map_err(|e| LedgerError::Corrupt {
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        let sql = if current.is_some() {
+            "UPDATE lease SET holder = $2, epoch = $3, expires_at = $4 WHERE name = $1"
+        } else {
+            "INSERT INTO lease (name, holder, epoch, expires_at) VALUES ($1, $2, $3, $4)"
+        };
+        sqlx::query(sql)
+            .bind(LEASE)
+            .bind(holder_json)
+            .bind(epoch)
+            .bind(format_time(expires_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Lease {
+            holder: holder.clone(),
+            epoch,
+            expires_at,
+        })
+    }
+
+    /// Extends our lease; `Lost` if it is no longer ours.
+    pub async fn renew_lease(
+        &self,
+        lease: &Lease,
+        ttl: Duration,
+    ) -> std::result::Result<DateTime<Utc>, LeaseError> {
+        let mut tx = self.begin().await?;
+        Self::check_lease_in(self, &mut tx, lease).await?;
+        let expires_at = self.now_in(&mut tx).await?
+            + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
+        sqlx::query("UPDATE lease SET expires_at = $2 WHERE name = $1")
+            .bind(LEASE)
+            .bind(format_time(expires_at))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(expires_at)
+    }
+
+    /// Gives the lease back (it expires now), if it is still ours.
+    pub async fn release_lease(&self, lease: &Lease) -> Result<()> {
+        let mut tx = self.begin().await?;
+        if Self::check_lease_in(self, &mut tx, lease).await.is_ok() {
+            let now = self.now_in(&mut tx).await?;
+            sqlx::query("UPDATE lease SET expires_at = $2 WHERE name = $1")
+                .bind(LEASE)
+                .bind(format_time(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Fencing: inside `tx`, the lease must still be ours, at our epoch, unexpired.
+    pub(super) async fn check_lease_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        lease: &Lease,
+    ) -> std::result::Result<(), LeaseError> {
+        let now = self.now_in(tx).await?;
+        let row = sqlx::query("SELECT holder, epoch, expires_at FROM lease WHERE name = $1")
+            .bind(LEASE)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(LeaseError::Lost);
+        };
+        let epoch: i64 = row.try_get("epoch")?;
+        let until = parse_time(0, &row.try_get::<String, _>("expires_at")?)?;
+        let holder: Holder =
+            serde_json::from_str(&row.try_get::<String, _>("holder")?).map_err(|e| {
+                LedgerError::Corrupt {
+                    seq: 0,
+                    message: e.to_string(),
+                }
+            })?;
+        if epoch != lease.epoch || holder != lease.holder || until <= now {
+            return Err(LeaseError::Lost);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,177 @@
+//! Runs never overlap: a lease with an epoch that every intent write must
+//! match, on SQLite and PostgreSQL; and "now" is the database's clock.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lethe::execute::{IntentGroup, Journal};
+use lethe::ledger::{Holder, LeaseError};
+
+use crate::*;
+
+async fn two_runs_at_once_delete_each_object_once(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let old = months_ago(30);
+    let mut expired = BTreeSet::new();
+    for i in 0..1200 {
+        let key = format!("calls/quality/{old}/C-{i:05}.wav");
+        w.put(&key, "audio");
+        expired.insert(key);
+    }
+    let a = w
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = w
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [code(&a), code(&b)];
+    assert!(
+        codes.contains(&0),
+        "one run succeeds: {codes:?}\n{}\n{}",
+        stderr(&a),
+        stderr(&b)
+    );
+    for o in [&a, &b] {
+        if code(o) != 0 {
+            assert_eq!(code(o), 1, "{}", stderr(o));
+            assert!(stderr(o).contains("holds the run lease"), "{}", stderr(o));
+        }
+    }
+    // A third run finds nothing left; every deleted object is certified exactly once.
+    assert_exit(&w.lethe(&["run"]), 0);
+    let mut certified = Vec::new();
+    for n in 1.. {
+        if !w.cert(n).exists() {
+            break;
+        }
+        assert_exit(&w.lethe(&["verify", w.cert(n).to_str().unwrap()]), 0);
+        certified.extend(w.manifest_keys(n));
+    }
+    let unique: BTreeSet<String> = certified.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        certified.len(),
+        "an object is certified twice"
+    );
+    assert_eq!(unique, expired);
+    assert!(expired.iter().all(|k| !w.exists(k)));
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
+
+async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let ledger = w.ledger().await;
+    // Worker A takes the lease for one second, then "pauses".
+    let a = Holder {
+        run_id: "run-a".into(),
+        host: "node-a.example".into(),
+        pid: 1,
+    };
+    let lease_a = ledger
+        .acquire_lease(&a, Duration::from_secs(1))
+        .await
+        .unwrap();
+    // While A's lease is valid, B is refused.
+    let b = Holder {
+        run_id: "run-b".into(),
+        host: "node-b.example".into(),
+        pid: 1,
+    };
+    assert!(matches!(
+        ledger.acquire_lease(&b, Duration::from_secs(60)).await,
+        Err(LeaseError::Held { .. })
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A's lease expired: B takes over with a new epoch.
+    let lease_b = ledger
+        .acquire_lease(&b, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(lease_b.epoch, lease_a.epoch + 1);
+    // A wakes up and tries to record an intent: fenced.
+    let intent = lethe::execute::Intent {
+        store: "recordings".into(),
+        key: "calls/x.wav".into(),
+        role: lethe::execute::Role::Recording,
+        recording: "calls/x.wav".into(),
+        size: 1,
+        e_tag: None,
+        purposes: vec!["quality".into()],
+        recorded_at: chrono::Utc::now(),
+        expires_at: chrono::Utc::now(),
+        rules: vec!["r".into()],
+        purpose: "quality".into(),
+        basis: "b".into(),
+    };
+    let groups = [IntentGroup {
+        target: None,
+        intents: vec![intent],
+    }];
+    let err = ledger
+        .fenced_journal("run-a", lease_a.clone())
+        .record_intents(&groups)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the run lease passed to another run"),
+        "{err}"
+    );
+    assert!(
+        ledger
+            .renew_lease(&lease_a, Duration::from_secs(60))
+            .await
+            .is_err()
+    );
+    // B writes normally; nothing of A's reached the ledger.
+    ledger
+        .fenced_journal("run-b", lease_b.clone())
+        .record_intents(&groups)
+        .await
+        .unwrap();
+    assert_eq!(ledger.pending().await.unwrap().len(), 1);
+    assert_eq!(ledger.pending().await.unwrap()[0].run_id, "run-b");
+    ledger.release_lease(&lease_b).await.unwrap();
+    ledger
+        .acquire_lease(&a, Duration::from_secs(1))
+        .await
+        .unwrap();
+    ledger.close().await;
+}
+
+async fn a_machine_whose_clock_disagrees_with_the_database_does_not_delete(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let key = format!("calls/quality/{}/C-1.wav", months_ago(30));
+    w.put(&key, "audio");
+    // No two clocks agree to the nanosecond: a zero tolerance always refuses.
+    w.safety = "max_deletions = 100\nmax_fraction = 1.0\nmax_clock_skew = \"0s\"\n".into();
+    w.write_config();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("clock differs from the database's"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+    w.safety = "max_deletions = 100\nmax_fraction = 1.0\nmax_clock_skew = \"1m\"\n".into();
+    w.write_config();
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(&key));
+}
+
+for_each_db! {
+    two_concurrent_runs_delete_each_object_once => two_runs_at_once_delete_each_object_once,
+    lease_fencing_stops_a_paused_worker => a_worker_whose_lease_passed_to_another_cannot_start_a_deletion,
+    clock_skew_refuses_to_delete => a_machine_whose_clock_disagrees_with_the_database_does_not_delete,
+}
