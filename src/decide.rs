@@ -8,7 +8,7 @@
 //! policy's calendar. Anything dated in the future is kept and reported. The
 //! safety limits on a whole plan live here too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -47,13 +47,56 @@ pub enum Decision {
 
 /// Decides one recording. Every purpose must be defined (classification
 /// guarantees it); an undefined one keeps the recording forever.
+/// The legal orders in force when deciding: holds, and erasure requests.
+#[derive(Debug, Clone, Default)]
+pub struct Orders {
+    pub holds: Vec<Hold>,
+    /// SHA-256 (hex) of each subject whose erasure was requested → the request id.
+    pub erasures: HashMap<String, String>,
+    /// Plan only the recordings of this subject (digest): an erasure being carried out.
+    pub only_subject: Option<String>,
+}
+
+impl Orders {
+    pub fn with_holds(holds: Vec<Hold>) -> Self {
+        Self {
+            holds,
+            ..Self::default()
+        }
+    }
+}
+
+/// The end of a `minimum` obligation still in force, if any.
+fn minimum_in_force(recording: &Recording, policy: &Policy, now: DateTime<Utc>) -> Option<Expiry> {
+    recording
+        .purposes
+        .iter()
+        .filter_map(|name| {
+            let p = policy.purpose(name)?;
+            let end = p.minimum?.add_to(recording.recorded_at, recording.timezone);
+            // An end beyond representable dates is "never": in force.
+            (end.is_none_or(|end| end > now)).then(|| Expiry {
+                at: end,
+                purpose: p.name.clone(),
+                retain: p.minimum_text.clone().unwrap_or_default(),
+                minimum: p.minimum_text.clone(),
+                basis: format!(
+                    "GDPR Art. 17(3)(b): legal obligation to keep it ({})",
+                    p.basis
+                ),
+            })
+        })
+        .max_by_key(|e| e.at.unwrap_or(DateTime::<Utc>::MAX_UTC))
+}
+
 pub fn decide(
     recording: &Recording,
     store: &str,
     policy: &Policy,
-    holds: &[Hold],
+    orders: &Orders,
     now: DateTime<Utc>,
 ) -> Decision {
+    let holds = &orders.holds;
     if recording.recorded_at > now {
         return Decision::FutureDated;
     }
@@ -72,12 +115,33 @@ pub fn decide(
             expiry,
         };
     }
+    // An erased subject's recordings go now, whatever their retention, unless
+    // a hold (above) or a legal obligation to keep them protects them.
+    if let Some(request) = recording
+        .subject
+        .as_deref()
+        .and_then(|s| orders.erasures.get(&hold::subject_digest(s)))
+    {
+        return match minimum_in_force(recording, policy, now) {
+            Some(obligation) => Decision::Keep(obligation),
+            None => Decision::Delete(Expiry {
+                at: Some(now),
+                purpose: ERASURE.into(),
+                retain: "erasure request".into(),
+                minimum: None,
+                basis: format!("GDPR Art. 17(1): erasure request {request}"),
+            }),
+        };
+    }
     if expiry.at.is_some_and(|at| at <= now) {
         Decision::Delete(expiry)
     } else {
         Decision::Keep(expiry)
     }
 }
+
+/// The purpose name deletions for an erasure request carry.
+pub const ERASURE: &str = "erasure";
 
 /// The purpose whose period ends last, and when.
 fn governing_expiry(recording: &Recording, policy: &Policy) -> Expiry {
@@ -218,9 +282,23 @@ pub fn plan_item(
     store: &str,
     classified: Classified,
     policy: &Policy,
-    holds: &[Hold],
+    orders: &Orders,
     now: DateTime<Utc>,
 ) -> Option<Planned> {
+    if let Some(only) = &orders.only_subject {
+        // Carrying out one erasure: only this subject's recordings are planned.
+        return match classified {
+            Classified::Recording(r)
+                if r.subject
+                    .as_deref()
+                    .is_some_and(|s| hold::subject_digest(s) == *only) =>
+            {
+                let decision = decide(&r, store, policy, orders, now);
+                Some(recording_item(store, r, decision))
+            }
+            _ => None,
+        };
+    }
     match classified {
         Classified::Owned(_) => None,
         Classified::Unclassified(u) => Some(Planned {
@@ -246,7 +324,7 @@ pub fn plan_item(
             hold: None,
         }),
         Classified::Recording(r) => {
-            let decision = decide(&r, store, policy, holds, now);
+            let decision = decide(&r, store, policy, orders, now);
             Some(recording_item(store, r, decision))
         }
     }
@@ -494,10 +572,10 @@ recordings:
         let p = policy();
         let r = rec(&["quality"], day(2025, 5, 31));
         assert!(
-            matches!(decide(&r, "s", &p, &[], day(2025, 11, 29)), Decision::Keep(e) if e.at == Some(day(2025, 11, 30)))
+            matches!(decide(&r, "s", &p, &Orders::default(), day(2025, 11, 29)), Decision::Keep(e) if e.at == Some(day(2025, 11, 30)))
         );
         assert!(
-            matches!(decide(&r, "s", &p, &[], day(2025, 11, 30)), Decision::Delete(e) if e.purpose == "quality" && e.basis == "GDPR Art. 6(1)(f)")
+            matches!(decide(&r, "s", &p, &Orders::default(), day(2025, 11, 30)), Decision::Delete(e) if e.purpose == "quality" && e.basis == "GDPR Art. 6(1)(f)")
         );
     }
 
@@ -505,7 +583,7 @@ recordings:
     fn the_latest_purpose_governs() {
         let p = policy();
         let r = rec(&["disputes", "quality"], day(2024, 1, 1));
-        match decide(&r, "s", &p, &[], day(2025, 6, 1)) {
+        match decide(&r, "s", &p, &Orders::default(), day(2025, 6, 1)) {
             Decision::Keep(e) => assert_eq!(
                 (e.purpose.as_str(), e.at),
                 ("disputes", Some(day(2026, 1, 1)))
@@ -513,7 +591,7 @@ recordings:
             other => panic!("{other:?}"),
         }
         assert!(
-            matches!(decide(&r, "s", &p, &[], day(2026, 1, 1)), Decision::Delete(e) if e.purpose == "disputes")
+            matches!(decide(&r, "s", &p, &Orders::default(), day(2026, 1, 1)), Decision::Delete(e) if e.purpose == "disputes")
         );
     }
 
@@ -525,7 +603,7 @@ recordings:
                 &rec(&["quality"], day(2030, 1, 1)),
                 "s",
                 &p,
-                &[],
+                &Orders::default(),
                 day(2026, 1, 1)
             ),
             Decision::FutureDated
@@ -536,7 +614,7 @@ recordings:
     fn an_undefined_purpose_keeps_forever() {
         let p = policy();
         assert!(
-            matches!(decide(&rec(&["quality", "zzz"], day(2000, 1, 1)), "s", &p, &[], day(2026, 1, 1)), Decision::Keep(e) if e.at.is_none())
+            matches!(decide(&rec(&["quality", "zzz"], day(2000, 1, 1)), "s", &p, &Orders::default(), day(2026, 1, 1)), Decision::Keep(e) if e.at.is_none())
         );
     }
 
@@ -554,7 +632,7 @@ recordings:
         };
         let expired = rec(&["quality"], day(2020, 1, 1));
         assert!(
-            matches!(decide(&expired, "s", &p, std::slice::from_ref(&hold), day(2026, 1, 1)), Decision::Held { case, .. } if case == "CASE-1")
+            matches!(decide(&expired, "s", &p, &Orders::with_holds(vec![hold.clone()]), day(2026, 1, 1)), Decision::Held { case, .. } if case == "CASE-1")
         );
         // Another store's hold does not apply.
         let elsewhere = Hold {
@@ -562,7 +640,13 @@ recordings:
             ..hold.clone()
         };
         assert!(matches!(
-            decide(&expired, "s", &p, &[elsewhere], day(2026, 1, 1)),
+            decide(
+                &expired,
+                "s",
+                &p,
+                &Orders::with_holds(vec![elsewhere]),
+                day(2026, 1, 1)
+            ),
             Decision::Delete(_)
         ));
         // A future-dated recording is reported as such, held or not.
@@ -571,7 +655,7 @@ recordings:
                 &rec(&["quality"], day(2030, 1, 1)),
                 "s",
                 &p,
-                &[hold],
+                &Orders::with_holds(vec![hold]),
                 day(2026, 1, 1)
             ),
             Decision::FutureDated
@@ -583,11 +667,11 @@ recordings:
         let p = policy();
         let r = rec(&["orders"], day(2020, 2, 29));
         assert!(matches!(
-            decide(&r, "s", &p, &[], day(2025, 2, 27)),
+            decide(&r, "s", &p, &Orders::default(), day(2025, 2, 27)),
             Decision::Keep(_)
         ));
         assert!(matches!(
-            decide(&r, "s", &p, &[], day(2025, 2, 28)),
+            decide(&r, "s", &p, &Orders::default(), day(2025, 2, 28)),
             Decision::Delete(_)
         ));
     }

@@ -107,6 +107,13 @@ impl Hold {
     }
 }
 
+/// How an erased subject is remembered: the SHA-256 of its id, so that a
+/// later run recognises its recordings without the ledger keeping the id.
+pub fn subject_digest(subject: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(subject.as_bytes()))
+}
+
 /// The first active hold that covers `target`.
 pub fn covering<'h>(holds: &'h [Hold], target: &HoldTarget) -> Option<&'h Hold> {
     holds.iter().find(|h| h.covers(target))

@@ -26,6 +26,10 @@ pub use dsse::{Envelope, Identity};
 pub const PAYLOAD_TYPE: &str = "application/vnd.lethe.deletion-certificate.v1+json";
 pub const METHOD: &str = "deleted through the storage API; absence verified";
 pub const KIND: &str = "lethe deletion certificate";
+/// A certificate issued for one data subject's erasure request.
+pub const RECEIPT_KIND: &str = "lethe erasure receipt";
+/// What a receipt promises about recordings that appear later.
+pub const LATER_RECORDINGS: &str = "recordings of this subject that appear later (restored from a backup, say) are erased at the next retention run and listed in that run's certificate";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertificateError {
@@ -70,6 +74,31 @@ pub struct Payload {
     pub manifest_file: String,
     pub manifest_sha256: String,
     pub merkle_root: String,
+    /// Present on an erasure receipt: the request, and what was kept and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasure: Option<Erasure>,
+}
+
+/// The erasure section of a receipt. It names the subject only by the SHA-256
+/// of its id, and no case and no other person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Erasure {
+    pub request: String,
+    pub subject_sha256: String,
+    /// The subject's recordings that were not erased, with their legal basis (GDPR Art. 17(3)).
+    pub protected: Vec<Protected>,
+    pub later_recordings: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Protected {
+    pub store: String,
+    pub key: String,
+    pub basis: String,
+    /// Until when the obligation keeps it, where one is known.
+    pub until: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -382,7 +411,9 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Verification {
             "the signature's key id {:?} differs from the signed key id {:?}",
             envelope.signatures[0].keyid, payload.key_id
         ))
-    } else if payload.certificate != KIND || payload.format != 1 {
+    } else if !(payload.certificate == KIND || payload.certificate == RECEIPT_KIND)
+        || payload.format != 1
+    {
         Check::Fail(format!(
             "unknown certificate kind {:?} format {}",
             payload.certificate, payload.format

@@ -297,6 +297,7 @@ pub(crate) async fn certify(
     run_id: &str,
     policies: &[PolicyFile],
     stores: &[StoreInfo],
+    erasure: Option<certificate::Erasure>,
 ) -> anyhow::Result<String> {
     let dir = &destination.staging();
     let previous = match ledger.last_certificate().await? {
@@ -359,7 +360,12 @@ pub(crate) async fn certify(
         },
     );
     let payload = Payload {
-        certificate: certificate::KIND.into(),
+        certificate: if erasure.is_some() {
+            certificate::RECEIPT_KIND
+        } else {
+            certificate::KIND
+        }
+        .into(),
         format: 1,
         sequence,
         previous_certificate_sha256: previous.as_ref().map(|p| p.certificate_sha256.clone()),
@@ -396,6 +402,7 @@ pub(crate) async fn certify(
         manifest_file: certificate::manifest_file_name(sequence),
         manifest_sha256: manifest.sha256.clone(),
         merkle_root: manifest.merkle_root.clone(),
+        erasure,
     };
     let bytes = certificate::seal(identity, &payload)?;
     let row = CertificateRow {

@@ -268,7 +268,7 @@ pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outc
     .map_err(output_error)?;
     writeln!(out, "  covers {}", describe(&record.hold)).map_err(output_error)?;
     writeln!(out, "recordings it holds now:").map_err(output_error)?;
-    let holds = [record.hold.clone()];
+    let orders = crate::decide::Orders::with_holds(vec![record.hold.clone()]);
     let now = Utc::now();
     let mut count = 0u64;
     let mut failed = false;
@@ -281,7 +281,7 @@ pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outc
                 continue;
             }
         };
-        let result = plan_store(&store, &policy, &holds, now, &mut |item| {
+        let result = plan_store(&store, &policy, &orders, now, &mut |item| {
             if item.action == Action::Hold {
                 count += 1;
                 writeln!(

@@ -117,6 +117,19 @@ enum Command {
         #[arg(long)]
         check_store: bool,
     },
+    /// Erase every recording of a data subject now (GDPR Art. 17), except what a
+    /// hold or a legal obligation protects; issues a signed erasure receipt
+    Erase {
+        /// The subject, as the `{subject}` capture or a sidecar's `subject` names it
+        #[arg(long)]
+        subject: String,
+        /// The erasure request's id (e.g. DSR-2026-0042)
+        #[arg(long)]
+        request: String,
+        /// Show what would be erased and kept; delete and record nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Legal holds: freeze recordings for a case, whatever their retention
     Hold {
         #[command(subcommand)]
@@ -283,6 +296,26 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
         Command::Ledger {
             command: LedgerCommand::Verify,
         } => verify::ledger_verify(&config_path(), out).await,
+        Command::Erase {
+            subject,
+            request,
+            dry_run,
+        } => {
+            let (subject, request) = (subject.trim().to_string(), request.trim().to_string());
+            if subject.is_empty() || request.is_empty() {
+                return Err(Failure {
+                    exit: Exit::Usage,
+                    error: anyhow::anyhow!("--subject and --request must not be empty"),
+                });
+            }
+            run::execute_mode(
+                &config_path(),
+                dry_run,
+                run::Mode::Erasure { subject, request },
+                out,
+            )
+            .await
+        }
         Command::Hold { command } => match command {
             HoldCommand::Place {
                 case,
@@ -350,25 +383,42 @@ pub(crate) fn load_settings(path: &Path) -> Result<Settings, Failure> {
     Settings::load(path, &EnvOverrides::from_process()).or_exit(Exit::Usage)
 }
 
-/// The holds in force, read from the ledger; none if there is no ledger yet
-/// (a SQLite file that does not exist cannot hold any).
-pub(crate) async fn read_holds(settings: &Settings) -> Result<Vec<crate::hold::Hold>, Failure> {
+/// The legal orders in force (holds, erasure requests), read from the
+/// ledger; none if there is no ledger yet (a SQLite file that does not exist
+/// cannot hold any).
+pub(crate) async fn read_orders(settings: &Settings) -> Result<crate::decide::Orders, Failure> {
     if let Some(path) = crate::ledger::sqlite_path(&settings.database)
         && !path.exists()
     {
-        return Ok(Vec::new());
+        return Ok(crate::decide::Orders::default());
     }
     let ledger = crate::ledger::Ledger::open(&settings.database)
         .await
-        .context("cannot read the legal holds")
+        .context("cannot read the legal holds and erasure requests")
         .or_exit(Exit::Runtime)?;
-    let holds = ledger
-        .active_holds()
-        .await
-        .context("cannot read the legal holds")
-        .or_exit(Exit::Runtime)?;
+    let orders = orders_from(&ledger).await?;
     ledger.close().await;
-    Ok(holds)
+    Ok(orders)
+}
+
+/// The legal orders in force, from an open ledger.
+pub(crate) async fn orders_from(
+    ledger: &crate::ledger::Ledger,
+) -> Result<crate::decide::Orders, Failure> {
+    let context = "cannot read the legal holds and erasure requests; nothing was deleted";
+    Ok(crate::decide::Orders {
+        holds: ledger
+            .active_holds()
+            .await
+            .context(context)
+            .or_exit(Exit::Runtime)?,
+        erasures: ledger
+            .erasures()
+            .await
+            .context(context)
+            .or_exit(Exit::Runtime)?,
+        only_subject: None,
+    })
 }
 
 /// Opens a configured store with lethe's own files protected.

@@ -10,7 +10,7 @@ use tracing::{Instrument, error, info, info_span};
 
 use super::{Exit, Format, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::classify::{Classified, classify};
-use crate::decide::{Planned, StoreStats, check_safety, plan_item};
+use crate::decide::{Orders, Planned, StoreStats, check_safety, plan_item};
 use crate::hold::Hold;
 use crate::policy::Policy;
 use crate::report::{JsonPlan, Limits, PlanSink, TextPlan};
@@ -33,7 +33,7 @@ pub(crate) enum PlanFailure {
 pub(crate) async fn plan_store(
     store: &Store,
     policy: &Policy,
-    holds: &[Hold],
+    orders: &Orders,
     now: DateTime<Utc>,
     on_item: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
 ) -> Result<StoreStats, PlanFailure> {
@@ -44,7 +44,7 @@ pub(crate) async fn plan_store(
         match classify(entry, policy) {
             Classified::Owned(_) => stats.count_owned(),
             classified => {
-                if let Some(item) = plan_item(store.name(), classified, policy, holds, now) {
+                if let Some(item) = plan_item(store.name(), classified, policy, orders, now) {
                     stats.count(&item);
                     on_item(&item).map_err(PlanFailure::Sink)?;
                 }
@@ -103,12 +103,12 @@ pub(crate) async fn plan(
         Some(t) => parse_time(t).or_exit(Exit::Usage)?,
         None => Utc::now(),
     };
-    let holds = super::read_holds(&settings).await?;
+    let orders = super::read_orders(&settings).await?;
     let mut sink: Box<dyn PlanSink + '_> = match format {
         Format::Text => Box::new(TextPlan::new(out)),
         Format::Json => Box::new(JsonPlan::new(out)),
     };
-    sink.begin(now, &policy.files, &review_notices(&holds, now))
+    sink.begin(now, &policy.files, &review_notices(&orders.holds, now))
         .map_err(output_error)?;
     let mut planned = Vec::new();
     let mut failed = false;
@@ -140,7 +140,7 @@ pub(crate) async fn plan(
         .map_err(output_error)?;
         let result = match &store {
             Ok(store) => {
-                plan_store(store, &policy, &holds, now, &mut |item| sink.item(item))
+                plan_store(store, &policy, &orders, now, &mut |item| sink.item(item))
                     .instrument(span.clone())
                     .await
             }

@@ -42,7 +42,35 @@ struct StorePass {
     deletion: DeletionStatement,
 }
 
+/// What a pass is for.
+#[derive(Debug, Clone)]
+pub(crate) enum Mode {
+    /// The scheduled retention pass.
+    Retention,
+    /// A data subject's erasure request (GDPR Art. 17), carried out now.
+    Erasure { subject: String, request: String },
+}
+
+impl Mode {
+    fn erasure(&self) -> Option<(&str, &str)> {
+        match self {
+            Mode::Erasure { subject, request } => Some((subject, request)),
+            Mode::Retention => None,
+        }
+    }
+}
+
 pub(crate) async fn run(config: &Path, dry_run: bool, out: &mut dyn Write) -> Outcome {
+    execute_mode(config, dry_run, Mode::Retention, out).await
+}
+
+/// `lethe run` and `lethe erase` share everything but what is planned and certified.
+pub(crate) async fn execute_mode(
+    config: &Path,
+    dry_run: bool,
+    mode: Mode,
+    out: &mut dyn Write,
+) -> Outcome {
     let settings = load_settings(config)?;
     let policy = load_policy(&settings)?;
     let identity = if dry_run {
@@ -57,7 +85,7 @@ pub(crate) async fn run(config: &Path, dry_run: bool, out: &mut dyn Write) -> Ou
     let span = info_span!("run", run_id = %run_id, dry_run);
     async move {
         info!(config = %settings.config_path.display(), database = %settings.database.redacted(), "run started");
-        let result = locked(&settings, &policy, identity.as_ref(), &run_id, dry_run, out).await;
+        let result = locked(&settings, &policy, identity.as_ref(), &run_id, dry_run, &mode, out).await;
         match &result {
             Ok(code) => info!(exit_code = *code as u8, "run finished"),
             Err(f) => error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed"),
@@ -80,10 +108,21 @@ async fn locked(
     identity: Option<&Identity>,
     run_id: &str,
     dry_run: bool,
+    mode: &Mode,
     out: &mut dyn Write,
 ) -> Outcome {
     if dry_run {
-        return pass(settings, policy, identity, run_id, None, Utc::now(), out).await;
+        return pass(
+            settings,
+            policy,
+            identity,
+            run_id,
+            None,
+            Utc::now(),
+            mode,
+            out,
+        )
+        .await;
     }
     let ledger = Ledger::open(&settings.database)
         .await
@@ -120,6 +159,7 @@ async fn locked(
                 run_id,
                 Some((&ledger, lease.clone())),
                 now,
+                mode,
                 out,
             )
             .await;
@@ -157,6 +197,7 @@ async fn clock(ledger: &Ledger, max_skew: Duration) -> Result<DateTime<Utc>, Fai
     Ok(db_now)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn pass(
     settings: &Settings,
     policy: &Policy,
@@ -164,6 +205,7 @@ async fn pass(
     run_id: &str,
     ledger: Option<(&Ledger, Lease)>,
     now: DateTime<Utc>,
+    mode: &Mode,
     out: &mut dyn Write,
 ) -> Outcome {
     let dry_run = ledger.is_none();
@@ -264,8 +306,17 @@ async fn pass(
                 problems.push(format!("{e:#}"));
             }
         }
+        if mode.erasure().is_some() && ledger.has_uncertified().await.or_exit(Exit::Runtime)? {
+            return Err(Failure {
+                exit: Exit::Runtime,
+                error: anyhow::anyhow!(
+                    "the ledger holds deletions of an interrupted run that no certificate covers yet; run `lethe run` first (it completes and certifies them), then repeat the erasure; nothing was deleted"
+                ),
+            });
+        }
         let body = json!({
             "started_at": timestamp(started_at),
+            "purpose": if mode.erasure().is_some() { "erasure" } else { "retention" },
             "tool": {"name": "lethe", "version": env!("CARGO_PKG_VERSION")},
             "policies": policy.files.iter().map(|f| json!({"file": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
             "stores": passes.iter().map(|p| json!({"name": p.name, "url": p.url})).collect::<Vec<_>>(),
@@ -304,14 +355,32 @@ async fn pass(
 
     // Plan every store into its spool: the safety limits need the whole plan.
     // Holds are read now for the plan, and again in every intent transaction.
-    let holds = match &ledger {
-        Some(l) => l
-            .active_holds()
-            .await
-            .context("cannot read the legal holds; nothing was deleted")
-            .or_exit(Exit::Runtime)?,
-        None => super::read_holds(settings).await?,
+    let mut orders = match &ledger {
+        Some(l) => super::orders_from(l).await?,
+        None => super::read_orders(settings).await?,
     };
+    if let Some((subject, request)) = mode.erasure() {
+        let digest = crate::hold::subject_digest(subject);
+        if let Some(l) = ledger {
+            // Recorded before anything is deleted: even if this run stops
+            // half-way, later runs erase the rest of the subject's recordings.
+            l.record_erasure(run_id, request, &digest, now)
+                .await
+                .map_err(|e| match e {
+                    crate::ledger::LedgerError::RequestReused(_) => Failure {
+                        exit: Exit::Usage,
+                        error: e.into(),
+                    },
+                    other => Failure {
+                        exit: Exit::Runtime,
+                        error: anyhow::Error::new(other).context("nothing was deleted"),
+                    },
+                })?;
+        }
+        orders.erasures.insert(digest.clone(), request.to_string());
+        orders.only_subject = Some(digest);
+    }
+    let mut protected: Vec<crate::certificate::Protected> = Vec::new();
     let now = started_at;
     for p in passes.iter_mut() {
         let Some(store) = &p.store else { continue };
@@ -319,10 +388,14 @@ async fn pass(
         let mut spool = Spool::new()
             .context("cannot create the plan spool file")
             .or_exit(Exit::Runtime)?;
-        let result = plan_store(store, policy, &holds, now, &mut |item: &Planned| {
+        let erasing = mode.erasure().is_some();
+        let result = plan_store(store, policy, &orders, now, &mut |item: &Planned| {
             if item.action == Action::Delete {
                 spool.push(item)
             } else {
+                if erasing {
+                    protected.push(protection(item));
+                }
                 Ok(())
             }
         })
@@ -348,11 +421,20 @@ async fn pass(
             }
         }
     }
+    // An erasure concerns one subject: max_fraction of a store is no measure
+    // of it, max_deletions still is.
+    let limits = match mode {
+        Mode::Retention => settings.safety,
+        Mode::Erasure { .. } => crate::config::Safety {
+            max_fraction: 1.0,
+            ..settings.safety
+        },
+    };
     let breaches = check_safety(
         passes
             .iter()
             .filter_map(|p| p.stats.as_ref().map(|s| (p.name.as_str(), s))),
-        settings.safety,
+        limits,
     );
     for b in &breaches {
         error!(limit = %b, "safety limit exceeded; nothing is deleted");
@@ -436,6 +518,13 @@ async fn pass(
                     run_id,
                     &policy.files,
                     &infos,
+                    mode.erasure()
+                        .map(|(subject, request)| crate::certificate::Erasure {
+                            request: request.to_string(),
+                            subject_sha256: crate::hold::subject_digest(subject),
+                            protected: protected.clone(),
+                            later_recordings: crate::certificate::LATER_RECORDINGS.into(),
+                        }),
                 )
                 .await
                 {
@@ -465,6 +554,10 @@ async fn pass(
         certificate.as_deref(),
     )
     .map_err(output_error)?;
+    if let Some((_, request)) = mode.erasure() {
+        erasure_summary(out, request, dry_run, &protected, certificate.as_deref())
+            .map_err(output_error)?;
+    }
     Ok(if !breaches.is_empty() {
         Exit::Safety
     } else if failures || !problems.is_empty() || (certificate.is_none() && !dry_run) {
@@ -472,6 +565,70 @@ async fn pass(
     } else {
         Exit::Success
     })
+}
+
+/// Why a recording of an erased subject was kept, as the receipt says it:
+/// with its legal basis (GDPR Art. 17(3)), naming no case.
+fn protection(item: &Planned) -> crate::certificate::Protected {
+    let (basis, until) = match item.action {
+        Action::Hold => (
+            "GDPR Art. 17(3)(e): establishment, exercise or defence of legal claims (a legal hold)"
+                .to_string(),
+            None,
+        ),
+        Action::Keep => (
+            item.basis.clone().unwrap_or_default(),
+            item.expires_at.map(crate::ledger::timestamp),
+        ),
+        _ => (
+            format!(
+                "not erased yet: {}; it is reported for review",
+                item.reason.trim_start_matches("kept: ")
+            ),
+            None,
+        ),
+    };
+    crate::certificate::Protected {
+        store: item.store.clone(),
+        key: item.key.clone(),
+        basis,
+        until,
+    }
+}
+
+fn erasure_summary(
+    out: &mut dyn Write,
+    request: &str,
+    dry_run: bool,
+    protected: &[crate::certificate::Protected],
+    receipt: Option<&str>,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "erasure request {request}: {} of the subject's recordings kept",
+        protected.len()
+    )?;
+    for p in protected {
+        let until = p
+            .until
+            .as_ref()
+            .map(|u| format!(" until {u}"))
+            .unwrap_or_default();
+        writeln!(
+            out,
+            "  kept {}: {}  ({}{until})",
+            p.store,
+            crate::report::printable(&p.key),
+            p.basis
+        )?;
+    }
+    if !dry_run {
+        writeln!(out, "  {}", crate::certificate::LATER_RECORDINGS)?;
+    }
+    if let Some(r) = receipt {
+        writeln!(out, "erasure receipt: {r}")?;
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -10,7 +10,7 @@
 //! have no outcome yet; it is derived state that makes crash recovery cheap
 //! and is not itself evidence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -47,6 +47,10 @@ pub enum LedgerError {
     NoSuchHold(String),
     #[error("the hold for case {0} was already released")]
     AlreadyReleased(String),
+    #[error(
+        "erasure request {0} was already used for another subject; a request id names one subject"
+    )]
+    RequestReused(String),
 }
 
 /// The hash a chain starts from.
@@ -61,6 +65,7 @@ pub mod kind {
     pub const CERTIFICATE: &str = "certificate";
     pub const HOLD_PLACED: &str = "hold-placed";
     pub const HOLD_RELEASED: &str = "hold-released";
+    pub const ERASURE_REQUESTED: &str = "erasure-requested";
 }
 
 mod lease;
@@ -193,7 +198,25 @@ impl Ledger {
                 url: url.redacted(),
                 source,
             })?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        // Two first runs may migrate a fresh SQLite file at once (SQLite has
+        // no migration lock): the loser finds a table already created and
+        // tries again, when the winner's migrations are on record.
+        let migrator = sqlx::migrate!("./migrations");
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&pool).await {
+                Ok(()) => break,
+                Err(e) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "ledger migration collided; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        100 + fastrand::u64(0..200),
+                    ))
+                    .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Self { pool, backend })
     }
 
@@ -589,6 +612,83 @@ impl Ledger {
         Ok(seq)
     }
 
+    /// Records an erasure request in the ledger and its index (once per
+    /// request; repeating a request for the same subject is allowed, for
+    /// another subject refused).
+    pub async fn record_erasure(
+        &self,
+        run_id: &str,
+        request: &str,
+        subject_sha256: &str,
+        at: DateTime<Utc>,
+    ) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let existing = sqlx::query("SELECT subject_sha256 FROM erasure WHERE request = $1")
+            .bind(request.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = &existing
+            && row.try_get::<String, _>("subject_sha256")? != subject_sha256
+        {
+            return Err(LedgerError::RequestReused(request.to_string()));
+        }
+        let body =
+            json!({"request": request, "subject_sha256": subject_sha256, "at": timestamp(at)});
+        let row = NewRow {
+            kind: kind::ERASURE_REQUESTED,
+            run_id: run_id.to_string(),
+            store: None,
+            key: None,
+            ref_seq: None,
+            body,
+        };
+        let seq = Self::append_in(&mut tx, vec![row], |_, _| None).await?[0];
+        if existing.is_none() {
+            sqlx::query("INSERT INTO erasure (request, subject_sha256, seq) VALUES ($1, $2, $3)")
+                .bind(request.to_string())
+                .bind(subject_sha256.to_string())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// Erased subjects: SHA-256 of the subject id → the (first) request.
+    pub async fn erasures(&self) -> Result<HashMap<String, String>> {
+        let rows = sqlx::query("SELECT request, subject_sha256 FROM erasure ORDER BY seq")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = HashMap::new();
+        for row in &rows {
+            out.entry(row.try_get::<String, _>("subject_sha256")?)
+                .or_insert(row.try_get::<String, _>("request")?);
+        }
+        Ok(out)
+    }
+
+    /// Whether deletions are on record that no certificate covers yet
+    /// (an interrupted run): intents without outcomes, or outcomes after the
+    /// last certificate's range.
+    pub async fn has_uncertified(&self) -> Result<bool> {
+        if !self.pending().await?.is_empty() {
+            return Ok(true);
+        }
+        let covered = match self.last_certificate().await? {
+            Some(row) => row.body_json()?["payload"]["ledger"]["last_seq"]
+                .as_i64()
+                .unwrap_or(0),
+            None => 0,
+        };
+        let row =
+            sqlx::query("SELECT COUNT(*) AS n FROM ledger WHERE kind = 'outcome' AND seq > $1")
+                .bind(covered)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
     /// Checks the hold index against the chain's hold rows: a hold removed
     /// from the index (to let a run delete) shows here.
     pub async fn verify_holds(&self) -> Result<Vec<String>> {
@@ -654,6 +754,57 @@ impl Ledger {
         for case in actual.keys().filter(|c| !expected.contains_key(*c)) {
             problems.push(format!(
                 "hold {case} is in the hold index but not in the ledger"
+            ));
+        }
+        problems.extend(self.verify_erasures().await?);
+        Ok(problems)
+    }
+}
+
+impl Ledger {
+    /// Checks the erasure index against the chain: an erased subject removed
+    /// from the index (so that its recordings could come back) shows here.
+    async fn verify_erasures(&self) -> Result<Vec<String>> {
+        let mut expected: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        let mut rows = self.rows_of_kind(kind::ERASURE_REQUESTED, 1, i64::MAX);
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            let body = row.body_json()?;
+            let request = body["request"].as_str().unwrap_or_default().to_string();
+            let digest = body["subject_sha256"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            expected.entry(request).or_insert((digest, row.seq));
+        }
+        drop(rows);
+        let index = sqlx::query("SELECT request, subject_sha256, seq FROM erasure")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut actual: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        for row in &index {
+            actual.insert(
+                row.try_get("request")?,
+                (row.try_get("subject_sha256")?, row.try_get("seq")?),
+            );
+        }
+        let mut problems = Vec::new();
+        for (request, want) in &expected {
+            match actual.get(request) {
+                None => problems.push(format!(
+                    "erasure request {request} (ledger row {}) is missing from the erasure index",
+                    want.1
+                )),
+                Some(got) if got != want => problems.push(format!(
+                    "erasure request {request} in the erasure index differs from ledger row {}",
+                    want.1
+                )),
+                Some(_) => {}
+            }
+        }
+        for request in actual.keys().filter(|r| !expected.contains_key(*r)) {
+            problems.push(format!(
+                "erasure request {request} is in the erasure index but not in the ledger"
             ));
         }
         Ok(problems)

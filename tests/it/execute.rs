@@ -132,7 +132,7 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
                 "recordings",
                 classify(s.unwrap(), &policy),
                 &policy,
-                &[],
+                &lethe::decide::Orders::default(),
                 now,
             );
             async move { item }

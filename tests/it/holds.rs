@@ -263,7 +263,7 @@ async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
                 "recordings",
                 classify(s.unwrap(), &policy),
                 &policy,
-                &[],
+                &lethe::decide::Orders::default(),
                 now,
             );
             async move { item }
