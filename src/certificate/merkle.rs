@@ -83,6 +83,54 @@ impl RootBuilder {
     }
 }
 
+/// The RFC 6962 tree head of `leaves` (leaf hashes), computed recursively.
+fn subtree_root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => empty_root(),
+        1 => leaves[0],
+        n => {
+            let k = largest_power_of_two_below(n);
+            node_hash(&subtree_root(&leaves[..k]), &subtree_root(&leaves[k..]))
+        }
+    }
+}
+
+fn largest_power_of_two_below(n: usize) -> usize {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+
+/// The audit path of leaf `index` (RFC 6962 §2.1.1 PATH): the sibling
+/// hashes from the leaf up to the root, which prove the leaf is in the tree
+/// without revealing any other leaf.
+pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut proof = Vec::new();
+    let (mut lo, mut hi, mut m) = (0usize, leaves.len(), index);
+    let mut path = Vec::new();
+    while hi - lo > 1 {
+        let k = largest_power_of_two_below(hi - lo);
+        if m < k {
+            path.push(subtree_root(&leaves[lo + k..hi]));
+            hi = lo + k;
+        } else {
+            path.push(subtree_root(&leaves[lo..lo + k]));
+            lo += k;
+            m -= k;
+        }
+    }
+    // PATH lists siblings from the leaf upwards; the descent found them top-down.
+    while let Some(h) = path.pop() {
+        proof.push(h);
+    }
+    Some(proof)
+}
+
 /// Why an inclusion proof was rejected.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProofError {
@@ -226,6 +274,29 @@ mod tests {
             }
             assert_eq!(b.root(), reference_root(&leaves[..n]), "size {n}");
         }
+    }
+
+    #[test]
+    fn every_leaf_of_every_size_proves_against_the_streaming_root() {
+        for n in 1..40u32 {
+            let data: Vec<Vec<u8>> = (0..n).map(|i| i.to_le_bytes().to_vec()).collect();
+            let hashes: Vec<Hash> = data.iter().map(|d| leaf_hash(d)).collect();
+            let mut b = RootBuilder::new();
+            data.iter().for_each(|d| b.push_leaf_data(d));
+            let root = b.root();
+            for i in 0..n as usize {
+                let proof = inclusion_proof(&hashes, i).unwrap();
+                assert_eq!(
+                    verify_inclusion(i as u64, n as u64, &hashes[i], &proof, &root),
+                    Ok(()),
+                    "leaf {i} of {n}"
+                );
+                // The proof is for this leaf only.
+                let other = leaf_hash(b"another leaf");
+                assert!(verify_inclusion(i as u64, n as u64, &other, &proof, &root).is_err());
+            }
+        }
+        assert!(inclusion_proof(&[], 0).is_none());
     }
 
     #[test]

@@ -539,6 +539,108 @@ fn verify_chain(path: &Path, payload: &Payload) -> Check {
     }
 }
 
+/// Proof that one manifest line is in a certificate: the line and its audit
+/// path to the signed Merkle root. It reveals no other line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    /// SHA-256 of the certificate file the proof belongs to.
+    pub certificate_sha256: String,
+    pub sequence: u64,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    /// The manifest line, exactly (without its newline).
+    pub entry: String,
+    /// Sibling hashes, leaf to root, hex.
+    pub proof: Vec<String>,
+}
+
+/// Builds the inclusion proof of the object `key` (in `store`, if given) from
+/// a certificate and the manifest beside it.
+pub fn prove(certificate: &Path, key: &str, store: Option<&str>) -> Result<InclusionProof, String> {
+    let bytes = std::fs::read(certificate)
+        .map_err(|e| format!("cannot read {}: {e}", certificate.display()))?;
+    let envelope: Envelope =
+        serde_json::from_slice(&bytes).map_err(|e| format!("not a certificate: {e}"))?;
+    let payload = {
+        use base64::Engine;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&envelope.payload)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice::<Payload>(&raw)
+            .map_err(|e| format!("not a lethe certificate: {e}"))?
+    };
+    let manifest = manifest_path_for(certificate);
+    let file = File::open(&manifest)
+        .map_err(|e| format!("a proof needs the manifest {}: {e}", manifest.display()))?;
+    let mut leaves = Vec::new();
+    let mut found: Option<(usize, String)> = None;
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| format!("manifest line {}: {e}", i + 1))?;
+        leaves.push(merkle::leaf_hash(line.as_bytes()));
+        if found.is_none()
+            && let Ok(entry) = serde_json::from_str::<ManifestEntry>(&line)
+            && entry.key == key
+            && store.is_none_or(|s| s == entry.store)
+        {
+            found = Some((i, line));
+        }
+    }
+    let (index, entry) = found.ok_or_else(|| {
+        format!(
+            "{key} is not in the manifest of certificate #{}",
+            payload.sequence
+        )
+    })?;
+    let proof = merkle::inclusion_proof(&leaves, index).ok_or("no proof for this index")?;
+    Ok(InclusionProof {
+        certificate_sha256: sha256_hex(&bytes),
+        sequence: payload.sequence,
+        leaf_index: index as u64,
+        tree_size: leaves.len() as u64,
+        entry,
+        proof: proof.iter().map(hex::encode).collect(),
+    })
+}
+
+/// Checks an inclusion proof against a verified certificate.
+pub fn check_proof(certificate: &Path, payload: &Payload, proof: &InclusionProof) -> Check {
+    let Ok(bytes) = std::fs::read(certificate) else {
+        return Check::Fail("cannot read the certificate".into());
+    };
+    if sha256_hex(&bytes) != proof.certificate_sha256 {
+        return Check::Fail("the proof belongs to another certificate".into());
+    }
+    if proof.tree_size != payload.counts.items {
+        return Check::Fail(format!(
+            "the proof is for a tree of {} leaves, the certificate signs {}",
+            proof.tree_size, payload.counts.items
+        ));
+    }
+    let Ok(root) = hex::decode(&payload.merkle_root) else {
+        return Check::Fail("the certificate's Merkle root is not hex".into());
+    };
+    let Ok(path) = proof
+        .proof
+        .iter()
+        .map(hex::decode)
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return Check::Fail("the proof's hashes are not hex".into());
+    };
+    let leaf = merkle::leaf_hash(proof.entry.as_bytes());
+    match merkle::verify_inclusion_bytes(proof.leaf_index, proof.tree_size, &leaf, &path, &root) {
+        Ok(()) => match serde_json::from_str::<ManifestEntry>(&proof.entry) {
+            Ok(e) => Check::Pass(format!(
+                "{} in store {} ({}, {}) is certified by the signed Merkle root",
+                e.key, e.store, e.result, e.deleted_at
+            )),
+            Err(_) => Check::Fail("the proven line is not a manifest entry".into()),
+        },
+        Err(e) => Check::Fail(format!("inclusion proof rejected: {e}")),
+    }
+}
+
 /// Reads the entries of a manifest, line by line.
 pub fn read_manifest(
     path: &Path,

@@ -171,7 +171,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
             public.display()
         ),
     )?;
-    let code = verify::verify(&cert, Some(&public), true, Some(config.clone()), out).await?;
+    let code = verify::verify(&cert, Some(&public), true, None, Some(config.clone()), out).await?;
     if code != Exit::Success {
         return Ok(code);
     }

@@ -116,6 +116,20 @@ enum Command {
         /// Also check in the stores that every listed object is gone
         #[arg(long)]
         check_store: bool,
+        /// Check an inclusion proof (from `lethe proof`) against the certificate; no manifest needed
+        #[arg(long, value_name = "FILE")]
+        proof: Option<PathBuf>,
+    },
+    /// Prove that one object is in a certificate, without revealing the others
+    Proof {
+        /// The certificate file (or its URL in the certificates store)
+        cert: PathBuf,
+        /// The object's key
+        #[arg(long)]
+        key: String,
+        /// The object's store, if the key is in several
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Erase every recording of a data subject now (GDPR Art. 17), except what a
     /// hold or a legal obligation protects; issues a signed erasure receipt
@@ -282,16 +296,32 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             }
             run::run(&config_path(), dry_run, out).await
         }
+        Command::Proof { cert, key, store } => {
+            let config = cli
+                .config
+                .clone()
+                .or_else(|| std::env::var(config::ENV_CONFIG).ok().map(PathBuf::from));
+            verify::proof(&cert, &key, store.as_deref(), config, out).await
+        }
         Command::Verify {
             cert,
             public_key,
             check_store,
+            proof,
         } => {
             let config = cli
                 .config
                 .clone()
                 .or_else(|| std::env::var(config::ENV_CONFIG).ok().map(PathBuf::from));
-            verify::verify(&cert, public_key.as_deref(), check_store, config, out).await
+            verify::verify(
+                &cert,
+                public_key.as_deref(),
+                check_store,
+                proof.as_deref(),
+                config,
+                out,
+            )
+            .await
         }
         Command::Ledger {
             command: LedgerCommand::Verify,

@@ -25,6 +25,7 @@ pub(crate) async fn verify(
     cert: &Path,
     public_key: Option<&Path>,
     check_store: bool,
+    proof: Option<&Path>,
     config: Option<PathBuf>,
     out: &mut dyn Write,
 ) -> Outcome {
@@ -62,6 +63,18 @@ pub(crate) async fn verify(
     };
     let verification = certificate::verify(&local, &key);
     let mut checks = verification.checks.clone();
+    if let Some(proof_path) = proof {
+        let check = match (&verification.payload, read_proof(proof_path)) {
+            (Some(payload), Ok(p)) => {
+                // With a proof, the manifest is not needed: its absence is no finding.
+                checks.retain(|(name, c)| !(*name == "manifest" && matches!(c, Check::Skip(_))));
+                certificate::check_proof(&local, payload, &p)
+            }
+            (None, _) => Check::Fail("the certificate itself did not verify".into()),
+            (_, Err(e)) => Check::Fail(e),
+        };
+        checks.push(("proof", check));
+    }
 
     if check_store {
         let settings = match settings {
@@ -106,6 +119,38 @@ pub(crate) async fn verify(
     } else {
         Exit::Success
     })
+}
+
+fn read_proof(path: &Path) -> Result<certificate::InclusionProof, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{} is not an inclusion proof: {e}", path.display()))
+}
+
+/// `lethe proof CERT --key K`: prints the inclusion proof as JSON.
+pub(crate) async fn proof(
+    cert: &Path,
+    key: &str,
+    store: Option<&str>,
+    config: Option<PathBuf>,
+    out: &mut dyn Write,
+) -> Outcome {
+    let staging = tempfile::tempdir()
+        .context("cannot create a temporary folder")
+        .or_exit(Exit::Runtime)?;
+    let local = if cert.to_string_lossy().contains("://") {
+        let settings = load_settings(&config.unwrap_or_else(|| PathBuf::from("lethe.toml")))?;
+        fetch_remote(cert, &settings, staging.path()).await?
+    } else {
+        cert.to_path_buf()
+    };
+    let proof = certificate::prove(&local, key, store).map_err(|e| Failure {
+        exit: Exit::Usage,
+        error: anyhow!(e),
+    })?;
+    serde_json::to_writer_pretty(&mut *out, &proof).map_err(|e| output_error(e.into()))?;
+    writeln!(out).map_err(output_error)?;
+    Ok(Exit::Success)
 }
 
 /// Every manifest entry must be absent from its store now.

@@ -262,3 +262,87 @@ fn the_readme_python_check_works() {
         stdout(&out)
     );
 }
+
+#[test]
+fn one_object_is_proven_without_revealing_the_others() {
+    let w = certified_world();
+    let keys = w.manifest_keys(1);
+    assert_eq!(keys.len(), 6);
+    let target = keys
+        .iter()
+        .find(|k| k.ends_with("C-1.wav"))
+        .unwrap()
+        .clone();
+    let out = w.lethe(&["proof", w.cert(1).to_str().unwrap(), "--key", &target]);
+    assert_exit(&out, 0);
+    let proof_text = stdout(&out);
+    for other in keys.iter().filter(|k| **k != target) {
+        assert!(
+            !proof_text.contains(other.as_str()),
+            "the proof reveals {other}"
+        );
+    }
+    let proof_path = w.path("proof.json");
+    std::fs::write(&proof_path, &proof_text).unwrap();
+    // The auditor has the certificate and the proof, not the manifest.
+    std::fs::rename(w.manifest(1), w.path("manifest.hidden")).unwrap();
+    let check = |proof: &std::path::Path, cert: &std::path::Path| {
+        w.lethe(&[
+            "verify",
+            cert.to_str().unwrap(),
+            "--public-key",
+            w.public_key().to_str().unwrap(),
+            "--proof",
+            proof.to_str().unwrap(),
+        ])
+    };
+    let ok = check(&proof_path, &w.cert(1));
+    assert_exit(&ok, 0);
+    assert!(
+        stdout(&ok).contains(&format!(
+            "ok    proof: {target} in store recordings (deleted"
+        )),
+        "{}",
+        stdout(&ok)
+    );
+
+    // A proof whose line, path or certificate differs is rejected.
+    let proof: serde_json::Value = serde_json::from_str(&proof_text).unwrap();
+    let mut forged = proof.clone();
+    forged["entry"] = serde_json::Value::String(
+        proof["entry"]
+            .as_str()
+            .unwrap()
+            .replace("\"size\":5", "\"size\":6"),
+    );
+    std::fs::write(&proof_path, forged.to_string()).unwrap();
+    assert_exit(&check(&proof_path, &w.cert(1)), 4);
+    let mut forged = proof.clone();
+    let first = forged["proof"][0].as_str().unwrap().to_string();
+    forged["proof"][0] = serde_json::Value::String(format!(
+        "{}{}",
+        if first.starts_with('0') { "1" } else { "0" },
+        &first[1..]
+    ));
+    std::fs::write(&proof_path, forged.to_string()).unwrap();
+    assert_exit(&check(&proof_path, &w.cert(1)), 4);
+    std::fs::write(&proof_path, &proof_text).unwrap();
+    let other = check(&proof_path, &w.cert(2));
+    assert_exit(&other, 4);
+    assert!(
+        stdout(&other).contains("belongs to another certificate"),
+        "{}",
+        stdout(&other)
+    );
+    // Nothing to prove for an object the certificate does not list.
+    std::fs::rename(w.path("manifest.hidden"), w.manifest(1)).unwrap();
+    assert_exit(
+        &w.lethe(&[
+            "proof",
+            w.cert(1).to_str().unwrap(),
+            "--key",
+            "calls/nope.wav",
+        ]),
+        2,
+    );
+}
