@@ -77,6 +77,9 @@ pub struct Payload {
     /// Present on an erasure receipt: the request, and what was kept and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erasure: Option<Erasure>,
+    /// SHA-256 of the approved plan file (`plan --out`) the run was limited to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_plan_sha256: Option<String>,
 }
 
 /// The erasure section of a receipt. It names the subject only by the SHA-256

@@ -298,6 +298,7 @@ pub(crate) async fn certify(
     policies: &[PolicyFile],
     stores: &[StoreInfo],
     erasure: Option<certificate::Erasure>,
+    approved_plan_sha256: Option<String>,
 ) -> anyhow::Result<String> {
     let dir = &destination.staging();
     let previous = match ledger.last_certificate().await? {
@@ -403,6 +404,7 @@ pub(crate) async fn certify(
         manifest_sha256: manifest.sha256.clone(),
         merkle_root: manifest.merkle_root.clone(),
         erasure,
+        approved_plan_sha256,
     };
     let bytes = certificate::seal(identity, &payload)?;
     let row = CertificateRow {

@@ -153,12 +153,12 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
     )
     .map_err(output_error)?;
     say(out, &format!("lethe --config {} plan", config.display()))?;
-    let code = plan::plan(&config, None, Format::Text, out).await?;
+    let code = plan::plan(&config, None, Format::Text, None, out).await?;
     if code != Exit::Success {
         return Ok(code);
     }
     say(out, &format!("lethe --config {} run", config.display()))?;
-    let code = run::run(&config, false, out).await?;
+    let code = run::run(&config, false, None, out).await?;
     if code != Exit::Success {
         return Ok(code);
     }

@@ -96,12 +96,18 @@ enum Command {
         as_of: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also write the exact list of deletions to FILE, for review and `run --plan FILE`
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// One retention pass: delete what expired, verify, record, certify
     Run {
         /// Plan and check the safety limits, but delete and record nothing
         #[arg(long)]
         dry_run: bool,
+        /// Delete only items of this approved plan (from `plan --out`) that are still expired and unheld
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
         /// Not accepted: a run always uses the current time (see `plan --as-of`)
         #[arg(long, hide = true, value_name = "TIME")]
         as_of: Option<String>,
@@ -282,10 +288,25 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
         )
     };
     match cli.command {
-        Command::Plan { as_of, format } => {
-            plan::plan(&config_path(), as_of.as_deref(), format, out).await
+        Command::Plan {
+            as_of,
+            format,
+            out: plan_file,
+        } => {
+            plan::plan(
+                &config_path(),
+                as_of.as_deref(),
+                format,
+                plan_file.as_deref(),
+                out,
+            )
+            .await
         }
-        Command::Run { dry_run, as_of } => {
+        Command::Run {
+            dry_run,
+            as_of,
+            plan,
+        } => {
             if as_of.is_some() {
                 return Err(Failure {
                     exit: Exit::Usage,
@@ -294,7 +315,11 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                     ),
                 });
             }
-            run::run(&config_path(), dry_run, out).await
+            let approved = match plan {
+                Some(path) => Some(plan::ApprovedPlan::load(&path).or_exit(Exit::Usage)?),
+                None => None,
+            };
+            run::run(&config_path(), dry_run, approved, out).await
         }
         Command::Proof { cert, key, store } => {
             let config = cli

@@ -2,6 +2,8 @@
 //! The same streaming pass feeds `lethe run`.
 
 use std::io::Write;
+
+use anyhow::Context;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -91,10 +93,109 @@ pub(crate) fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
     )
 }
 
+/// A plan approved for execution: the deletions `plan --out` wrote, pinned by
+/// the file's SHA-256. Held as 16-byte digests of "store\0key", so that a
+/// million approved deletions take tens of megabytes, not a copy of each key.
+pub(crate) struct ApprovedPlan {
+    pub sha256: String,
+    pub items: u64,
+    keys: std::collections::HashSet<[u8; 16]>,
+}
+
+fn item_digest(store: &str, key: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(store.as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+impl ApprovedPlan {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        use sha2::{Digest, Sha256};
+        use std::io::BufRead;
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot read the approved plan {}", path.display()))?;
+        let mut sha = Sha256::new();
+        let mut keys = std::collections::HashSet::new();
+        let mut items = 0;
+        let mut reader = std::io::BufReader::new(file);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            sha.update(&line);
+            let item: Planned = serde_json::from_slice(&line).with_context(|| {
+                format!(
+                    "{}: line {} is not a planned deletion",
+                    path.display(),
+                    items + 1
+                )
+            })?;
+            if item.action != crate::decide::Action::Delete {
+                anyhow::bail!("{}: line {} is not a deletion", path.display(), items + 1);
+            }
+            keys.insert(item_digest(&item.store, &item.key));
+            items += 1;
+        }
+        Ok(Self {
+            sha256: hex::encode(sha.finalize()),
+            items,
+            keys,
+        })
+    }
+
+    pub fn contains(&self, item: &Planned) -> bool {
+        self.keys.contains(&item_digest(&item.store, &item.key))
+    }
+}
+
+/// Writes the deletions of a plan, one canonical JSON line each; the file's
+/// SHA-256 is what a run with `--plan` certifies.
+struct PlanFile {
+    writer: std::io::BufWriter<std::fs::File>,
+    sha: sha2::Sha256,
+    items: u64,
+}
+
+impl PlanFile {
+    fn create(path: &Path) -> std::io::Result<Self> {
+        use sha2::Digest;
+        Ok(Self {
+            writer: std::io::BufWriter::new(std::fs::File::create(path)?),
+            sha: sha2::Sha256::new(),
+            items: 0,
+        })
+    }
+
+    fn push(&mut self, item: &Planned) -> std::io::Result<()> {
+        use sha2::Digest;
+        let mut line = crate::certificate::jcs::to_vec(item).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.sha.update(&line);
+        self.items += 1;
+        self.writer.write_all(&line)
+    }
+
+    fn finish(mut self) -> std::io::Result<(u64, String)> {
+        use sha2::Digest;
+        self.writer.flush()?;
+        self.writer.get_ref().sync_all()?;
+        Ok((self.items, hex::encode(self.sha.finalize())))
+    }
+}
+
 pub(crate) async fn plan(
     config: &Path,
     as_of: Option<&str>,
     format: Format,
+    plan_file: Option<&Path>,
     out: &mut dyn Write,
 ) -> Outcome {
     let settings = load_settings(config)?;
@@ -104,6 +205,14 @@ pub(crate) async fn plan(
         None => Utc::now(),
     };
     let orders = super::read_orders(&settings).await?;
+    let mut file = match plan_file {
+        Some(path) => Some(
+            PlanFile::create(path)
+                .with_context(|| format!("cannot write the plan file {}", path.display()))
+                .or_exit(Exit::Runtime)?,
+        ),
+        None => None,
+    };
     let mut sink: Box<dyn PlanSink + '_> = match format {
         Format::Text => Box::new(TextPlan::new(out)),
         Format::Json => Box::new(JsonPlan::new(out)),
@@ -140,9 +249,16 @@ pub(crate) async fn plan(
         .map_err(output_error)?;
         let result = match &store {
             Ok(store) => {
-                plan_store(store, &policy, &orders, now, &mut |item| sink.item(item))
-                    .instrument(span.clone())
-                    .await
+                plan_store(store, &policy, &orders, now, &mut |item| {
+                    if item.action == crate::decide::Action::Delete
+                        && let Some(f) = file.as_mut()
+                    {
+                        f.push(item)?;
+                    }
+                    sink.item(item)
+                })
+                .instrument(span.clone())
+                .await
             }
             Err(e) => Err(PlanFailure::Store(e.clone())),
         };
@@ -172,6 +288,19 @@ pub(crate) async fn plan(
         },
     )
     .map_err(output_error)?;
+    if let (Some(f), Some(path)) = (file, plan_file) {
+        let (items, sha256) = f
+            .finish()
+            .with_context(|| format!("cannot write the plan file {}", path.display()))
+            .or_exit(Exit::Runtime)?;
+        // Said on stderr, so that a JSON plan on stdout stays one document.
+        eprintln!(
+            "plan of {items} deletions written to {} (sha256 {sha256}); run it with `lethe run --plan {}`",
+            path.display(),
+            path.display()
+        );
+        info!(path = %path.display(), items, sha256 = %sha256, "approved-plan file written");
+    }
     Ok(if contradiction {
         Exit::Usage
     } else if failed {

@@ -18,7 +18,7 @@ use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::certify::{self, StoreInfo};
-use super::plan::{PlanFailure, plan_store};
+use super::plan::{ApprovedPlan, PlanFailure, plan_store};
 use super::{Exit, Failure, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::certificate::Identity;
 use crate::config::Settings;
@@ -43,10 +43,9 @@ struct StorePass {
 }
 
 /// What a pass is for.
-#[derive(Debug, Clone)]
 pub(crate) enum Mode {
-    /// The scheduled retention pass.
-    Retention,
+    /// The scheduled retention pass; with an approved plan, only its items go.
+    Retention { approved: Option<ApprovedPlan> },
     /// A data subject's erasure request (GDPR Art. 17), carried out now.
     Erasure { subject: String, request: String },
 }
@@ -55,13 +54,25 @@ impl Mode {
     fn erasure(&self) -> Option<(&str, &str)> {
         match self {
             Mode::Erasure { subject, request } => Some((subject, request)),
-            Mode::Retention => None,
+            Mode::Retention { .. } => None,
+        }
+    }
+
+    fn approved(&self) -> Option<&ApprovedPlan> {
+        match self {
+            Mode::Retention { approved } => approved.as_ref(),
+            Mode::Erasure { .. } => None,
         }
     }
 }
 
-pub(crate) async fn run(config: &Path, dry_run: bool, out: &mut dyn Write) -> Outcome {
-    execute_mode(config, dry_run, Mode::Retention, out).await
+pub(crate) async fn run(
+    config: &Path,
+    dry_run: bool,
+    approved: Option<ApprovedPlan>,
+    out: &mut dyn Write,
+) -> Outcome {
+    execute_mode(config, dry_run, Mode::Retention { approved }, out).await
 }
 
 /// `lethe run` and `lethe erase` share everything but what is planned and certified.
@@ -317,6 +328,7 @@ async fn pass(
         let body = json!({
             "started_at": timestamp(started_at),
             "purpose": if mode.erasure().is_some() { "erasure" } else { "retention" },
+            "approved_plan_sha256": mode.approved().map(|a| a.sha256.clone()),
             "tool": {"name": "lethe", "version": env!("CARGO_PKG_VERSION")},
             "policies": policy.files.iter().map(|f| json!({"file": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
             "stores": passes.iter().map(|p| json!({"name": p.name, "url": p.url})).collect::<Vec<_>>(),
@@ -381,6 +393,7 @@ async fn pass(
         orders.only_subject = Some(digest);
     }
     let mut protected: Vec<crate::certificate::Protected> = Vec::new();
+    let mut not_approved = 0u64;
     let now = started_at;
     for p in passes.iter_mut() {
         let Some(store) = &p.store else { continue };
@@ -389,8 +402,14 @@ async fn pass(
             .context("cannot create the plan spool file")
             .or_exit(Exit::Runtime)?;
         let erasing = mode.erasure().is_some();
+        let approved = mode.approved();
         let result = plan_store(store, policy, &orders, now, &mut |item: &Planned| {
             if item.action == Action::Delete {
+                // With an approved plan, a deletion due now but not approved waits.
+                if approved.is_some_and(|a| !a.contains(item)) {
+                    not_approved += 1;
+                    return Ok(());
+                }
                 spool.push(item)
             } else {
                 if erasing {
@@ -424,7 +443,7 @@ async fn pass(
     // An erasure concerns one subject: max_fraction of a store is no measure
     // of it, max_deletions still is.
     let limits = match mode {
-        Mode::Retention => settings.safety,
+        Mode::Retention { .. } => settings.safety,
         Mode::Erasure { .. } => crate::config::Safety {
             max_fraction: 1.0,
             ..settings.safety
@@ -525,6 +544,7 @@ async fn pass(
                             protected: protected.clone(),
                             later_recordings: crate::certificate::LATER_RECORDINGS.into(),
                         }),
+                    mode.approved().map(|a| a.sha256.clone()),
                 )
                 .await
                 {
@@ -554,6 +574,14 @@ async fn pass(
         certificate.as_deref(),
     )
     .map_err(output_error)?;
+    if let Some(a) = mode.approved() {
+        writeln!(
+            out,
+            "approved plan sha256:{}: {} deletions approved; {not_approved} deletions due now were not in it and wait for approval",
+            a.sha256, a.items
+        )
+        .map_err(output_error)?;
+    }
     if let Some((_, request)) = mode.erasure() {
         erasure_summary(out, request, dry_run, &protected, certificate.as_deref())
             .map_err(output_error)?;

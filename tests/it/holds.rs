@@ -341,3 +341,70 @@ for_each_db! {
     tampering_with_holds_is_detected => tampering_with_a_hold_is_detected,
     a_hold_placed_mid_run_protects_the_rest => a_hold_placed_during_a_run_protects_what_has_not_started,
 }
+
+async fn an_approved_plan_limits_what_a_run_deletes(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let old = months_ago(30);
+    let (a, b, c) = (
+        format!("calls/quality/{old}/A-1.wav"),
+        format!("calls/quality/{old}/B-1.wav"),
+        format!("calls/quality/{}/C-1.wav", months_ago(2)),
+    );
+    for k in [&a, &b, &c] {
+        w.put(k, "audio");
+    }
+    // Reviewed as of next year: C would have expired by then.
+    let plan_file = w.path("approved.jsonl");
+    let out = w.lethe(&[
+        "plan",
+        "--as-of",
+        "2099-01-01",
+        "--out",
+        plan_file.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 0);
+    assert!(
+        stderr(&out).contains("plan of 3 deletions written to"),
+        "{}",
+        stderr(&out)
+    );
+    let sha = lethe::certificate::sha256_hex(&read(&plan_file));
+    // After the review: B is put on hold, and D expires but was never reviewed.
+    assert_exit(&place(&w, &["--case", "CASE-B", "--key", &b]), 0);
+    let d = format!("calls/quality/{old}/D-1.wav");
+    w.put(&d, "audio");
+
+    let out = w.lethe(&["run", "--plan", plan_file.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!(
+            "approved plan sha256:{sha}: 3 deletions approved; 1 deletions due now were not in it"
+        )),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!w.exists(&a), "approved and still expired");
+    assert!(w.exists(&b), "approved, but held since");
+    assert!(w.exists(&c), "approved, but not expired yet");
+    assert!(w.exists(&d), "expired, but not approved");
+    assert_eq!(w.payload(1)["approved_plan_sha256"], sha);
+    assert_eq!(w.manifest_keys(1), vec![a.clone()]);
+
+    // A plan file that is not a list of deletions is refused before anything happens.
+    w.write("bad.jsonl", "{\"not\": \"a plan\"}\n");
+    let bad = w.lethe(&["run", "--plan", w.path("bad.jsonl").to_str().unwrap()]);
+    assert_exit(&bad, 2);
+    assert_exit(
+        &w.lethe(&["run", "--plan", w.path("missing.jsonl").to_str().unwrap()]),
+        2,
+    );
+    assert!(w.exists(&d));
+    // Without a plan, D goes as usual.
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(&d) && w.exists(&b));
+}
+
+for_each_db! {
+    approved_plans => an_approved_plan_limits_what_a_run_deletes,
+}
