@@ -289,6 +289,15 @@ impl Destination {
     }
 }
 
+/// What a certificate states beyond its ledger range.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// Makes it an erasure receipt.
+    pub erasure: Option<certificate::Erasure>,
+    /// The approved plan the run was limited to.
+    pub approved_plan_sha256: Option<String>,
+}
+
 /// Issues the next certificate, covering everything since the previous one.
 pub(crate) async fn certify(
     ledger: &Ledger,
@@ -297,9 +306,12 @@ pub(crate) async fn certify(
     run_id: &str,
     policies: &[PolicyFile],
     stores: &[StoreInfo],
-    erasure: Option<certificate::Erasure>,
-    approved_plan_sha256: Option<String>,
+    extras: Extras,
 ) -> anyhow::Result<String> {
+    let Extras {
+        erasure,
+        approved_plan_sha256,
+    } = extras;
     let dir = &destination.staging();
     let previous = match ledger.last_certificate().await? {
         Some(row) => Some(

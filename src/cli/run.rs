@@ -537,14 +537,17 @@ async fn pass(
                     run_id,
                     &policy.files,
                     &infos,
-                    mode.erasure()
-                        .map(|(subject, request)| crate::certificate::Erasure {
-                            request: request.to_string(),
-                            subject_sha256: crate::hold::subject_digest(subject),
-                            protected: protected.clone(),
-                            later_recordings: crate::certificate::LATER_RECORDINGS.into(),
+                    certify::Extras {
+                        erasure: mode.erasure().map(|(subject, request)| {
+                            crate::certificate::Erasure {
+                                request: request.to_string(),
+                                subject_sha256: crate::hold::subject_digest(subject),
+                                protected: protected.clone(),
+                                later_recordings: crate::certificate::LATER_RECORDINGS.into(),
+                            }
                         }),
-                    mode.approved().map(|a| a.sha256.clone()),
+                        approved_plan_sha256: mode.approved().map(|a| a.sha256.clone()),
+                    },
                 )
                 .await
                 {
