@@ -111,6 +111,8 @@ pub struct Settings {
     pub signing: Signing,
     pub safety: Safety,
     pub stores: Vec<StoreConfig>,
+    /// How many different people must agree to release a hold (1: the one who releases it).
+    pub release_approvals: usize,
 }
 
 /// A folder, or an object store (a Kubernetes pod has no lasting disk).
@@ -209,6 +211,14 @@ struct RawConfig {
     safety: RawSafety,
     #[serde(default)]
     stores: Vec<toml::Spanned<RawStore>>,
+    #[serde(default)]
+    holds: Option<RawHolds>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHolds {
+    release_approvals: Option<toml::Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -360,6 +370,23 @@ impl Settings {
             None => default_max_fraction(),
         };
 
+        let release_approvals = match raw
+            .holds
+            .as_ref()
+            .and_then(|h| h.release_approvals.as_ref())
+        {
+            Some(n) if (1..=10).contains(n.get_ref()) => *n.get_ref() as usize,
+            Some(n) => {
+                return Err(at(
+                    n.span(),
+                    format!(
+                        "release_approvals must be between 1 and 10, got {}",
+                        n.get_ref()
+                    ),
+                ));
+            }
+            None => 1,
+        };
         let max_clock_skew = match &raw.safety.max_clock_skew {
             Some(s) => humantime::parse_duration(s.get_ref().trim()).map_err(|e| {
                 at(
@@ -493,6 +520,7 @@ impl Settings {
                 max_clock_skew,
             },
             stores,
+            release_approvals,
         })
     }
 

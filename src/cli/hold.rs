@@ -13,7 +13,7 @@ use super::{
 };
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
-use crate::ledger::{HoldRecord, Ledger, LedgerError, Release};
+use crate::ledger::{HoldRecord, Ledger, LedgerError, Release, ReleaseState};
 
 /// What `hold place` is given.
 pub(crate) struct Placement {
@@ -49,7 +49,10 @@ fn ledger_failure(e: LedgerError) -> Failure {
     match e {
         LedgerError::CaseExists(_)
         | LedgerError::NoSuchHold(_)
-        | LedgerError::AlreadyReleased(_) => Failure {
+        | LedgerError::AlreadyReleased(_)
+        | LedgerError::ReleasePending { .. }
+        | LedgerError::NoReleaseRequested(_)
+        | LedgerError::SamePerson { .. } => Failure {
             exit: Exit::Usage,
             error: e.into(),
         },
@@ -150,20 +153,62 @@ pub(crate) async fn release(
         by: required("by", by)?,
         reason: required("reason", reason)?,
         at: Utc::now(),
+        approved_by: vec![],
     };
     let ledger = Ledger::open(&settings.database)
         .await
         .context("cannot open the ledger; the hold was not released")
         .or_exit(Exit::Runtime)?;
-    let seq = ledger
-        .release_hold(&release)
+    let state = ledger
+        .request_release(&release, settings.release_approvals)
         .await
         .map_err(ledger_failure)?;
     ledger.close().await;
-    info!(case = %release.case, by = %release.by, ledger_seq = seq, "hold released");
-    writeln!(out, "hold {} released by {} (ledger row {seq}); its recordings return to their normal retention", release.case, release.by)
-        .map_err(output_error)?;
+    report_release(out, &release.case, &release.by, state)?;
     Ok(Exit::Success)
+}
+
+pub(crate) async fn approve_release(
+    config: &Path,
+    case: &str,
+    by: &str,
+    out: &mut dyn Write,
+) -> Outcome {
+    let settings = load_settings(config)?;
+    let (case, by) = (required("case", case)?, required("by", by)?);
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .context("cannot open the ledger")
+        .or_exit(Exit::Runtime)?;
+    let state = ledger
+        .approve_release(&case, &by, Utc::now(), settings.release_approvals)
+        .await
+        .map_err(ledger_failure)?;
+    ledger.close().await;
+    report_release(out, &case, &by, state)?;
+    Ok(Exit::Success)
+}
+
+fn report_release(
+    out: &mut dyn Write,
+    case: &str,
+    by: &str,
+    state: ReleaseState,
+) -> Result<(), Failure> {
+    match state {
+        ReleaseState::Released(seq) => {
+            info!(case, by, ledger_seq = seq, "hold released");
+            writeln!(out, "hold {case} released (ledger row {seq}); its recordings return to their normal retention").map_err(output_error)
+        }
+        ReleaseState::Awaiting { requested_by, more } => {
+            info!(case, by, more, "hold release awaits approval");
+            writeln!(
+                out,
+                "release of hold {case} requested by {requested_by}; it takes effect once {more} more person(s) approve: lethe hold approve-release --case {case} --by WHO"
+            )
+            .map_err(output_error)
+        }
+    }
 }
 
 fn describe(hold: &Hold) -> String {
@@ -215,7 +260,19 @@ pub(crate) async fn list(config: &Path, all: bool, format: Format, out: &mut dyn
                 r.by,
                 r.reason
             ),
-            None => "ACTIVE".to_string(),
+            None => match &h.release_requested {
+                Some(r) => format!(
+                    "ACTIVE (release requested by {} on {}{}; awaiting approval)",
+                    r.by,
+                    r.at.format("%Y-%m-%d"),
+                    if r.approved_by.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", approved by {}", r.approved_by.join(", "))
+                    }
+                ),
+                None => "ACTIVE".to_string(),
+            },
         };
         writeln!(out, "{}  {status}", h.hold.case).map_err(output_error)?;
         writeln!(

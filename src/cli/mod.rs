@@ -211,6 +211,13 @@ enum HoldCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Approve a requested release (when [holds] release_approvals asks for more than one person)
+    ApproveRelease {
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        by: String,
+    },
     /// List the active holds (or all, with --all)
     List {
         #[arg(long)]
@@ -400,6 +407,9 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             }
             HoldCommand::Release { case, by, reason } => {
                 hold::release(&config_path(), &case, &by, &reason, out).await
+            }
+            HoldCommand::ApproveRelease { case, by } => {
+                hold::approve_release(&config_path(), &case, &by, out).await
             }
             HoldCommand::List { all, format } => hold::list(&config_path(), all, format, out).await,
             HoldCommand::Show { case } => hold::show(&config_path(), &case, out).await,

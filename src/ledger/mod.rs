@@ -51,6 +51,16 @@ pub enum LedgerError {
         "erasure request {0} was already used for another subject; a request id names one subject"
     )]
     RequestReused(String),
+    #[error(
+        "a release of case {case} was already requested by {by}; approve it with `lethe hold approve-release`"
+    )]
+    ReleasePending { case: String, by: String },
+    #[error("no release of case {0} was requested; request it with `lethe hold release`")]
+    NoReleaseRequested(String),
+    #[error(
+        "{by} already requested or approved the release of case {case}; another person must approve it"
+    )]
+    SamePerson { case: String, by: String },
 }
 
 /// The hash a chain starts from.
@@ -65,6 +75,8 @@ pub mod kind {
     pub const CERTIFICATE: &str = "certificate";
     pub const HOLD_PLACED: &str = "hold-placed";
     pub const HOLD_RELEASED: &str = "hold-released";
+    pub const HOLD_RELEASE_REQUESTED: &str = "hold-release-requested";
+    pub const HOLD_RELEASE_APPROVED: &str = "hold-release-approved";
     pub const ERASURE_REQUESTED: &str = "erasure-requested";
 }
 
@@ -468,6 +480,9 @@ pub struct HoldRecord {
     pub placed_seq: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub released: Option<Release>,
+    /// A release asked for and awaiting approval by other people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release_requested: Option<ReleaseRequest>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -476,6 +491,27 @@ pub struct Release {
     pub by: String,
     pub reason: String,
     pub at: DateTime<Utc>,
+    /// The other people who approved the release (when more than one must agree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
+}
+
+/// Where a release stands after a request or an approval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseState {
+    /// Released (ledger row).
+    Released(i64),
+    /// Waiting for this many more approvals from other people.
+    Awaiting { requested_by: String, more: usize },
+}
+
+/// A release asked for but not yet approved by enough people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRequest {
+    pub by: String,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+    pub approved_by: Vec<String>,
 }
 
 impl Ledger {
@@ -509,6 +545,7 @@ impl Ledger {
 
     /// Every hold, with its release if it was released.
     pub async fn holds(&self) -> Result<Vec<HoldRecord>> {
+        let mut requests = self.pending_releases().await?;
         let rows =
             sqlx::query("SELECT placed_seq, released_seq, body FROM hold ORDER BY placed_seq")
                 .fetch_all(&self.pool)
@@ -516,6 +553,7 @@ impl Ledger {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let hold = Self::hold_from_row(row)?;
+            let hold_case = hold.case.clone();
             let placed_seq: i64 = row.try_get("placed_seq")?;
             let released_seq: Option<i64> = row.try_get("released_seq")?;
             let released = match released_seq {
@@ -537,6 +575,7 @@ impl Ledger {
                 hold,
                 placed_seq,
                 released,
+                release_requested: requests.remove(&hold_case),
             });
         }
         Ok(out)
@@ -576,6 +615,191 @@ impl Ledger {
     }
 
     /// Releases a hold; it cannot be placed again under the same case id.
+    /// Asks for a release. With `people` = 1 it takes effect at once;
+    /// otherwise it waits for `people - 1` approvals by other people.
+    pub async fn request_release(&self, release: &Release, people: usize) -> Result<ReleaseState> {
+        if people <= 1 {
+            return self.release_hold(release).await.map(ReleaseState::Released);
+        }
+        let mut tx = self.begin().await?;
+        let placed_seq = Self::active_hold_in(&mut tx, &release.case).await?;
+        if let Some(pending) = Self::pending_release_in(&mut tx, placed_seq).await? {
+            return Err(LedgerError::ReleasePending {
+                case: release.case.clone(),
+                by: pending.by,
+            });
+        }
+        let body = serde_json::to_value(ReleaseRequest {
+            by: release.by.clone(),
+            reason: release.reason.clone(),
+            at: release.at,
+            approved_by: vec![],
+        })
+        .map_err(|e| LedgerError::Corrupt {
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        let row = NewRow {
+            kind: kind::HOLD_RELEASE_REQUESTED,
+            run_id: format!("hold {}", release.case),
+            store: None,
+            key: None,
+            ref_seq: Some(placed_seq),
+            body,
+        };
+        Self::append_in(&mut tx, vec![row], |_, _| None).await?;
+        tx.commit().await?;
+        Ok(ReleaseState::Awaiting {
+            requested_by: release.by.clone(),
+            more: people - 1,
+        })
+    }
+
+    /// Approves a requested release; the approver must be someone who has not
+    /// requested or approved it yet. The release takes effect with the last
+    /// approval needed.
+    pub async fn approve_release(
+        &self,
+        case: &str,
+        by: &str,
+        at: DateTime<Utc>,
+        people: usize,
+    ) -> Result<ReleaseState> {
+        let mut tx = self.begin().await?;
+        let placed_seq = Self::active_hold_in(&mut tx, case).await?;
+        let Some(pending) = Self::pending_release_in(&mut tx, placed_seq).await? else {
+            return Err(LedgerError::NoReleaseRequested(case.to_string()));
+        };
+        if pending.by == by || pending.approved_by.iter().any(|a| a == by) {
+            return Err(LedgerError::SamePerson {
+                case: case.to_string(),
+                by: by.to_string(),
+            });
+        }
+        let body = json!({"case": case, "by": by, "at": timestamp(at)});
+        let row = NewRow {
+            kind: kind::HOLD_RELEASE_APPROVED,
+            run_id: format!("hold {case}"),
+            store: None,
+            key: None,
+            ref_seq: Some(placed_seq),
+            body,
+        };
+        Self::append_in(&mut tx, vec![row], |_, _| None).await?;
+        let mut approved_by = pending.approved_by.clone();
+        approved_by.push(by.to_string());
+        let state = if approved_by.len() + 1 >= people {
+            let release = Release {
+                case: case.to_string(),
+                by: pending.by.clone(),
+                reason: pending.reason.clone(),
+                at,
+                approved_by,
+            };
+            ReleaseState::Released(Self::release_in(&mut tx, &release, placed_seq).await?)
+        } else {
+            ReleaseState::Awaiting {
+                requested_by: pending.by.clone(),
+                more: people - 1 - approved_by.len(),
+            }
+        };
+        tx.commit().await?;
+        Ok(state)
+    }
+
+    /// The placed_seq of the active hold for `case`.
+    async fn active_hold_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        case: &str,
+    ) -> Result<i64> {
+        let row = sqlx::query("SELECT placed_seq, released_seq FROM hold WHERE case_id = $1")
+            .bind(case.to_string())
+            .fetch_optional(&mut **tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(LedgerError::NoSuchHold(case.to_string()));
+        };
+        if row.try_get::<Option<i64>, _>("released_seq")?.is_some() {
+            return Err(LedgerError::AlreadyReleased(case.to_string()));
+        }
+        Ok(row.try_get("placed_seq")?)
+    }
+
+    /// The release request of an active hold, with its approvals so far.
+    async fn pending_release_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        placed_seq: i64,
+    ) -> Result<Option<ReleaseRequest>> {
+        let rows = sqlx::query("SELECT seq, kind, body FROM ledger WHERE ref_seq = $1 AND kind IN ('hold-release-requested', 'hold-release-approved') ORDER BY seq")
+            .bind(placed_seq)
+            .fetch_all(&mut **tx)
+            .await?;
+        let mut pending: Option<ReleaseRequest> = None;
+        for row in &rows {
+            let seq: i64 = row.try_get("seq")?;
+            let body: String = row.try_get("body")?;
+            let corrupt = |e: serde_json::Error| LedgerError::Corrupt {
+                seq,
+                message: e.to_string(),
+            };
+            match row.try_get::<String, _>("kind")?.as_str() {
+                kind::HOLD_RELEASE_REQUESTED => {
+                    pending = Some(serde_json::from_str(&body).map_err(corrupt)?)
+                }
+                _ => {
+                    let v: Value = serde_json::from_str(&body).map_err(corrupt)?;
+                    if let Some(p) = pending.as_mut() {
+                        p.approved_by
+                            .push(v["by"].as_str().unwrap_or_default().to_string());
+                    }
+                }
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Where each active hold's release stands, if one was requested.
+    pub async fn pending_releases(&self) -> Result<HashMap<String, ReleaseRequest>> {
+        let mut out = HashMap::new();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT case_id, placed_seq FROM hold WHERE released_seq IS NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in &rows {
+            if let Some(p) = Self::pending_release_in(&mut tx, row.try_get("placed_seq")?).await? {
+                out.insert(row.try_get("case_id")?, p);
+            }
+        }
+        tx.rollback().await?;
+        Ok(out)
+    }
+
+    async fn release_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        release: &Release,
+        placed_seq: i64,
+    ) -> Result<i64> {
+        let body = serde_json::to_value(release).map_err(|e| LedgerError::Corrupt {
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        let new = NewRow {
+            kind: kind::HOLD_RELEASED,
+            run_id: format!("hold {}", release.case),
+            store: None,
+            key: None,
+            ref_seq: Some(placed_seq),
+            body,
+        };
+        let seq = Self::append_in(tx, vec![new], |_, _| None).await?[0];
+        sqlx::query("UPDATE hold SET released_seq = $1 WHERE case_id = $2")
+            .bind(seq)
+            .bind(release.case.clone())
+            .execute(&mut **tx)
+            .await?;
+        Ok(seq)
+    }
+
     pub async fn release_hold(&self, release: &Release) -> Result<i64> {
         let mut tx = self.begin().await?;
         let row = sqlx::query("SELECT placed_seq, released_seq FROM hold WHERE case_id = $1")

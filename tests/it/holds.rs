@@ -408,3 +408,95 @@ async fn an_approved_plan_limits_what_a_run_deletes(db: Db) {
 for_each_db! {
     approved_plans => an_approved_plan_limits_what_a_run_deletes,
 }
+
+async fn a_release_can_require_a_second_person(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    w.tail = "\n[holds]\nrelease_approvals = 2\n".into();
+    w.write_config();
+    let s = sample(&w);
+    assert_exit(
+        &place(&w, &["--case", "CASE-4E", "--subject", "CUST-123"]),
+        0,
+    );
+    let out = w.lethe(&[
+        "hold",
+        "release",
+        "--case",
+        "CASE-4E",
+        "--by",
+        "j.kowalska",
+        "--reason",
+        "settled",
+    ]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("takes effect once 1 more person(s) approve"),
+        "{}",
+        stdout(&out)
+    );
+    let list = w.lethe(&["hold", "list"]);
+    assert!(
+        stdout(&list).contains("CASE-4E  ACTIVE (release requested by j.kowalska"),
+        "{}",
+        stdout(&list)
+    );
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(
+        w.exists(&s.subject_held),
+        "still held until a second person approves"
+    );
+    // The requester cannot approve their own release, nor ask twice.
+    let own = w.lethe(&[
+        "hold",
+        "approve-release",
+        "--case",
+        "CASE-4E",
+        "--by",
+        "j.kowalska",
+    ]);
+    assert_exit(&own, 2);
+    assert!(
+        stderr(&own).contains("another person must approve it"),
+        "{}",
+        stderr(&own)
+    );
+    assert_exit(
+        &w.lethe(&[
+            "hold", "release", "--case", "CASE-4E", "--by", "m.nowak", "--reason", "x",
+        ]),
+        2,
+    );
+    let approved = w.lethe(&[
+        "hold",
+        "approve-release",
+        "--case",
+        "CASE-4E",
+        "--by",
+        "m.nowak",
+    ]);
+    assert_exit(&approved, 0);
+    assert!(
+        stdout(&approved).contains("hold CASE-4E released"),
+        "{}",
+        stdout(&approved)
+    );
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(&s.subject_held));
+    let all = w.lethe(&["hold", "list", "--all", "--format", "json"]);
+    let holds: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(holds[0]["released"]["by"], "j.kowalska");
+    assert_eq!(
+        holds[0]["released"]["approved_by"],
+        serde_json::json!(["m.nowak"])
+    );
+    assert_exit(
+        &w.lethe(&["hold", "approve-release", "--case", "CASE-4E", "--by", "x"]),
+        2,
+    );
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
+
+for_each_db! {
+    two_person_release => a_release_can_require_a_second_person,
+}
