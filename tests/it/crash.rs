@@ -31,12 +31,7 @@ fn intent(store: &str, key: &str, recording: &str, role: Role) -> Intent {
 
 /// Leaves the ledger as a run killed between its intents and its outcomes would.
 async fn crashed_run(w: &World, groups: &[(&str, &[&str])]) {
-    let ledger = Ledger::open(&DatabaseUrl::new(format!(
-        "sqlite://{}?mode=rwc",
-        w.path("lethe.db").display()
-    )))
-    .await
-    .unwrap();
+    let ledger = w.ledger().await;
     ledger
         .append(vec![NewRow {
             kind: kind::RUN_STARTED,
@@ -75,9 +70,9 @@ async fn crashed_run(w: &World, groups: &[(&str, &[&str])]) {
     ledger.close().await;
 }
 
-#[tokio::test]
-async fn a_run_killed_after_deleting_a_recording_is_completed_and_certified_by_the_next() {
-    let w = World::new();
+async fn a_run_killed_after_deleting_a_recording_is_completed_and_certified_by_the_next(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
     let dir = format!("calls/quality/{}", months_ago(30));
     let (rec, sidecar, companion) = (
         format!("{dir}/C-1.wav"),
@@ -124,9 +119,13 @@ async fn a_run_killed_after_deleting_a_recording_is_completed_and_certified_by_t
     );
     assert_eq!(runs[1].1, "completed");
     // C-2's old intent was abandoned (it was never deleted), then deleted afresh.
-    let abandoned = w.sql("SELECT COUNT(*) FROM ledger WHERE kind = 'outcome' AND body LIKE '%\"result\":\"abandoned\"%'");
+    let abandoned = w.scalar("SELECT CAST(COUNT(*) AS TEXT) FROM ledger WHERE kind = 'outcome' AND body LIKE '%\"result\":\"abandoned\"%'").await;
     assert_eq!(abandoned, "1");
-    assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
+    assert_eq!(
+        w.scalar("SELECT CAST(COUNT(*) AS TEXT) FROM pending_intent")
+            .await,
+        "0"
+    );
     assert_exit(
         &w.lethe(&["verify", w.cert(1).to_str().unwrap(), "--check-store"]),
         0,
@@ -248,4 +247,8 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
         assert_exit(&w.lethe(&["ledger", "verify"]), 0);
         assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
     }
+}
+
+for_each_db! {
+    a_killed_run_is_completed_by_the_next => a_run_killed_after_deleting_a_recording_is_completed_and_certified_by_the_next,
 }

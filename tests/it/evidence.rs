@@ -119,17 +119,37 @@ fn a_replaced_previous_certificate_breaks_the_chain() {
     assert!(stdout(&out).contains("FAIL  chain"), "{}", stdout(&out));
 }
 
-#[test]
-fn ledger_verify_detects_edited_removed_and_truncated_rows() {
-    let w = certified_world();
+async fn certified_world_on(db: Db) -> World {
+    let mut w = World::new();
+    w.use_db(db).await;
+    for i in 0..3 {
+        w.put(
+            &format!("calls/quality/{}/C-{i}.wav", months_ago(30)),
+            "audio",
+        );
+        w.put(&format!("transcripts/C-{i}.txt"), "text");
+    }
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert_exit(&w.lethe(&["run"]), 0);
+    w
+}
+
+async fn ledger_verify_detects_edited_removed_and_truncated_rows(db: Db) {
+    let w = certified_world_on(db).await;
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
-    let rows: i64 = w.sql("SELECT COUNT(*) FROM ledger").parse().unwrap();
 
     // An edited outcome: claim another object was deleted.
-    let original = w.sql("SELECT body FROM ledger WHERE kind = 'outcome' ORDER BY seq LIMIT 1");
+    let original = w
+        .scalar("SELECT body FROM ledger WHERE kind = 'outcome' ORDER BY seq LIMIT 1")
+        .await;
     let edited = original.replace("\"size\":5", "\"size\":6");
     assert_ne!(original, edited);
-    w.sql(&format!("UPDATE ledger SET body = '{}' WHERE seq = (SELECT MIN(seq) FROM ledger WHERE kind = 'outcome')", edited.replace('\'', "''")));
+    let first_outcome = "(SELECT MIN(seq) FROM ledger WHERE kind = 'outcome')";
+    w.exec(&format!(
+        "UPDATE ledger SET body = '{}' WHERE seq = {first_outcome}",
+        edited.replace('\'', "''")
+    ))
+    .await;
     let out = w.lethe(&["ledger", "verify"]);
     assert_exit(&out, 4);
     assert!(
@@ -137,13 +157,28 @@ fn ledger_verify_detects_edited_removed_and_truncated_rows() {
         "{}",
         stdout(&out)
     );
-    w.sql(&format!("UPDATE ledger SET body = '{}' WHERE seq = (SELECT MIN(seq) FROM ledger WHERE kind = 'outcome')", original.replace('\'', "''")));
+    w.exec(&format!(
+        "UPDATE ledger SET body = '{}' WHERE seq = {first_outcome}",
+        original.replace('\'', "''")
+    ))
+    .await;
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
 
+    // Rows swapped: both keep their own hashes, but the links break.
+    w.exec("UPDATE ledger SET seq = -4 WHERE seq = 4").await;
+    w.exec("UPDATE ledger SET seq = 4 WHERE seq = 5").await;
+    w.exec("UPDATE ledger SET seq = 5 WHERE seq = -4").await;
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("does not link to the row before it"),
+        "{}",
+        stdout(&out)
+    );
+
     // A row removed from the middle.
-    let backup = w.sql("SELECT seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash FROM ledger WHERE seq = 3");
-    assert!(!backup.is_empty());
-    w.sql("DELETE FROM ledger WHERE seq = 3");
+    let w = certified_world_on(db).await;
+    w.exec("DELETE FROM ledger WHERE seq = 3").await;
     let out = w.lethe(&["ledger", "verify"]);
     assert_exit(&out, 4);
     assert!(
@@ -153,10 +188,16 @@ fn ledger_verify_detects_edited_removed_and_truncated_rows() {
     );
 
     // Rows removed from the end: only the certificates' anchors can tell.
-    let w = certified_world();
+    let w = certified_world_on(db).await;
+    let rows: i64 = w
+        .scalar("SELECT CAST(COUNT(*) AS TEXT) FROM ledger")
+        .await
+        .parse()
+        .unwrap();
     let last_anchor: i64 = w.payload(2)["ledger"]["last_seq"].as_i64().unwrap();
-    w.sql(&format!("DELETE FROM ledger WHERE seq >= {last_anchor}"));
-    assert!(last_anchor < rows + 1);
+    assert!(last_anchor < rows);
+    w.exec(&format!("DELETE FROM ledger WHERE seq >= {last_anchor}"))
+        .await;
     let out = w.lethe(&["ledger", "verify"]);
     assert_exit(&out, 4);
     assert!(
@@ -166,6 +207,10 @@ fn ledger_verify_detects_edited_removed_and_truncated_rows() {
         "{}",
         stdout(&out)
     );
+}
+
+for_each_db! {
+    ledger_verify_detects_tampering => ledger_verify_detects_edited_removed_and_truncated_rows,
 }
 
 #[test]

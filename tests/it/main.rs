@@ -299,6 +299,24 @@ impl World {
         pool.close().await;
     }
 
+    /// The first column of the first row of a query, as text (cast in SQL).
+    pub async fn scalar(&self, sql: &str) -> String {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.database_url())
+            .await
+            .unwrap();
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let value: String = row.try_get(0).unwrap();
+        pool.close().await;
+        value
+    }
+
     /// The ledger, opened through the library (a second process would open it the same way).
     pub async fn ledger(&self) -> lethe::ledger::Ledger {
         lethe::ledger::Ledger::open(&lethe::config::DatabaseUrl::new(self.database_url()))
