@@ -5,9 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use lethe::config::DatabaseUrl;
 use lethe::execute::{Intent, Journal, Role};
-use lethe::ledger::{Ledger, NewRow, kind};
+use lethe::ledger::{NewRow, kind};
 
 use crate::*;
 
