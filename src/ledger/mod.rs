@@ -202,6 +202,19 @@ impl Ledger {
                 })
             });
         }
+        // One direct connection first: an unreachable or refusing database
+        // fails at once with its own error, instead of after the pool's
+        // acquire timeout.
+        {
+            use sqlx::Connection;
+            let probe = sqlx::AnyConnection::connect(url.expose())
+                .await
+                .map_err(|source| LedgerError::Open {
+                    url: url.redacted(),
+                    source,
+                })?;
+            probe.close().await.ok();
+        }
         let pool = options
             .acquire_timeout(std::time::Duration::from_secs(30))
             .connect(url.expose())

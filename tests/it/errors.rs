@@ -205,3 +205,22 @@ fn an_unsupported_database_url_is_a_config_error() {
     );
     assert!(w.exists(&key));
 }
+
+#[test]
+fn an_unreachable_database_is_a_clear_error_and_nothing_is_deleted() {
+    let (mut w, key) = world_with_expired();
+    w.env.push((
+        "LETHE_DATABASE".into(),
+        "postgres://lethe:s3cret@127.0.0.1:1/ledger".into(),
+    ));
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot open the ledger database postgres://***@127.0.0.1:1/ledger"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was deleted"), "{err}");
+    assert!(!err.contains("s3cret"), "the password must not be printed");
+    assert!(w.exists(&key));
+}
