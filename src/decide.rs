@@ -66,6 +66,57 @@ impl Orders {
     }
 }
 
+/// A deterministic share of the recordings (`--shard I/N`): a recording
+/// belongs to shard `hash(store, key) mod N`, so that N processes (an Indexed
+/// Job) split a store without coordinating, each object in exactly one share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `I/N` with `0 <= I < N`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let err = || {
+            format!(
+                "--shard {text:?}: expected I/N with 0 <= I < N, e.g. 0/4 (an Indexed Job's JOB_COMPLETION_INDEX)"
+            )
+        };
+        let (i, n) = text.trim().split_once('/').ok_or_else(err)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| err())?,
+            n.trim().parse().map_err(|_| err())?,
+        );
+        if count == 0 || index >= count {
+            return Err(err());
+        }
+        Ok(Self { index, count })
+    }
+
+    pub fn owns(&self, store: &str, key: &str) -> bool {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(store.as_bytes());
+        h.update([0u8]);
+        h.update(key.as_bytes());
+        let digest = h.finalize();
+        let n = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+        n % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Shards of one split run side by side, each under its own lease.
+    pub fn lease_name(&self) -> String {
+        format!("retention/shard-{}-of-{}", self.index, self.count)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
 /// The end of a `minimum` obligation still in force, if any.
 fn minimum_in_force(recording: &Recording, policy: &Policy, now: DateTime<Utc>) -> Option<Expiry> {
     recording
@@ -682,6 +733,30 @@ recordings:
             max_fraction,
             max_clock_skew: std::time::Duration::from_secs(300),
         }
+    }
+
+    #[test]
+    fn shards_split_every_key_exactly_once() {
+        let shards: Vec<Shard> = (0..4)
+            .map(|i| Shard::parse(&format!("{i}/4")).unwrap())
+            .collect();
+        let mut per_shard = [0u32; 4];
+        for k in 0..4000 {
+            let key = format!("calls/quality/2025/01/01/C-{k}.wav");
+            let owners: Vec<usize> = (0..4)
+                .filter(|&i| shards[i].owns("recordings", &key))
+                .collect();
+            assert_eq!(owners.len(), 1, "{key}");
+            per_shard[owners[0]] += 1;
+        }
+        assert!(per_shard.iter().all(|&n| n > 800), "{per_shard:?}");
+        for bad in ["4/4", "1", "a/b", "0/0", "-1/3"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            Shard::parse(" 2 / 3 ").unwrap().lease_name(),
+            "retention/shard-2-of-3"
+        );
     }
 
     #[test]

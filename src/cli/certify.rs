@@ -109,6 +109,32 @@ async fn write_manifest(
 }
 
 /// The runs whose rows lie in `[from, to]`, oldest first.
+/// A run as a certificate lists it, from its own rows wherever they are.
+async fn run_summary(ledger: &Ledger, run_id: &str) -> anyhow::Result<Option<RunSummary>> {
+    let (started, finished) = ledger.run_rows(run_id).await?;
+    let Some(started) = started else {
+        return Ok(None);
+    };
+    let (finished_at, status) = match finished {
+        Some(f) => {
+            let status = f
+                .body_json()?
+                .get("status")
+                .and_then(|s| s.as_str())
+                .unwrap_or("finished")
+                .to_string();
+            (Some(f.at), status)
+        }
+        None => (None, "interrupted".into()),
+    };
+    Ok(Some(RunSummary {
+        id: run_id.to_string(),
+        started_at: started.at,
+        finished_at,
+        status,
+    }))
+}
+
 async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> anyhow::Result<Vec<RunSummary>> {
     let mut runs: Vec<RunSummary> = Vec::new();
     let mut started = ledger.rows_of_kind(kind::RUN_STARTED, from, to);
@@ -122,9 +148,15 @@ async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> anyhow::Result<Vec<RunS
         });
     }
     drop(started);
-    let mut finished = ledger.rows_of_kind(kind::RUN_FINISHED, from, to);
-    while let Some(row) = finished.next().await {
-        let row = row?;
+    // Collected before any other query: a SQLite ledger has one connection,
+    // and an open stream holds it.
+    let finished: Vec<_> = ledger
+        .rows_of_kind(kind::RUN_FINISHED, from, to)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    for row in finished {
         let status = row
             .body_json()?
             .get("status")
@@ -134,6 +166,9 @@ async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> anyhow::Result<Vec<RunS
         if let Some(run) = runs.iter_mut().find(|r| r.id == row.run_id) {
             run.finished_at = Some(row.at);
             run.status = status;
+        } else if let Some(summary) = run_summary(ledger, &row.run_id).await? {
+            // Started before the range (a concurrent shard), finished in it.
+            runs.push(summary);
         }
     }
     Ok(runs)
@@ -299,6 +334,9 @@ pub(crate) struct Extras {
 }
 
 /// Issues the next certificate, covering everything since the previous one.
+/// Concurrent shards may issue theirs at the same moment: a certificate is
+/// computed against the last one on record and appended only if that is
+/// still the last one; otherwise it is computed again.
 pub(crate) async fn certify(
     ledger: &Ledger,
     identity: &Identity,
@@ -308,12 +346,47 @@ pub(crate) async fn certify(
     stores: &[StoreInfo],
     extras: Extras,
 ) -> anyhow::Result<String> {
+    for attempt in 0..10 {
+        if let Some(location) = try_certify(
+            ledger,
+            identity,
+            destination,
+            run_id,
+            policies,
+            stores,
+            &extras,
+        )
+        .await?
+        {
+            return Ok(location);
+        }
+        tracing::debug!(
+            attempt,
+            "another certificate was issued meanwhile; computing this one again"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50 + fastrand::u64(0..200))).await;
+    }
+    bail!("another run kept issuing certificates; the next run certifies these deletions")
+}
+
+async fn try_certify(
+    ledger: &Ledger,
+    identity: &Identity,
+    destination: &Destination,
+    run_id: &str,
+    policies: &[PolicyFile],
+    stores: &[StoreInfo],
+    extras: &Extras,
+) -> anyhow::Result<Option<String>> {
     let Extras {
         erasure,
         approved_plan_sha256,
     } = extras;
+    let (erasure, approved_plan_sha256) = (erasure.clone(), approved_plan_sha256.clone());
     let dir = &destination.staging();
-    let previous = match ledger.last_certificate().await? {
+    let last_row = ledger.last_certificate().await?;
+    let previous_seq = last_row.as_ref().map(|r| r.seq);
+    let previous = match last_row {
         Some(row) => Some(
             serde_json::from_str::<CertificateRow>(&row.body)
                 .context("the last certificate row cannot be read")?,
@@ -326,12 +399,18 @@ pub(crate) async fn certify(
         .map_or(1, |p| p.payload.ledger.last_seq + 1);
     let (to, head_hash) = ledger.head().await?;
     let (manifest, mut sections) = write_manifest(ledger, dir, from, to).await?;
-    let runs = runs_in(ledger, from, to).await?;
-    let run = runs
-        .iter()
-        .find(|r| r.id == run_id)
-        .cloned()
-        .context("the run being certified has no run-started row in range")?;
+    let mut runs = runs_in(ledger, from, to).await?;
+    let run = match runs.iter().find(|r| r.id == run_id) {
+        Some(r) => r.clone(),
+        None => {
+            // Its start lies in an earlier certificate's range (a concurrent shard certified it).
+            let r = run_summary(ledger, run_id)
+                .await?
+                .context("the run being certified has no run-started row")?;
+            runs.push(r.clone());
+            r
+        }
+    };
     let issued_at = timestamp(Utc::now());
     let mut store_sections: Vec<StoreSection> = stores
         .iter()
@@ -428,19 +507,25 @@ pub(crate) async fn certify(
         payload,
     };
     // The ledger first: if the files are lost, `restore` rebuilds them from here.
-    ledger
-        .append(vec![NewRow {
-            kind: kind::CERTIFICATE,
-            run_id: run_id.to_string(),
-            store: None,
-            key: None,
-            ref_seq: None,
-            body: serde_json::to_value(&row)?,
-        }])
+    let appended = ledger
+        .append_certificate(
+            NewRow {
+                kind: kind::CERTIFICATE,
+                run_id: run_id.to_string(),
+                store: None,
+                key: None,
+                ref_seq: None,
+                body: serde_json::to_value(&row)?,
+            },
+            previous_seq,
+        )
         .await?;
+    if appended.is_none() {
+        return Ok(None);
+    }
     let location = destination.publish(sequence, &bytes, manifest).await?;
     info!(sequence, location = %location, items = row.payload.counts.items, "certificate issued");
-    Ok(location)
+    Ok(Some(location))
 }
 
 /// Rewrites the files of the last certificate if they are missing.

@@ -338,7 +338,7 @@ pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outc
                 continue;
             }
         };
-        let result = plan_store(&store, &policy, &orders, now, &mut |item| {
+        let result = plan_store(&store, &policy, &orders, now, None, &mut |item| {
             if item.action == Action::Hold {
                 count += 1;
                 writeln!(

@@ -108,6 +108,9 @@ enum Command {
         /// Delete only items of this approved plan (from `plan --out`) that are still expired and unheld
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
+        /// Take only share I of N of the recordings (0 <= I < N), e.g. $(JOB_COMPLETION_INDEX)/4 in an Indexed Job
+        #[arg(long, value_name = "I/N", env = "LETHE_SHARD")]
+        shard: Option<String>,
         /// Not accepted: a run always uses the current time (see `plan --as-of`)
         #[arg(long, hide = true, value_name = "TIME")]
         as_of: Option<String>,
@@ -313,6 +316,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             dry_run,
             as_of,
             plan,
+            shard,
         } => {
             if as_of.is_some() {
                 return Err(Failure {
@@ -326,7 +330,14 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 Some(path) => Some(plan::ApprovedPlan::load(&path).or_exit(Exit::Usage)?),
                 None => None,
             };
-            run::run(&config_path(), dry_run, approved, out).await
+            let shard = match shard {
+                Some(s) => Some(crate::decide::Shard::parse(&s).map_err(|e| Failure {
+                    exit: Exit::Usage,
+                    error: anyhow::anyhow!(e),
+                })?),
+                None => None,
+            };
+            run::run(&config_path(), dry_run, approved, shard, out).await
         }
         Command::Proof { cert, key, store } => {
             let config = cli

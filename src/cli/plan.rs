@@ -12,11 +12,11 @@ use tracing::{Instrument, error, info, info_span};
 
 use super::{Exit, Format, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::classify::{Classified, classify};
-use crate::decide::{Orders, Planned, StoreStats, check_safety, plan_item};
+use crate::decide::{Orders, Planned, Shard, StoreStats, check_safety, plan_item};
 use crate::hold::Hold;
 use crate::policy::Policy;
 use crate::report::{JsonPlan, Limits, PlanSink, TextPlan};
-use crate::scan::scan;
+use crate::scan::{Scanned, scan};
 use crate::store::Store;
 
 /// Sidecar reads in flight per store.
@@ -37,12 +37,23 @@ pub(crate) async fn plan_store(
     policy: &Policy,
     orders: &Orders,
     now: DateTime<Utc>,
+    shard: Option<Shard>,
     on_item: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
 ) -> Result<StoreStats, PlanFailure> {
     let mut stats = StoreStats::default();
     let mut entries = std::pin::pin!(scan(store, policy, SCAN_CONCURRENCY));
     while let Some(entry) = entries.next().await {
         let entry = entry.map_err(|e| PlanFailure::Store(e.to_string()))?;
+        if let Some(shard) = shard {
+            let key = match &entry {
+                Scanned::Candidate(c) => c.object.location.as_ref(),
+                Scanned::Unmatched(m) | Scanned::Owned(m) => m.location.as_ref(),
+                Scanned::Problem { name, .. } => name.as_str(),
+            };
+            if !shard.owns(store.name(), key) {
+                continue;
+            }
+        }
         match classify(entry, policy) {
             Classified::Owned(_) => stats.count_owned(),
             classified => {
@@ -249,7 +260,7 @@ pub(crate) async fn plan(
         .map_err(output_error)?;
         let result = match &store {
             Ok(store) => {
-                plan_store(store, &policy, &orders, now, &mut |item| {
+                plan_store(store, &policy, &orders, now, None, &mut |item| {
                     if item.action == crate::decide::Action::Delete
                         && let Some(f) = file.as_mut()
                     {

@@ -22,7 +22,7 @@ use super::plan::{ApprovedPlan, PlanFailure, plan_store};
 use super::{Exit, Failure, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::certificate::Identity;
 use crate::config::Settings;
-use crate::decide::{Action, Planned, StoreStats, check_safety};
+use crate::decide::{Action, Planned, Shard, StoreStats, check_safety};
 use crate::execute::{self, Report, Spool};
 use crate::ledger::{Holder, Lease, Ledger, NewRow, kind, timestamp};
 use crate::policy::Policy;
@@ -44,8 +44,12 @@ struct StorePass {
 
 /// What a pass is for.
 pub(crate) enum Mode {
-    /// The scheduled retention pass; with an approved plan, only its items go.
-    Retention { approved: Option<ApprovedPlan> },
+    /// The scheduled retention pass; with an approved plan, only its items
+    /// go; with a shard, only its share of the recordings is considered.
+    Retention {
+        approved: Option<ApprovedPlan>,
+        shard: Option<Shard>,
+    },
     /// A data subject's erasure request (GDPR Art. 17), carried out now.
     Erasure { subject: String, request: String },
 }
@@ -60,7 +64,14 @@ impl Mode {
 
     fn approved(&self) -> Option<&ApprovedPlan> {
         match self {
-            Mode::Retention { approved } => approved.as_ref(),
+            Mode::Retention { approved, .. } => approved.as_ref(),
+            Mode::Erasure { .. } => None,
+        }
+    }
+
+    fn shard(&self) -> Option<Shard> {
+        match self {
+            Mode::Retention { shard, .. } => *shard,
             Mode::Erasure { .. } => None,
         }
     }
@@ -70,9 +81,10 @@ pub(crate) async fn run(
     config: &Path,
     dry_run: bool,
     approved: Option<ApprovedPlan>,
+    shard: Option<Shard>,
     out: &mut dyn Write,
 ) -> Outcome {
-    execute_mode(config, dry_run, Mode::Retention { approved }, out).await
+    execute_mode(config, dry_run, Mode::Retention { approved, shard }, out).await
 }
 
 /// `lethe run` and `lethe erase` share everything but what is planned and certified.
@@ -140,7 +152,15 @@ async fn locked(
         .context("nothing was deleted")
         .or_exit(Exit::Runtime)?;
     let lease = ledger
-        .acquire_lease(&Holder::this_process(run_id), LEASE_TTL)
+        .acquire_lease(
+            &mode
+                .shard()
+                .map_or(crate::ledger::RETENTION_LEASE.to_string(), |s| {
+                    s.lease_name()
+                }),
+            &Holder::this_process(run_id),
+            LEASE_TTL,
+        )
         .await
         .map_err(|e| Failure {
             exit: Exit::Runtime,
@@ -329,6 +349,7 @@ async fn pass(
             "started_at": timestamp(started_at),
             "purpose": if mode.erasure().is_some() { "erasure" } else { "retention" },
             "approved_plan_sha256": mode.approved().map(|a| a.sha256.clone()),
+            "shard": mode.shard().map(|s| s.to_string()),
             "tool": {"name": "lethe", "version": env!("CARGO_PKG_VERSION")},
             "policies": policy.files.iter().map(|f| json!({"file": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
             "stores": passes.iter().map(|p| json!({"name": p.name, "url": p.url})).collect::<Vec<_>>(),
@@ -339,11 +360,21 @@ async fn pass(
             .context("cannot record the run; nothing was deleted")
             .or_exit(Exit::Runtime)?;
 
-        let pending = ledger
+        // Intents of a run that still holds a lease (a concurrent shard) are
+        // in flight, not interrupted: only the others are completed here.
+        let live = ledger
+            .live_runs()
+            .await
+            .context("cannot read the run leases")
+            .or_exit(Exit::Runtime)?;
+        let pending: Vec<_> = ledger
             .pending()
             .await
             .context("cannot read interrupted deletions")
-            .or_exit(Exit::Runtime)?;
+            .or_exit(Exit::Runtime)?
+            .into_iter()
+            .filter(|p| p.run_id == run_id || !live.contains(&p.run_id))
+            .collect();
         if !pending.is_empty() {
             warn!(
                 count = pending.len(),
@@ -403,21 +434,28 @@ async fn pass(
             .or_exit(Exit::Runtime)?;
         let erasing = mode.erasure().is_some();
         let approved = mode.approved();
-        let result = plan_store(store, policy, &orders, now, &mut |item: &Planned| {
-            if item.action == Action::Delete {
-                // With an approved plan, a deletion due now but not approved waits.
-                if approved.is_some_and(|a| !a.contains(item)) {
-                    not_approved += 1;
-                    return Ok(());
+        let result = plan_store(
+            store,
+            policy,
+            &orders,
+            now,
+            mode.shard(),
+            &mut |item: &Planned| {
+                if item.action == Action::Delete {
+                    // With an approved plan, a deletion due now but not approved waits.
+                    if approved.is_some_and(|a| !a.contains(item)) {
+                        not_approved += 1;
+                        return Ok(());
+                    }
+                    spool.push(item)
+                } else {
+                    if erasing {
+                        protected.push(protection(item));
+                    }
+                    Ok(())
                 }
-                spool.push(item)
-            } else {
-                if erasing {
-                    protected.push(protection(item));
-                }
-                Ok(())
-            }
-        })
+            },
+        )
         .instrument(span.clone())
         .await;
         match result {

@@ -18,8 +18,8 @@ use sqlx::Row;
 
 use super::{Backend, Ledger, LedgerError, Result};
 
-/// The one lease all retention runs share.
-const LEASE: &str = "retention";
+/// The lease an unsharded run takes; a shard takes `retention/shard-I-of-N`.
+pub const RETENTION_LEASE: &str = "retention";
 
 /// Who holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +54,7 @@ fn hostname() -> String {
 /// A lease we hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    pub name: String,
     pub holder: Holder,
     pub epoch: i64,
     pub expires_at: DateTime<Utc>,
@@ -119,13 +120,14 @@ impl Ledger {
     /// Takes the run lease for `ttl`, or says who has it.
     pub async fn acquire_lease(
         &self,
+        name: &str,
         holder: &Holder,
         ttl: Duration,
     ) -> std::result::Result<Lease, LeaseError> {
         let mut tx = self.begin().await?;
         let now = self.now_in(&mut tx).await?;
         let current = sqlx::query("SELECT holder, epoch, expires_at FROM lease WHERE name = $1")
-            .bind(LEASE)
+            .bind(name.to_string())
             .fetch_optional(&mut *tx)
             .await?;
         let epoch = match &current {
@@ -162,7 +164,7 @@ impl Ledger {
             "INSERT INTO lease (name, holder, epoch, expires_at) VALUES ($1, $2, $3, $4)"
         };
         sqlx::query(sql)
-            .bind(LEASE)
+            .bind(name.to_string())
             .bind(holder_json)
             .bind(epoch)
             .bind(format_time(expires_at))
@@ -170,10 +172,33 @@ impl Ledger {
             .await?;
         tx.commit().await?;
         Ok(Lease {
+            name: name.to_string(),
             holder: holder.clone(),
             epoch,
             expires_at,
         })
+    }
+
+    /// The runs holding an unexpired lease (a shard's run, say): their
+    /// pending intents are in flight, not left by a crash.
+    pub async fn live_runs(&self) -> Result<std::collections::HashSet<String>> {
+        let now = self.now().await?;
+        let rows = sqlx::query("SELECT holder, expires_at FROM lease")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut live = std::collections::HashSet::new();
+        for row in &rows {
+            let until = parse_time(0, &row.try_get::<String, _>("expires_at")?)?;
+            let holder: Holder = serde_json::from_str(&row.try_get::<String, _>("holder")?)
+                .map_err(|e| LedgerError::Corrupt {
+                    seq: 0,
+                    message: e.to_string(),
+                })?;
+            if until > now && !holder.is_dead_here() {
+                live.insert(holder.run_id);
+            }
+        }
+        Ok(live)
     }
 
     /// Extends our lease; `Lost` if it is no longer ours.
@@ -187,7 +212,7 @@ impl Ledger {
         let expires_at = self.now_in(&mut tx).await?
             + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
         sqlx::query("UPDATE lease SET expires_at = $2 WHERE name = $1")
-            .bind(LEASE)
+            .bind(lease.name.clone())
             .bind(format_time(expires_at))
             .execute(&mut *tx)
             .await?;
@@ -201,7 +226,7 @@ impl Ledger {
         if Self::check_lease_in(self, &mut tx, lease).await.is_ok() {
             let now = self.now_in(&mut tx).await?;
             sqlx::query("UPDATE lease SET expires_at = $2 WHERE name = $1")
-                .bind(LEASE)
+                .bind(lease.name.clone())
                 .bind(format_time(now))
                 .execute(&mut *tx)
                 .await?;
@@ -218,7 +243,7 @@ impl Ledger {
     ) -> std::result::Result<(), LeaseError> {
         let now = self.now_in(tx).await?;
         let row = sqlx::query("SELECT holder, epoch, expires_at FROM lease WHERE name = $1")
-            .bind(LEASE)
+            .bind(lease.name.clone())
             .fetch_optional(&mut **tx)
             .await?;
         let Some(row) = row else {

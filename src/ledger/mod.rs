@@ -82,7 +82,7 @@ pub mod kind {
 
 mod lease;
 
-pub use lease::{Holder, Lease, LeaseError};
+pub use lease::{Holder, Lease, LeaseError, RETENTION_LEASE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -380,6 +380,56 @@ impl Ledger {
         .fetch(&self.pool)
         .map(|r| r.map_err(LedgerError::from).and_then(|row| LedgerRow::from_any(&row)))
         .boxed()
+    }
+
+    /// The `run-started` and `run-finished` rows of one run, wherever they are.
+    pub async fn run_rows(&self, run_id: &str) -> Result<(Option<LedgerRow>, Option<LedgerRow>)> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash FROM ledger \
+             WHERE run_id = $1 AND kind IN ('run-started', 'run-finished') ORDER BY seq",
+        )
+        .bind(run_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut started = None;
+        let mut finished = None;
+        for row in &rows {
+            let row = LedgerRow::from_any(row)?;
+            if row.kind == kind::RUN_STARTED {
+                started = Some(row)
+            } else {
+                finished = Some(row)
+            }
+        }
+        Ok((started, finished))
+    }
+
+    /// Appends a certificate row if the last certificate is still the one
+    /// (by ledger seq) the certificate was computed against; `Ok(None)` if
+    /// another certificate was issued meanwhile (a concurrent shard), so the
+    /// caller computes it again.
+    pub async fn append_certificate(
+        &self,
+        row: NewRow,
+        previous: Option<i64>,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.begin().await?;
+        let last = sqlx::query(
+            "SELECT seq FROM ledger WHERE kind = 'certificate' ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let last: Option<i64> = match last {
+            Some(r) => Some(r.try_get("seq")?),
+            None => None,
+        };
+        if last != previous {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let seq = Self::append_in(&mut tx, vec![row], |_, _| None).await?[0];
+        tx.commit().await?;
+        Ok(Some(seq))
     }
 
     /// The most recent certificate row.

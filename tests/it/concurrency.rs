@@ -77,7 +77,7 @@ async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) 
         pid: 1,
     };
     let lease_a = ledger
-        .acquire_lease(&a, Duration::from_secs(1))
+        .acquire_lease("retention", &a, Duration::from_secs(1))
         .await
         .unwrap();
     // While A's lease is valid, B is refused.
@@ -87,13 +87,15 @@ async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) 
         pid: 1,
     };
     assert!(matches!(
-        ledger.acquire_lease(&b, Duration::from_secs(60)).await,
+        ledger
+            .acquire_lease("retention", &b, Duration::from_secs(60))
+            .await,
         Err(LeaseError::Held { .. })
     ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // A's lease expired: B takes over with a new epoch.
     let lease_b = ledger
-        .acquire_lease(&b, Duration::from_secs(60))
+        .acquire_lease("retention", &b, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(lease_b.epoch, lease_a.epoch + 1);
@@ -142,7 +144,7 @@ async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) 
     assert_eq!(ledger.pending().await.unwrap()[0].run_id, "run-b");
     ledger.release_lease(&lease_b).await.unwrap();
     ledger
-        .acquire_lease(&a, Duration::from_secs(1))
+        .acquire_lease("retention", &a, Duration::from_secs(1))
         .await
         .unwrap();
     ledger.close().await;
@@ -170,7 +172,73 @@ async fn a_machine_whose_clock_disagrees_with_the_database_does_not_delete(db: D
     assert!(!w.exists(&key));
 }
 
+async fn shards_split_a_store_between_concurrent_processes(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let old = months_ago(30);
+    let mut expired = BTreeSet::new();
+    for i in 0..900 {
+        let key = format!("calls/quality/{old}/C-{i:05}.wav");
+        w.put(&key, "audio");
+        expired.insert(key);
+        if i % 2 == 0 {
+            let t = format!("transcripts/C-{i:05}.txt");
+            w.put(&t, "text");
+            expired.insert(t);
+        }
+    }
+    let kept = format!("calls/quality/{}/K-1.wav", months_ago(1));
+    w.put(&kept, "audio");
+    // Three pods of an Indexed Job, at once, sharing the store and the ledger.
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let mut cmd = w.command(&["run"]);
+            cmd.env("LETHE_SHARD", format!("{i}/3"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outputs {
+        assert_exit(o, 0);
+    }
+    // Each shard deleted only its share, and every certificate of the chain holds.
+    let mut certified = Vec::new();
+    for n in 1.. {
+        if !w.cert(n).exists() {
+            break;
+        }
+        assert_exit(&w.lethe(&["verify", w.cert(n).to_str().unwrap()]), 0);
+        certified.extend(w.manifest_keys(n));
+    }
+    assert_eq!(w.cert(4).exists(), false, "one certificate per shard");
+    assert!(w.cert(3).exists(), "one certificate per shard");
+    let unique: BTreeSet<String> = certified.iter().cloned().collect();
+    assert_eq!(
+        unique.len(),
+        certified.len(),
+        "an object is certified twice"
+    );
+    assert_eq!(
+        unique, expired,
+        "the union of the shards is exactly the expected set"
+    );
+    assert!(expired.iter().all(|k| !w.exists(k)));
+    assert!(w.exists(&kept));
+    let runs: BTreeSet<String> = (1..=3)
+        .map(|n| w.payload(n)["run"]["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(runs.len(), 3, "each shard's run certified once");
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    assert_exit(&w.lethe(&["run", "--shard", "3/3"]), 2);
+}
+
 for_each_db! {
+    shards_split_a_store => shards_split_a_store_between_concurrent_processes,
     two_concurrent_runs_delete_each_object_once => two_runs_at_once_delete_each_object_once,
     lease_fencing_stops_a_paused_worker => a_worker_whose_lease_passed_to_another_cannot_start_a_deletion,
     clock_skew_refuses_to_delete => a_machine_whose_clock_disagrees_with_the_database_does_not_delete,
