@@ -215,7 +215,7 @@ async fn shards_split_a_store_between_concurrent_processes(db: Db) {
         assert_exit(&w.lethe(&["verify", w.cert(n).to_str().unwrap()]), 0);
         certified.extend(w.manifest_keys(n));
     }
-    assert_eq!(w.cert(4).exists(), false, "one certificate per shard");
+    assert!(!w.cert(4).exists(), "one certificate per shard");
     assert!(w.cert(3).exists(), "one certificate per shard");
     let unique: BTreeSet<String> = certified.iter().cloned().collect();
     assert_eq!(
