@@ -113,6 +113,10 @@ pub struct Settings {
     pub stores: Vec<StoreConfig>,
     /// How many different people must agree to release a hold (1: the one who releases it).
     pub release_approvals: usize,
+    /// `[schedule] cron`: when `lethe daemon` runs a pass (with seconds: "0 0 3 * * *").
+    pub schedule: Option<String>,
+    /// `[daemon] listen`: where the daemon serves /metrics and /healthz (loopback by default).
+    pub daemon_listen: std::net::SocketAddr,
 }
 
 /// A folder, or an object store (a Kubernetes pod has no lasting disk).
@@ -213,6 +217,22 @@ struct RawConfig {
     stores: Vec<toml::Spanned<RawStore>>,
     #[serde(default)]
     holds: Option<RawHolds>,
+    #[serde(default)]
+    schedule: Option<RawSchedule>,
+    #[serde(default)]
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: toml::Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    listen: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -387,6 +407,31 @@ impl Settings {
             }
             None => 1,
         };
+        let schedule = match &raw.schedule {
+            Some(s) if s.cron.get_ref().split_whitespace().count() < 6 => {
+                return Err(at(
+                    s.cron.span(),
+                    format!(
+                        "cron {:?} needs six fields, seconds first (e.g. \"0 0 3 * * *\" for 03:00 every day)",
+                        s.cron.get_ref()
+                    ),
+                ));
+            }
+            Some(s) => Some(s.cron.get_ref().trim().to_string()),
+            None => None,
+        };
+        let daemon_listen = match raw.daemon.as_ref().and_then(|d| d.listen.as_ref()) {
+            Some(l) => l.get_ref().parse().map_err(|_| {
+                at(
+                    l.span(),
+                    format!(
+                        "listen {:?} is not an address like 127.0.0.1:9464",
+                        l.get_ref()
+                    ),
+                )
+            })?,
+            None => std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+        };
         let max_clock_skew = match &raw.safety.max_clock_skew {
             Some(s) => humantime::parse_duration(s.get_ref().trim()).map_err(|e| {
                 at(
@@ -521,6 +566,8 @@ impl Settings {
             },
             stores,
             release_approvals,
+            schedule,
+            daemon_listen,
         })
     }
 

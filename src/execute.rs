@@ -14,6 +14,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -137,12 +139,14 @@ pub trait Journal {
     ) -> impl Future<Output = Result<(), JournalError>> + Send;
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Recordings per intent/outcome transaction.
     pub batch: usize,
     /// Groups deleted at once.
     pub concurrency: usize,
+    /// Set (by SIGTERM) to stop after the batch in progress.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 impl Default for Options {
@@ -150,6 +154,7 @@ impl Default for Options {
         Self {
             batch: 500,
             concurrency: 16,
+            stop: None,
         }
     }
 }
@@ -170,6 +175,8 @@ pub struct Report {
     /// Set when the journal failed and execution stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub aborted: Option<String>,
+    /// Stopped on request (SIGTERM) after a batch; the rest waits for the next run.
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -231,6 +238,7 @@ impl Report {
         if self.aborted.is_none() {
             self.aborted = other.aborted;
         }
+        self.interrupted |= other.interrupted;
     }
 }
 
@@ -468,6 +476,18 @@ pub async fn execute<J: Journal>(
             .chunks(options.batch.max(1))
     );
     while let Some(batch) = batches.next().await {
+        if options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::SeqCst))
+        {
+            info!(
+                store = store.name(),
+                "stopping after the last batch, as asked"
+            );
+            report.interrupted = true;
+            return report;
+        }
         // Resolve each group's objects (companion lookups run concurrently).
         let groups: Vec<(Planned, Result<Vec<Intent>, String>)> = futures::stream::iter(batch)
             .map(|item| async move {

@@ -22,3 +22,4 @@ pub mod policy;
 pub mod report;
 pub mod scan;
 pub mod store;
+pub mod telemetry;

@@ -158,7 +158,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
         return Ok(code);
     }
     say(out, &format!("lethe --config {} run", config.display()))?;
-    let code = run::run(&config, false, None, None, out).await?;
+    let code = run::run(&config, false, None, None, &run::RunContext::default(), out).await?;
     if code != Exit::Success {
         return Ok(code);
     }

@@ -111,6 +111,12 @@ enum Command {
         /// Take only share I of N of the recordings (0 <= I < N), e.g. $(JOB_COMPLETION_INDEX)/4 in an Indexed Job
         #[arg(long, value_name = "I/N", env = "LETHE_SHARD")]
         shard: Option<String>,
+        /// Push the run's metrics to this Prometheus Pushgateway when it ends
+        #[arg(long, value_name = "URL")]
+        pushgateway: Option<String>,
+        /// Write the run's metrics to this file (node_exporter textfile collector)
+        #[arg(long, value_name = "FILE")]
+        metrics_file: Option<PathBuf>,
         /// Not accepted: a run always uses the current time (see `plan --as-of`)
         #[arg(long, hide = true, value_name = "TIME")]
         as_of: Option<String>,
@@ -317,6 +323,8 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             as_of,
             plan,
             shard,
+            pushgateway,
+            metrics_file,
         } => {
             if as_of.is_some() {
                 return Err(Failure {
@@ -337,7 +345,29 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 })?),
                 None => None,
             };
-            run::run(&config_path(), dry_run, approved, shard, out).await
+            let telemetry = match (&pushgateway, &metrics_file) {
+                (None, None) => None,
+                _ => Some(crate::telemetry::Telemetry::new().or_exit(Exit::Runtime)?),
+            };
+            let ctx = run::RunContext {
+                telemetry: telemetry.clone(),
+                stop: stop_on_signal(),
+            };
+            let shard_label = shard.map(|s| s.to_string());
+            let result = run::run(&config_path(), dry_run, approved, shard, &ctx, out).await;
+            if let Some(t) = telemetry {
+                if let Some(path) = &metrics_file
+                    && let Err(e) = t.write_file(path)
+                {
+                    tracing::error!(error = %e, "cannot write the metrics file");
+                }
+                if let Some(url) = &pushgateway
+                    && let Err(e) = t.push(url, shard_label.as_deref()).await
+                {
+                    tracing::error!(error = %e, "cannot push the metrics");
+                }
+            }
+            result
         }
         Command::Proof { cert, key, store } => {
             let config = cli
@@ -381,13 +411,15 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                     error: anyhow::anyhow!("--subject and --request must not be empty"),
                 });
             }
-            run::execute_mode(
-                &config_path(),
+            let job = run::Job {
+                mode: run::Mode::Erasure { subject, request },
                 dry_run,
-                run::Mode::Erasure { subject, request },
-                out,
-            )
-            .await
+                ctx: run::RunContext {
+                    telemetry: None,
+                    stop: stop_on_signal(),
+                },
+            };
+            run::execute_mode(&config_path(), &job, out).await
         }
         Command::Hold { command } => match command {
             HoldCommand::Place {
@@ -531,6 +563,30 @@ fn keygen(path: &Path, out: &mut dyn Write) -> Outcome {
         .context("cannot write output")
         .or_exit(Exit::Runtime)?;
     Ok(Exit::Success)
+}
+
+/// A flag that SIGTERM or Ctrl-C sets: the run finishes the batch in
+/// progress, records itself as interrupted, and certifies what it did.
+pub(crate) fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("stop requested: finishing the batch in progress, then stopping");
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    stop
 }
 
 /// Output errors: a closed pipe (`lethe plan | head`) ends the command quietly.

@@ -28,6 +28,9 @@ use crate::ledger::{Holder, Lease, Ledger, NewRow, kind, timestamp};
 use crate::policy::Policy;
 use crate::report::bytes;
 use crate::store::{DeletionStatement, Store};
+use crate::telemetry::{StoreFigures, Telemetry};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One configured store's part of the run.
 struct StorePass {
@@ -82,18 +85,43 @@ pub(crate) async fn run(
     dry_run: bool,
     approved: Option<ApprovedPlan>,
     shard: Option<Shard>,
+    ctx: &RunContext,
     out: &mut dyn Write,
 ) -> Outcome {
-    execute_mode(config, dry_run, Mode::Retention { approved, shard }, out).await
+    let job = Job {
+        mode: Mode::Retention { approved, shard },
+        dry_run,
+        ctx: ctx.clone(),
+    };
+    execute_mode(config, &job, out).await
+}
+
+/// What the caller of a run provides beyond the configuration.
+#[derive(Clone, Default)]
+pub(crate) struct RunContext {
+    /// Where the run's figures go (a batch run's push or textfile; the daemon's `/metrics`).
+    pub telemetry: Option<Telemetry>,
+    /// Set by SIGTERM: finish the batch in progress, record the run as interrupted, certify.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl RunContext {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// One run to carry out.
+pub(crate) struct Job {
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub ctx: RunContext,
 }
 
 /// `lethe run` and `lethe erase` share everything but what is planned and certified.
-pub(crate) async fn execute_mode(
-    config: &Path,
-    dry_run: bool,
-    mode: Mode,
-    out: &mut dyn Write,
-) -> Outcome {
+pub(crate) async fn execute_mode(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
+    let started = std::time::Instant::now();
+    let dry_run = job.dry_run;
     let settings = load_settings(config)?;
     let policy = load_policy(&settings)?;
     let identity = if dry_run {
@@ -108,10 +136,15 @@ pub(crate) async fn execute_mode(
     let span = info_span!("run", run_id = %run_id, dry_run);
     async move {
         info!(config = %settings.config_path.display(), database = %settings.database.redacted(), "run started");
-        let result = locked(&settings, &policy, identity.as_ref(), &run_id, dry_run, &mode, out).await;
+        let result = locked(&settings, &policy, identity.as_ref(), &run_id, job, out).await;
         match &result {
             Ok(code) => info!(exit_code = *code as u8, "run finished"),
-            Err(f) => error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed"),
+            Err(f) => {
+                error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed");
+                if let Some(t) = &job.ctx.telemetry {
+                    t.record_run(&[], "failed", f.exit as i64, started.elapsed(), Utc::now());
+                }
+            }
         }
         result
     }
@@ -130,11 +163,11 @@ async fn locked(
     policy: &Policy,
     identity: Option<&Identity>,
     run_id: &str,
-    dry_run: bool,
-    mode: &Mode,
+    job: &Job,
     out: &mut dyn Write,
 ) -> Outcome {
-    if dry_run {
+    let mode = &job.mode;
+    if job.dry_run {
         return pass(
             settings,
             policy,
@@ -142,7 +175,7 @@ async fn locked(
             run_id,
             None,
             Utc::now(),
-            mode,
+            job,
             out,
         )
         .await;
@@ -190,7 +223,7 @@ async fn locked(
                 run_id,
                 Some((&ledger, lease.clone())),
                 now,
-                mode,
+                job,
                 out,
             )
             .await;
@@ -236,9 +269,11 @@ async fn pass(
     run_id: &str,
     ledger: Option<(&Ledger, Lease)>,
     now: DateTime<Utc>,
-    mode: &Mode,
+    job: &Job,
     out: &mut dyn Write,
 ) -> Outcome {
+    let mode = &job.mode;
+    let clock = std::time::Instant::now();
     let dry_run = ledger.is_none();
     let (ledger, lease) = match ledger {
         Some((l, lease)) => (Some(l), Some(lease)),
@@ -426,7 +461,13 @@ async fn pass(
     let mut protected: Vec<crate::certificate::Protected> = Vec::new();
     let mut not_approved = 0u64;
     let now = started_at;
+    let mut interrupted = false;
     for p in passes.iter_mut() {
+        if job.ctx.stopping() {
+            // Stopped while planning: nothing of this store was deleted.
+            interrupted = true;
+            break;
+        }
         let Some(store) = &p.store else { continue };
         let span = info_span!("store", store = %p.name);
         let mut spool = Spool::new()
@@ -508,7 +549,11 @@ async fn pass(
                 .context("cannot read the plan spool")
                 .or_exit(Exit::Runtime)?;
             let span = info_span!("store", store = %p.name);
-            p.report = execute::execute(store, items, journal, execute::Options::default())
+            let options = execute::Options {
+                stop: Some(job.ctx.stop.clone()),
+                ..Default::default()
+            };
+            p.report = execute::execute(store, items, journal, options)
                 .instrument(span.clone())
                 .await;
             span.in_scope(|| {
@@ -533,8 +578,11 @@ async fn pass(
         .any(|p| p.error.is_some() || p.report.failed > 0)
         || recovered.failed > 0
         || !problems.is_empty();
+    let interrupted = interrupted || passes.iter().any(|p| p.report.interrupted);
     let status = if !breaches.is_empty() {
         "stopped-by-safety-limit"
+    } else if interrupted {
+        "interrupted"
     } else if passes.iter().any(|p| p.report.aborted.is_some()) || recovered.aborted.is_some() {
         "failed"
     } else if failures {
@@ -627,13 +675,38 @@ async fn pass(
         erasure_summary(out, request, dry_run, &protected, certificate.as_deref())
             .map_err(output_error)?;
     }
-    Ok(if !breaches.is_empty() {
+    let exit = if !breaches.is_empty() {
         Exit::Safety
-    } else if failures || !problems.is_empty() || (certificate.is_none() && !dry_run) {
+    } else if interrupted || failures || !problems.is_empty() || (certificate.is_none() && !dry_run)
+    {
         Exit::Runtime
     } else {
         Exit::Success
-    })
+    };
+    if let Some(t) = &job.ctx.telemetry {
+        let figures: Vec<StoreFigures> = passes
+            .iter()
+            .map(|p| {
+                let stats = p.stats.clone().unwrap_or_default();
+                StoreFigures {
+                    store: p.name.clone(),
+                    scanned: stats.listed,
+                    deleted_by_purpose: p
+                        .report
+                        .deleted_by_purpose
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
+                    bytes_deleted: p.report.bytes_deleted,
+                    failed: p.report.failed,
+                    held: stats.held + p.report.held,
+                    unclassified: stats.report,
+                }
+            })
+            .collect();
+        t.record_run(&figures, status, exit as i64, clock.elapsed(), Utc::now());
+    }
+    Ok(exit)
 }
 
 /// Why a recording of an erased subject was kept, as the receipt says it:

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -23,11 +24,13 @@ use object_store::{
 
 use crate::*;
 
-/// Refuses to delete any key containing `needle`.
+/// Refuses to delete any key containing `needle`; sets `trip` (when given) on
+/// the first deletion, the way a SIGTERM arriving mid-batch would.
 #[derive(Debug)]
 struct RefusingStore {
     inner: Arc<LocalFileSystem>,
     needle: &'static str,
+    trip: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Display for RefusingStore {
@@ -66,11 +69,16 @@ impl ObjectStore for RefusingStore {
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let inner = self.inner.clone();
         let needle = self.needle;
+        let trip = self.trip.clone();
         locations
             .then(move |location| {
                 let inner = inner.clone();
+                let trip = trip.clone();
                 async move {
                     let location = location?;
+                    if let Some(trip) = trip {
+                        trip.store(true, Ordering::SeqCst);
+                    }
                     if location.as_ref().contains(needle) {
                         return Err(object_store::Error::Generic {
                             store: "refusing",
@@ -117,6 +125,7 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
         Arc::new(RefusingStore {
             inner,
             needle: "FAIL",
+            trip: None,
         }),
     );
     let policy = Policy::from_sources(vec![(
@@ -157,6 +166,7 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
         Options {
             batch: 2,
             concurrency: 4,
+            ..Default::default()
         },
     )
     .await;
@@ -201,6 +211,78 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
             .filter(|o| o.outcome.result == Status::Skipped)
             .count(),
         1
+    );
+    assert!(ledger.verify().await.unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn a_stop_request_finishes_the_batch_in_progress_and_starts_no_other() {
+    let w = World::new();
+    let old = months_ago(30);
+    for id in ["A", "B", "C", "D", "E", "F"] {
+        w.put(&format!("calls/quality/{old}/{id}.wav"), "audio");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let inner = Arc::new(LocalFileSystem::new_with_prefix(w.store()).unwrap());
+    let store = Store::from_object_store(
+        "recordings",
+        "file:///test",
+        Arc::new(RefusingStore {
+            inner,
+            needle: "never",
+            trip: Some(stop.clone()),
+        }),
+    );
+    let policy = Policy::from_sources(vec![(
+        "p.yaml".into(),
+        "p.yaml".into(),
+        POLICY.as_bytes().to_vec(),
+    )])
+    .unwrap();
+    let now = chrono::Utc::now();
+    let items: Vec<_> = scan(&store, &policy, 4)
+        .filter_map(|s| {
+            let item = plan_item(
+                "recordings",
+                classify(s.unwrap(), &policy),
+                &policy,
+                &lethe::decide::Orders::default(),
+                now,
+            );
+            async move { item }
+        })
+        .collect()
+        .await;
+    let ledger = Ledger::open(&DatabaseUrl::new(format!(
+        "sqlite://{}?mode=rwc",
+        w.path("stop.db").display()
+    )))
+    .await
+    .unwrap();
+    let report = execute::execute(
+        &store,
+        futures::stream::iter(items),
+        &ledger.journal("run-stop"),
+        Options {
+            batch: 2,
+            concurrency: 1,
+            stop: Some(stop.clone()),
+        },
+    )
+    .await;
+    assert!(report.interrupted, "the stop request is reported");
+    assert_eq!(
+        report.recordings_deleted, 2,
+        "the batch in progress completes, no later batch starts"
+    );
+    let left = ["A", "B", "C", "D", "E", "F"]
+        .iter()
+        .filter(|id| w.exists(&format!("calls/quality/{old}/{id}.wav")))
+        .count();
+    assert_eq!(left, 4);
+    assert!(
+        ledger.pending().await.unwrap().is_empty(),
+        "nothing is left half-done"
     );
     assert!(ledger.verify().await.unwrap().problems.is_empty());
 }

@@ -286,6 +286,7 @@ async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
                 Options {
                     batch: 2,
                     concurrency: 2,
+                    ..Default::default()
                 },
             )
             .await;
