@@ -408,16 +408,11 @@ impl Settings {
             None => 1,
         };
         let schedule = match &raw.schedule {
-            Some(s) if s.cron.get_ref().split_whitespace().count() < 6 => {
-                return Err(at(
-                    s.cron.span(),
-                    format!(
-                        "cron {:?} needs six fields, seconds first (e.g. \"0 0 3 * * *\" for 03:00 every day)",
-                        s.cron.get_ref()
-                    ),
-                ));
+            Some(s) => {
+                let cron = s.cron.get_ref().trim();
+                parse_cron(cron).map_err(|e| at(s.cron.span(), e))?;
+                Some(cron.to_string())
             }
-            Some(s) => Some(s.cron.get_ref().trim().to_string()),
             None => None,
         };
         let daemon_listen = match raw.daemon.as_ref().and_then(|d| d.listen.as_ref()) {
@@ -805,6 +800,24 @@ fn resolve_database(base: &Path, url: &str) -> std::result::Result<DatabaseUrl, 
     ))
 }
 
+/// Parses a `[schedule] cron` expression the way the daemon's scheduler
+/// (tokio-cron-scheduler, croner) will: six fields, seconds first, in UTC,
+/// and a day-of-month and a day-of-week must both match.
+pub fn parse_cron(cron: &str) -> Result<croner::Cron, String> {
+    let fields = cron.split_whitespace().count();
+    if fields != 6 {
+        return Err(format!(
+            "cron {cron:?} has {fields} fields; it needs six, seconds first, in UTC (e.g. \"0 0 3 * * *\" for 03:00 every day)"
+        ));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(cron)
+        .map_err(|e| format!("cron {cron:?} is not valid: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,6 +881,40 @@ url = "recordings"
             err.contains(":9:16: max_fraction must be between 0 and 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn schedule_and_daemon_address() {
+        let ok = parse(&format!(
+            "{MINIMAL}\n[schedule]\ncron = \"0 30 2 * * *\"\n[daemon]\nlisten = \"0.0.0.0:9100\"\n"
+        ))
+        .unwrap();
+        assert_eq!(ok.schedule.as_deref(), Some("0 30 2 * * *"));
+        assert_eq!(ok.daemon_listen.to_string(), "0.0.0.0:9100");
+        assert_eq!(
+            parse(MINIMAL).unwrap().daemon_listen.to_string(),
+            "127.0.0.1:9464",
+            "loopback by default"
+        );
+        // Five fields (the crontab habit) would silently mean something else.
+        let err = parse(&format!("{MINIMAL}\n[schedule]\ncron = \"0 3 * * *\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":9:8: cron \"0 3 * * *\" has 5 fields"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}\n[schedule]\ncron = \"0 0 25 * * *\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":9:8: cron \"0 0 25 * * *\" is not valid"),
+            "{err}"
+        );
+        let err = parse(&format!("{MINIMAL}\n[daemon]\nlisten = \"localhost\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":9:10: listen \"localhost\""), "{err}");
     }
 
     #[test]

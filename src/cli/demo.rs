@@ -153,6 +153,8 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
     )
     .map_err(output_error)?;
     say(out, &format!("lethe --config {} plan", config.display()))?;
+    // The demo narrates on stdout; a progress line would only get in its way.
+    super::progress::enable(false);
     let code = plan::plan(&config, None, Format::Text, None, out).await?;
     if code != Exit::Success {
         return Ok(code);

@@ -338,7 +338,8 @@ pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outc
                 continue;
             }
         };
-        let result = plan_store(&store, &policy, &orders, now, None, &mut |item| {
+        let hidden = super::progress::Progress::hidden();
+        let result = plan_store(&store, &policy, &orders, now, None, &hidden, &mut |item| {
             if item.action == Action::Hold {
                 count += 1;
                 writeln!(

@@ -8,9 +8,11 @@
 //! failed.
 
 mod certify;
+mod daemon;
 mod demo;
 mod hold;
 mod plan;
+mod progress;
 mod run;
 mod verify;
 
@@ -121,6 +123,8 @@ enum Command {
         #[arg(long, hide = true, value_name = "TIME")]
         as_of: Option<String>,
     },
+    /// Run the retention pass on the config's [schedule] cron, serving /metrics and /healthz, until SIGTERM
+    Daemon,
     /// Check a certificate's signature, manifest and chain link
     Verify {
         /// The certificate file (lethe-cert-NNNNNN.json)
@@ -345,6 +349,20 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 })?),
                 None => None,
             };
+            if let Some(url) = &pushgateway {
+                let scheme = url.parse::<http::Uri>().ok().and_then(|u| {
+                    u.host()?;
+                    u.scheme_str().map(str::to_string)
+                });
+                if !matches!(scheme.as_deref(), Some("http" | "https")) {
+                    return Err(Failure {
+                        exit: Exit::Usage,
+                        error: anyhow::anyhow!(
+                            "--pushgateway {url:?} is not an http(s) URL like http://pushgateway:9091"
+                        ),
+                    });
+                }
+            }
             let telemetry = match (&pushgateway, &metrics_file) {
                 (None, None) => None,
                 _ => Some(crate::telemetry::Telemetry::new().or_exit(Exit::Runtime)?),
@@ -352,6 +370,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             let ctx = run::RunContext {
                 telemetry: telemetry.clone(),
                 stop: stop_on_signal(),
+                progress: true,
             };
             let shard_label = shard.map(|s| s.to_string());
             let result = run::run(&config_path(), dry_run, approved, shard, &ctx, out).await;
@@ -417,6 +436,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 ctx: run::RunContext {
                     telemetry: None,
                     stop: stop_on_signal(),
+                    progress: true,
                 },
             };
             run::execute_mode(&config_path(), &job, out).await
@@ -459,22 +479,29 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
         },
         Command::Keygen { out: path } => keygen(&path, out),
         Command::Demo { dir } => demo::demo(&dir, out).await,
+        Command::Daemon => daemon::daemon(&config_path(), out).await,
     }
 }
 
 fn init_logging(format: LogFormat, default_level: &str) {
     let filter = EnvFilter::try_from_env("LETHE_LOG")
-        // sqlx reports PostgreSQL notices and slow statements at info: noise for operators.
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},sqlx=warn")));
+        // sqlx reports PostgreSQL notices and slow statements at info, and the
+        // scheduler its own start-up: noise for operators.
+        .unwrap_or_else(|_| {
+            EnvFilter::new(format!(
+                "{default_level},sqlx=warn,tokio_cron_scheduler=warn"
+            ))
+        });
     let terminal = std::io::stderr().is_terminal();
     let json = match format {
         LogFormat::Auto => !terminal,
         LogFormat::Json => true,
         LogFormat::Text => false,
     };
+    progress::enable(terminal && !json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(progress::LogWriter);
     if json {
         builder
             .json()

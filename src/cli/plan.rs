@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span};
 
+use super::progress::Progress;
 use super::{Exit, Format, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::classify::{Classified, classify};
 use crate::decide::{Orders, Planned, Shard, StoreStats, check_safety, plan_item};
@@ -38,12 +39,15 @@ pub(crate) async fn plan_store(
     orders: &Orders,
     now: DateTime<Utc>,
     shard: Option<Shard>,
+    progress: &Progress,
     on_item: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
 ) -> Result<StoreStats, PlanFailure> {
     let mut stats = StoreStats::default();
+    progress.store(store.name());
     let mut entries = std::pin::pin!(scan(store, policy, SCAN_CONCURRENCY));
     while let Some(entry) = entries.next().await {
         let entry = entry.map_err(|e| PlanFailure::Store(e.to_string()))?;
+        progress.scanned();
         if let Some(shard) = shard {
             let key = match &entry {
                 Scanned::Candidate(c) => c.object.location.as_ref(),
@@ -224,9 +228,11 @@ pub(crate) async fn plan(
         ),
         None => None,
     };
+    let mut progress = Progress::new();
+    let mut out = progress.wrap(out);
     let mut sink: Box<dyn PlanSink + '_> = match format {
-        Format::Text => Box::new(TextPlan::new(out)),
-        Format::Json => Box::new(JsonPlan::new(out)),
+        Format::Text => Box::new(TextPlan::new(&mut out)),
+        Format::Json => Box::new(JsonPlan::new(&mut out)),
     };
     sink.begin(now, &policy.files, &review_notices(&orders.holds, now))
         .map_err(output_error)?;
@@ -260,7 +266,7 @@ pub(crate) async fn plan(
         .map_err(output_error)?;
         let result = match &store {
             Ok(store) => {
-                plan_store(store, &policy, &orders, now, None, &mut |item| {
+                plan_store(store, &policy, &orders, now, None, &progress, &mut |item| {
                     if item.action == crate::decide::Action::Delete
                         && let Some(f) = file.as_mut()
                     {
@@ -299,6 +305,9 @@ pub(crate) async fn plan(
         },
     )
     .map_err(output_error)?;
+    drop(sink);
+    out.flush().map_err(output_error)?;
+    progress.finish();
     if let (Some(f), Some(path)) = (file, plan_file) {
         let (items, sha256) = f
             .finish()

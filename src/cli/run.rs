@@ -19,6 +19,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::certify::{self, StoreInfo};
 use super::plan::{ApprovedPlan, PlanFailure, plan_store};
+use super::progress::Progress;
 use super::{Exit, Failure, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::certificate::Identity;
 use crate::config::Settings;
@@ -103,6 +104,8 @@ pub(crate) struct RunContext {
     pub telemetry: Option<Telemetry>,
     /// Set by SIGTERM: finish the batch in progress, record the run as interrupted, certify.
     pub stop: Arc<AtomicBool>,
+    /// Show a progress line (when stderr is a terminal and logs are text).
+    pub progress: bool,
 }
 
 impl RunContext {
@@ -121,6 +124,19 @@ pub(crate) struct Job {
 /// `lethe run` and `lethe erase` share everything but what is planned and certified.
 pub(crate) async fn execute_mode(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
     let started = std::time::Instant::now();
+    if let Some(t) = &job.ctx.telemetry {
+        t.run_started();
+    }
+    let result = configured(config, job, out).await;
+    // A pass that ran records its own figures; one that failed records the failure.
+    if let (Err(f), Some(t)) = (&result, &job.ctx.telemetry) {
+        t.record_run(&[], "failed", f.exit as i64, started.elapsed(), Utc::now());
+    }
+    result
+}
+
+/// Loads the configuration, policy and key, then runs under the lease.
+async fn configured(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
     let dry_run = job.dry_run;
     let settings = load_settings(config)?;
     let policy = load_policy(&settings)?;
@@ -139,12 +155,7 @@ pub(crate) async fn execute_mode(config: &Path, job: &Job, out: &mut dyn Write) 
         let result = locked(&settings, &policy, identity.as_ref(), &run_id, job, out).await;
         match &result {
             Ok(code) => info!(exit_code = *code as u8, "run finished"),
-            Err(f) => {
-                error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed");
-                if let Some(t) = &job.ctx.telemetry {
-                    t.record_run(&[], "failed", f.exit as i64, started.elapsed(), Utc::now());
-                }
-            }
+            Err(f) => error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed"),
         }
         result
     }
@@ -462,6 +473,11 @@ async fn pass(
     let mut not_approved = 0u64;
     let now = started_at;
     let mut interrupted = false;
+    let mut progress = if job.ctx.progress {
+        Progress::new()
+    } else {
+        Progress::hidden()
+    };
     for p in passes.iter_mut() {
         if job.ctx.stopping() {
             // Stopped while planning: nothing of this store was deleted.
@@ -481,6 +497,7 @@ async fn pass(
             &orders,
             now,
             mode.shard(),
+            &progress,
             &mut |item: &Planned| {
                 if item.action == Action::Delete {
                     // With an approved plan, a deletion due now but not approved waits.
@@ -551,8 +568,10 @@ async fn pass(
             let span = info_span!("store", store = %p.name);
             let options = execute::Options {
                 stop: Some(job.ctx.stop.clone()),
+                progress: progress.deletions(),
                 ..Default::default()
             };
+            progress.store(&p.name);
             p.report = execute::execute(store, items, journal, options)
                 .instrument(span.clone())
                 .await;
@@ -573,6 +592,7 @@ async fn pass(
         }
     }
 
+    progress.finish();
     let failures = passes
         .iter()
         .any(|p| p.error.is_some() || p.report.failed > 0)

@@ -267,6 +267,7 @@ async fn a_stop_request_finishes_the_batch_in_progress_and_starts_no_other() {
             batch: 2,
             concurrency: 1,
             stop: Some(stop.clone()),
+            ..Default::default()
         },
     )
     .await;

@@ -13,6 +13,7 @@ mod evidence;
 mod execute;
 mod holds;
 mod local_store;
+mod operate;
 mod plan;
 mod run;
 mod vectors;

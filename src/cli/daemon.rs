@@ -1,0 +1,145 @@
+//! `lethe daemon`: the retention pass on the config's `[schedule] cron`, for
+//! hosts without Kubernetes (systemd, a VM). One pass at a time: a tick that
+//! comes while a pass is still running is skipped and counted, never queued.
+//! Serves `/metrics` and `/healthz` on `[daemon] listen`. SIGTERM (or
+//! Ctrl-C) lets the batch in progress finish, records the pass as
+//! interrupted, certifies what it did, and exits 0.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
+use tracing::{error, info, warn};
+
+use super::run::{self, Job, Mode, RunContext};
+use super::{Exit, OrExit, Outcome, load_policy, load_settings, stop_on_signal};
+use crate::telemetry::Telemetry;
+
+pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
+    // A broken config or policy stops the daemon before it starts (exit 2);
+    // each pass reads both again, so edits apply from the next pass on.
+    let settings = load_settings(config)?;
+    load_policy(&settings)?;
+    let Some(cron) = settings.schedule.clone() else {
+        return Err(anyhow::anyhow!(
+            "{}: the daemon needs a schedule, e.g.\n[schedule]\ncron = \"0 0 3 * * *\"   # sec min hour day month weekday, UTC",
+            settings.config_path.display()
+        ))
+        .or_exit(Exit::Usage);
+    };
+    let telemetry = Telemetry::new().or_exit(Exit::Runtime)?;
+    let stop = stop_on_signal();
+
+    let listener = tokio::net::TcpListener::bind(settings.daemon_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} for /metrics (set [daemon] listen)",
+                settings.daemon_listen
+            )
+        })
+        .or_exit(Exit::Runtime)?;
+    let address = listener.local_addr().or_exit(Exit::Runtime)?;
+    let server = tokio::spawn(crate::telemetry::serve(listener, telemetry.clone()));
+
+    // Ticks go through a channel of one; `running` turns away the ticks that
+    // come while a pass is in progress.
+    let running = Arc::new(AtomicBool::new(false));
+    let (ticks, mut tick) = mpsc::channel::<()>(1);
+    let scheduler = JobScheduler::new()
+        .await
+        .context("cannot start the scheduler")
+        .or_exit(Exit::Runtime)?;
+    let job = {
+        let running = running.clone();
+        let telemetry = telemetry.clone();
+        CronJob::new_async(cron.as_str(), move |_, _| {
+            let busy = running.load(Ordering::SeqCst);
+            let sent = !busy && ticks.try_send(()).is_ok();
+            let telemetry = telemetry.clone();
+            Box::pin(async move {
+                if !sent {
+                    telemetry.run_skipped();
+                    warn!("scheduled pass skipped: the previous one is still running");
+                }
+            })
+        })
+        .with_context(|| format!("invalid cron {cron:?}"))
+        .or_exit(Exit::Usage)?
+    };
+    let job_id = scheduler
+        .add(job)
+        .await
+        .context("cannot schedule the pass")
+        .or_exit(Exit::Runtime)?;
+    scheduler
+        .start()
+        .await
+        .context("cannot start the scheduler")
+        .or_exit(Exit::Runtime)?;
+    let mut scheduler = scheduler;
+    let next = |s: JobScheduler| async move {
+        let mut s = s;
+        s.next_tick_for_job(job_id).await.ok().flatten()
+    };
+    info!(
+        schedule = %cron,
+        metrics = %format!("http://{address}/metrics"),
+        next = ?next(scheduler.clone()).await,
+        "daemon started"
+    );
+
+    let ctx = RunContext {
+        telemetry: Some(telemetry.clone()),
+        stop: stop.clone(),
+        progress: false,
+    };
+    loop {
+        let woke = tokio::select! {
+            t = tick.recv() => t.is_some(),
+            _ = stopped(&stop) => false,
+        };
+        if !woke || stop.load(Ordering::SeqCst) {
+            break;
+        }
+        running.store(true, Ordering::SeqCst);
+        let job = Job {
+            mode: Mode::Retention {
+                approved: None,
+                shard: None,
+            },
+            dry_run: false,
+            ctx: ctx.clone(),
+        };
+        let result = run::execute_mode(config, &job, out).await;
+        running.store(false, Ordering::SeqCst);
+        match result {
+            Ok(code) => {
+                info!(exit_code = code as u8, next = ?next(scheduler.clone()).await, "pass finished")
+            }
+            Err(f) => {
+                error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), next = ?next(scheduler.clone()).await, "pass failed; the daemon goes on")
+            }
+        }
+        let _ = out.flush();
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    info!("stop requested: daemon exits");
+    let _ = scheduler.shutdown().await;
+    server.abort();
+    Ok(Exit::Success)
+}
+
+/// Resolves once the stop flag is set (checked four times a second).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
