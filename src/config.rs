@@ -17,6 +17,8 @@ use serde::Deserialize;
 pub const ENV_CONFIG: &str = "LETHE_CONFIG";
 /// Overrides `database`.
 pub const ENV_DATABASE: &str = "LETHE_DATABASE";
+/// A file holding the database URL (a Kubernetes Secret), as an alternative to `LETHE_DATABASE`.
+pub const ENV_DATABASE_FILE: &str = "LETHE_DATABASE_FILE";
 /// Overrides `[signing] key` (for example a Kubernetes Secret mounted as a file).
 pub const ENV_SIGNING_KEY: &str = "LETHE_SIGNING_KEY";
 
@@ -326,6 +328,8 @@ pub fn locate(flag: Option<&Path>, env: Option<&str>) -> PathBuf {
 #[derive(Clone, Debug, Default)]
 pub struct EnvOverrides {
     pub database: Option<String>,
+    /// A file holding the database URL (a mounted Secret), instead of `database`.
+    pub database_file: Option<PathBuf>,
     pub signing_key: Option<String>,
 }
 
@@ -334,6 +338,7 @@ impl EnvOverrides {
         let get = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
         Self {
             database: get(ENV_DATABASE),
+            database_file: get(ENV_DATABASE_FILE).map(PathBuf::from),
             signing_key: get(ENV_SIGNING_KEY),
         }
     }
@@ -533,15 +538,36 @@ impl Settings {
             Certificates::Folder(base.join(&raw.certificates))
         };
 
-        let database = match &env.database {
-            Some(url) => resolve_database(&std::env::current_dir().unwrap_or_default(), url),
+        let from_env = match (&env.database, &env.database_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Env {
+                    var: ENV_DATABASE_FILE,
+                    message: format!("set {ENV_DATABASE} or {ENV_DATABASE_FILE}, not both"),
+                });
+            }
+            (Some(url), None) => Some((ENV_DATABASE, url.clone())),
+            (None, Some(file)) => {
+                let env_err = |message: String| ConfigError::Env {
+                    var: ENV_DATABASE_FILE,
+                    message,
+                };
+                let url = std::fs::read_to_string(file)
+                    .map_err(|e| env_err(format!("cannot read {}: {e}", file.display())))?
+                    .trim()
+                    .to_string();
+                if url.is_empty() {
+                    return Err(env_err(format!("{} is empty", file.display())));
+                }
+                Some((ENV_DATABASE_FILE, url))
+            }
+            (None, None) => None,
+        };
+        let database = match &from_env {
+            Some((_, url)) => resolve_database(&std::env::current_dir().unwrap_or_default(), url),
             None => resolve_database(&base, &raw.database),
         }
-        .map_err(|message| match &env.database {
-            Some(_) => ConfigError::Env {
-                var: ENV_DATABASE,
-                message,
-            },
+        .map_err(|message| match &from_env {
+            Some((var, _)) => ConfigError::Env { var, message },
             None => ConfigError::Invalid {
                 path: path.into(),
                 message: format!("database: {message}"),
@@ -922,11 +948,50 @@ url = "recordings"
         let env = EnvOverrides {
             database: Some("postgres://u:pw@db/x".into()),
             signing_key: Some("/run/secrets/key".into()),
+            ..Default::default()
         };
         let s = Settings::parse(Path::new("/etc/lethe/lethe.toml"), MINIMAL, &env).unwrap();
         assert_eq!(s.database.redacted(), "postgres://***@db/x");
         assert!(!format!("{s:?}").contains("pw"));
         assert_eq!(s.signing.key_path, PathBuf::from("/run/secrets/key"));
+    }
+
+    #[test]
+    fn the_database_url_may_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("url");
+        std::fs::write(&file, "postgres://u:pw@db:5432/lethe\n").unwrap();
+        let env = EnvOverrides {
+            database_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let s = Settings::parse(Path::new("/etc/lethe/lethe.toml"), MINIMAL, &env).unwrap();
+        assert_eq!(s.database.redacted(), "postgres://***@db:5432/lethe");
+        let both = EnvOverrides {
+            database: Some("sqlite://x.db".into()),
+            database_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = Settings::parse(Path::new("/e/lethe.toml"), MINIMAL, &both)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not both"), "{err}");
+        std::fs::write(&file, "  \n").unwrap();
+        let err = Settings::parse(Path::new("/e/lethe.toml"), MINIMAL, &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LETHE_DATABASE_FILE") && err.contains("is empty"),
+            "{err}"
+        );
+        let missing = EnvOverrides {
+            database_file: Some(dir.path().join("nope")),
+            ..Default::default()
+        };
+        let err = Settings::parse(Path::new("/e/lethe.toml"), MINIMAL, &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot read"), "{err}");
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     /// Loads a PKCS#8 PEM private key. The file (after following links, as
-    /// Kubernetes Secret volumes use them) must not be readable by group or others.
+    /// Kubernetes Secret volumes use them) must pass [`key_permissions`].
     pub fn load(path: &Path, key_id: &str) -> Result<Self, KeyError> {
         let err = |message: String| KeyError::Key {
             path: path.to_path_buf(),
@@ -56,13 +56,10 @@ impl Identity {
         let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read it: {e}")))?;
         #[cfg(unix)]
         {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(err(format!(
-                    "the file is readable by group or others (mode {mode:04o}); run chmod 600 on it"
-                )));
-            }
+            use std::os::unix::fs::MetadataExt;
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let me = unsafe { libc::geteuid() };
+            key_permissions(meta.mode(), meta.uid(), me).map_err(err)?;
         }
         let pem = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read it: {e}")))?;
         let key = SigningKey::from_pkcs8_pem(&pem)
@@ -107,6 +104,40 @@ pub fn generate() -> Result<SigningKey, getrandom::Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed)?;
     Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Who may read the signing key, by the rule PostgreSQL applies to its TLS
+/// key: a key owned by lethe's own user must be readable by that user alone
+/// (0600, 0400); a key owned by root may also be readable by its group
+/// (0640, 0440), which is what a Kubernetes Secret volume with `defaultMode:
+/// 0400` and a pod `fsGroup` gives a non-root container. Never by others,
+/// never writable by the group, never owned by anyone else.
+pub fn key_permissions(mode: u32, owner: u32, me: u32) -> Result<(), String> {
+    let mode = mode & 0o7777;
+    if mode & 0o007 != 0 {
+        return Err(format!(
+            "the file is readable by group or others (mode {mode:04o}); run chmod 600 on it"
+        ));
+    }
+    if owner == me {
+        if mode & 0o070 != 0 {
+            return Err(format!(
+                "the file is readable by group or others (mode {mode:04o}); run chmod 600 on it"
+            ));
+        }
+        return Ok(());
+    }
+    if owner == 0 {
+        if mode & 0o030 != 0 {
+            return Err(format!(
+                "the file is writable by its group (mode {mode:04o}); a root-owned key may be 0640 or 0440 at most"
+            ));
+        }
+        return Ok(());
+    }
+    Err(format!(
+        "the file is owned by uid {owner}, neither lethe's user ({me}) nor root"
+    ))
 }
 
 /// Writes `out` (private, mode 0600, PKCS#8 PEM) and `out.pub` (SPKI PEM).
@@ -339,5 +370,27 @@ mod tests {
             );
         }
         assert!(!format!("{loaded:?}").contains("key:"));
+    }
+
+    #[test]
+    fn key_permissions_follow_the_postgresql_rule() {
+        let me = 65532;
+        // lethe's own file: the owner alone.
+        assert!(key_permissions(0o100600, me, me).is_ok());
+        assert!(key_permissions(0o100400, me, me).is_ok());
+        assert!(key_permissions(0o100640, me, me).is_err());
+        assert!(key_permissions(0o100604, me, me).is_err());
+        // root's file (a Secret volume with fsGroup): the group may read.
+        assert!(key_permissions(0o100440, 0, me).is_ok());
+        assert!(key_permissions(0o100640, 0, me).is_ok());
+        assert!(key_permissions(0o100400, 0, me).is_ok());
+        assert!(key_permissions(0o100444, 0, me).is_err(), "others");
+        assert!(key_permissions(0o100460, 0, me).is_err(), "group-writable");
+        assert!(key_permissions(0o100470, 0, me).is_err());
+        // anybody else's file.
+        let e = key_permissions(0o100400, 1000, me).unwrap_err();
+        assert!(e.contains("owned by uid 1000"), "{e}");
+        // root running lethe on root's file: strict.
+        assert!(key_permissions(0o100640, 0, 0).is_err());
     }
 }

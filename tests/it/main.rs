@@ -136,6 +136,7 @@ impl World {
         for var in [
             "LETHE_CONFIG",
             "LETHE_DATABASE",
+            "LETHE_DATABASE_FILE",
             "LETHE_SIGNING_KEY",
             "LETHE_LOG",
         ] {
