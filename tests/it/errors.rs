@@ -224,3 +224,84 @@ fn an_unreachable_database_is_a_clear_error_and_nothing_is_deleted() {
     assert!(!err.contains("s3cret"), "the password must not be printed");
     assert!(w.exists(&key));
 }
+
+/// The signing key as a Kubernetes Secret volume gives it to a non-root pod
+/// with `defaultMode: 0400` and `fsGroup`: `key -> ..data/key`, `..data ->
+/// ..<timestamp>/`, the file root-owned, group fsGroup, mode 0440. Needs root
+/// to lay out (CI runs as root); elsewhere it says so and checks nothing.
+#[test]
+fn a_signing_key_mounted_like_a_kubernetes_secret_works_for_a_non_root_user() {
+    use std::os::unix::fs::{PermissionsExt, chown, symlink};
+    let uid_of_self = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .ok();
+    if uid_of_self != Some(0) {
+        eprintln!("not root: cannot lay out a root-owned Secret volume; skipped");
+        return;
+    }
+    let (w, key) = world_with_expired();
+    let uid = 65532;
+    // The pod's user can use the whole installation but the key.
+    let chmod_all = |p: &std::path::Path| {
+        for e in walkdir::WalkDir::new(p) {
+            let e = e.unwrap();
+            let mode = if e.file_type().is_dir() { 0o777 } else { 0o666 };
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    };
+    chmod_all(w.dir.path());
+    let secret = w.path("secret");
+    let stamp = secret.join("..2026_11_29_03_00_00.000000001");
+    std::fs::create_dir_all(&stamp).unwrap();
+    std::fs::copy(w.path("keys/lethe.key"), stamp.join("lethe.key")).unwrap();
+    symlink("..2026_11_29_03_00_00.000000001", secret.join("..data")).unwrap();
+    symlink("..data/lethe.key", secret.join("lethe.key")).unwrap();
+    let file = stamp.join("lethe.key");
+    chown(&file, Some(0), Some(uid)).unwrap();
+    for dir in [&secret, &stamp] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = |w: &World| {
+        let mut cmd = std::process::Command::new("setpriv");
+        cmd.args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &uid.to_string(),
+            "--clear-groups",
+        ])
+        .arg(env!("CARGO_BIN_EXE_lethe"))
+        .arg("--config")
+        .arg(w.config())
+        .arg("run")
+        .current_dir(w.dir.path())
+        .env_remove("LETHE_DATABASE")
+        .env_remove("LETHE_CONFIG")
+        .env("LETHE_SIGNING_KEY", w.path("secret/lethe.key"));
+        cmd.output().unwrap()
+    };
+
+    // Readable by others: refused, nothing deleted.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let out = run(&w);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("mode 0444"), "{}", stderr(&out));
+    assert!(w.exists(&key));
+    // Root-owned 0400 with no fsGroup: the pod cannot read it, and says so.
+    chown(&file, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let out = run(&w);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("cannot read it") && stderr(&out).contains("denied"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+    // defaultMode 0400 + fsGroup, as the kubelet leaves it: 0440, root:fsGroup.
+    chown(&file, Some(0), Some(uid)).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o440)).unwrap();
+    let out = run(&w);
+    assert_exit(&out, 0);
+    assert!(!w.exists(&key));
+}
