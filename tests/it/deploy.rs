@@ -65,3 +65,231 @@ fn deploy_config_is_a_valid_lethe_config() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/lethe.toml");
     lethe::config::Settings::load(&path, &Default::default()).unwrap();
 }
+
+mod kubernetes {
+    //! What the issue asks of every lethe pod in deploy/kubernetes, checked on
+    //! the manifests themselves (scripts/k8s/validate checks them against the
+    //! Kubernetes schemas).
+
+    use serde_json::Value;
+
+    fn manifest(rel: &str) -> Value {
+        serde_saphyr::from_str(&super::read(&format!("kubernetes/{rel}")))
+            .unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Every workload: (file, the Job spec inside it).
+    fn workloads() -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for rel in ["nightly/cronjob.yaml", "sharded/cronjob.yaml"] {
+            let m = manifest(rel);
+            assert_eq!(m["kind"], "CronJob", "{rel}");
+            let spec = &m["spec"];
+            assert_eq!(spec["concurrencyPolicy"], "Forbid", "{rel}");
+            assert!(
+                spec["startingDeadlineSeconds"].as_u64().unwrap() > 0,
+                "{rel}"
+            );
+            assert!(spec["schedule"].is_string() && spec["timeZone"].is_string());
+            out.push((rel.to_string(), spec["jobTemplate"]["spec"].clone()));
+        }
+        let dir = format!("{}/deploy/kubernetes/jobs", env!("CARGO_MANIFEST_DIR"));
+        for e in std::fs::read_dir(dir).unwrap() {
+            let rel = format!("jobs/{}", e.unwrap().file_name().to_string_lossy());
+            let m = manifest(&rel);
+            assert_eq!(m["kind"], "Job", "{rel}");
+            out.push((rel, m["spec"].clone()));
+        }
+        assert!(out.len() >= 6, "{}", out.len());
+        out
+    }
+
+    fn env<'a>(container: &'a Value, name: &str) -> Option<&'a str> {
+        container["env"]
+            .as_array()?
+            .iter()
+            .find(|e| e["name"] == name)?["value"]
+            .as_str()
+    }
+
+    fn mount<'a>(container: &'a Value, volume: &str) -> &'a Value {
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == volume)
+            .unwrap_or_else(|| panic!("no mount of {volume}"))
+    }
+
+    #[test]
+    fn every_lethe_pod_runs_locked_down_with_its_secrets_read_only() {
+        for (rel, job) in workloads() {
+            assert!(job["activeDeadlineSeconds"].as_u64().unwrap() > 0, "{rel}");
+            assert!(
+                job["ttlSecondsAfterFinished"].as_u64().unwrap() > 0,
+                "{rel}"
+            );
+            assert!(
+                job["backoffLimit"].is_u64() || job["backoffLimitPerIndex"].is_u64(),
+                "{rel}"
+            );
+            let pod = &job["template"]["spec"];
+            assert_eq!(pod["restartPolicy"], "Never", "{rel}");
+            assert_eq!(pod["automountServiceAccountToken"], false, "{rel}");
+            assert_eq!(pod["serviceAccountName"], "lethe", "{rel}");
+            let psc = &pod["securityContext"];
+            assert_eq!(psc["runAsNonRoot"], true, "{rel}");
+            assert_ne!(psc["runAsUser"], 0, "{rel}");
+            assert_eq!(psc["seccompProfile"]["type"], "RuntimeDefault", "{rel}");
+            let containers = pod["containers"].as_array().unwrap();
+            assert_eq!(containers.len(), 1, "{rel}");
+            let c = &containers[0];
+            let sc = &c["securityContext"];
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{rel}");
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{rel}");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{rel}"
+            );
+            for kind in ["requests", "limits"] {
+                for r in ["cpu", "memory"] {
+                    assert!(c["resources"][kind][r].is_string(), "{rel}: {kind}.{r}");
+                }
+            }
+            // Secrets: mounted read-only, mode 0400, where lethe is told to look.
+            let volumes = pod["volumes"].as_array().unwrap();
+            let volume = |name: &str| {
+                volumes
+                    .iter()
+                    .find(|v| v["name"] == name)
+                    .unwrap_or_else(|| panic!("{rel}: no volume {name}"))
+            };
+            for (name, var, file) in [
+                ("signing-key", "LETHE_SIGNING_KEY", "lethe.key"),
+                ("database", "LETHE_DATABASE_FILE", "url"),
+            ] {
+                let v = volume(name);
+                assert_eq!(v["secret"]["defaultMode"], 0o400, "{rel}: {name}");
+                let m = mount(c, name);
+                assert_eq!(m["readOnly"], true, "{rel}: {name}");
+                assert_eq!(
+                    env(c, var).unwrap(),
+                    format!("{}/{file}", m["mountPath"].as_str().unwrap()),
+                    "{rel}: {var}"
+                );
+            }
+            assert!(
+                env(c, "LETHE_DATABASE").is_none(),
+                "{rel}: no secret in an env value"
+            );
+            let config = mount(c, "config");
+            assert_eq!(config["readOnly"], true);
+            assert_eq!(
+                env(c, "LETHE_CONFIG").unwrap(),
+                format!("{}/lethe.toml", config["mountPath"].as_str().unwrap())
+            );
+            // A writable /tmp for the plan spool; the root filesystem is read-only.
+            assert!(volume("tmp")["emptyDir"].is_object(), "{rel}");
+            assert_eq!(mount(c, "tmp")["mountPath"], "/tmp", "{rel}");
+        }
+    }
+
+    #[test]
+    fn the_sharded_job_splits_by_completion_index_into_as_many_shards_as_pods() {
+        let m = manifest("sharded/cronjob.yaml");
+        let job = &m["spec"]["jobTemplate"]["spec"];
+        assert_eq!(job["completionMode"], "Indexed");
+        let n = job["completions"].as_u64().unwrap();
+        assert_eq!(job["parallelism"].as_u64().unwrap(), n);
+        let c = &job["template"]["spec"]["containers"][0];
+        assert_eq!(
+            env(c, "LETHE_SHARD").unwrap(),
+            format!("$(SHARD_INDEX)/{n}")
+        );
+        let index = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|e| e["name"] == "SHARD_INDEX")
+            .unwrap();
+        let shard = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|e| e["name"] == "LETHE_SHARD")
+            .unwrap();
+        assert!(
+            index < shard,
+            "$(SHARD_INDEX) expands only if defined before"
+        );
+        assert_eq!(
+            c["env"][index]["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        );
+        // The value lethe receives parses as a shard.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .args(["run", "--dry-run", "--config", "/nonexistent/lethe.toml"])
+            .env("LETHE_SHARD", format!("{}/{n}", n - 1))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("--shard"), "{err}");
+    }
+
+    #[test]
+    fn the_configmap_is_a_valid_lethe_config_with_the_repository_policy() {
+        let m = manifest("base/configmap.yaml");
+        let data = m["data"].as_object().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("lethe.toml"),
+            data["lethe.toml"].as_str().unwrap(),
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        // Every policy key is mounted under policies/ by every workload.
+        let items = manifest("nightly/cronjob.yaml")["spec"]["jobTemplate"]["spec"]["template"]
+            ["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "config")
+            .unwrap()["configMap"]["items"]
+            .clone();
+        for (key, text) in data {
+            let path = items
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["key"] == key.as_str())
+                .unwrap_or_else(|| panic!("ConfigMap key {key} is not mounted"))["path"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            if key != "lethe.toml" {
+                assert_eq!(path, format!("policies/{key}"));
+                std::fs::write(dir.path().join(&path), text.as_str().unwrap()).unwrap();
+            }
+        }
+        assert_eq!(
+            data["retention.yaml"].as_str().unwrap(),
+            std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/policies/retention.yaml"
+            ))
+            .unwrap(),
+            "the ConfigMap carries the repository's policy"
+        );
+        let settings =
+            lethe::config::Settings::load(&dir.path().join("lethe.toml"), &Default::default())
+                .unwrap();
+        assert!(
+            settings.database.redacted().starts_with("postgres://"),
+            "a shared ledger, never an ephemeral SQLite file in the pod"
+        );
+        let policy = lethe::policy::Policy::load(&settings.policies_dir).unwrap();
+        let names: Vec<&str> = settings.stores.iter().map(|s| s.name.as_str()).collect();
+        policy.check_stores(&names).unwrap();
+    }
+}

@@ -12,6 +12,7 @@ mod errors;
 mod evidence;
 mod execute;
 mod holds;
+mod image;
 mod local_store;
 mod operate;
 mod plan;
