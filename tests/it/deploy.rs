@@ -293,3 +293,31 @@ mod kubernetes {
         policy.check_stores(&names).unwrap();
     }
 }
+
+/// The daemon's systemd unit, as `systemd-analyze verify` reads it (with this
+/// build's binary in ExecStart): no unknown keys, no bad values.
+#[test]
+fn the_systemd_unit_verifies_and_stops_lethe_the_way_it_stops_cleanly() {
+    let unit = read("systemd/lethe.service");
+    assert!(unit.contains("\nExecStart=/usr/local/bin/lethe daemon"));
+    assert!(unit.contains("\nKillSignal=SIGTERM\n"));
+    assert!(unit.contains("\nRestartPreventExitStatus=2\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lethe.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/lethe", env!("CARGO_BIN_EXE_lethe")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (systemd)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+}
