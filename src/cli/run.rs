@@ -724,6 +724,8 @@ async fn pass(
                 }
             })
             .collect();
+        // A dry run deleted nothing: it is no retention success.
+        let status = if dry_run { "dry-run" } else { status };
         t.record_run(&figures, status, exit as i64, clock.elapsed(), Utc::now());
     }
     Ok(exit)

@@ -423,6 +423,20 @@ fn the_daemon_refuses_to_start_without_a_schedule_or_with_a_bad_one() {
     let out = w.lethe(&["daemon"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("has 5 fields"), "{}", stderr(&out));
+    // Its address taken: a clear runtime error, not a daemon without metrics.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut w = daemon_world("0 0 3 * * *");
+    w.tail = w
+        .tail
+        .replace("127.0.0.1:0", &taken.local_addr().unwrap().to_string());
+    w.write_config();
+    let out = w.lethe(&["daemon"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("cannot listen on"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -589,4 +603,31 @@ fn plan_and_run_show_progress_on_a_terminal_and_never_in_json_logs_or_pipes() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn a_dry_run_reports_its_figures_but_is_no_retention_success() {
+    let w = World::new();
+    seed(&w);
+    let file = w.path("lethe.prom");
+    let out = w.lethe(&["run", "--dry-run", "--metrics-file", file.to_str().unwrap()]);
+    assert_exit(&out, 0);
+    let m = parse_metrics(&[file.to_str().unwrap()], &[]);
+    assert_eq!(
+        value(&m, "lethe_runs_total", &[("status", "dry-run")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&m, "lethe_last_success_timestamp_seconds", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &m,
+            "lethe_objects_scanned_total",
+            &[("store", "recordings")]
+        ),
+        Some(7.0)
+    );
+    assert!(w.exists(&format!("calls/quality/{}/Q1.wav", months_ago(30))));
 }
