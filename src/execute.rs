@@ -11,7 +11,9 @@
 //! least what happened. Failures are values in the report, not early returns:
 //! one object that cannot be deleted does not stop the others.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use object_store::ObjectMeta;
 use std::future::Future;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::sync::Arc;
@@ -270,7 +272,20 @@ fn intent_for(
 
 /// The objects of one delete item, recording first. Companion keys are
 /// looked up; absent companions have nothing to delete.
-async fn group_intents(store: &Store, item: &Planned) -> Result<Vec<Intent>, String> {
+/// The companions of `item` that must be looked up in the store (those not
+/// already among its own objects).
+fn companions_to_check(item: &Planned) -> impl Iterator<Item = &String> {
+    item.companions
+        .iter()
+        .filter(|c| **c != item.key && !item.sidecars.iter().any(|s| s.key == **c))
+}
+
+/// One recording's objects to delete: the recording, its sidecars, and the
+/// companions that exist (`companions` holds what a `head` said of each).
+fn group_intents(
+    item: &Planned,
+    companions: &HashMap<String, Result<Option<ObjectMeta>, String>>,
+) -> Result<Vec<Intent>, String> {
     let object = item
         .object
         .as_ref()
@@ -298,12 +313,17 @@ async fn group_intents(store: &Store, item: &Planned) -> Result<Vec<Intent>, Str
         if intents.iter().any(|i| &i.key == c) {
             continue;
         }
-        match store.head(c).await {
-            Ok(Some(meta)) => {
-                intents.extend(intent_for(item, Role::Companion, c, meta.size, meta.e_tag))
-            }
-            Ok(None) => {}
-            Err(e) => return Err(format!("cannot check companion {c}: {e}")),
+        match companions.get(c) {
+            Some(Ok(Some(meta))) => intents.extend(intent_for(
+                item,
+                Role::Companion,
+                c,
+                meta.size,
+                meta.e_tag.clone(),
+            )),
+            Some(Ok(None)) => {}
+            Some(Err(e)) => return Err(format!("cannot check companion {c}: {e}")),
+            None => return Err(format!("companion {c} was not checked")),
         }
     }
     Ok(intents)
@@ -351,20 +371,13 @@ pub async fn delete_verified(
             }
             to_check.push(i);
         }
-        let checks: Vec<(usize, Result<bool, String>)> = futures::stream::iter(to_check)
-            .map(|i| async move {
-                (
-                    i,
-                    store
-                        .head(&keys[i])
-                        .await
-                        .map(|m| m.is_some())
-                        .map_err(|e| e.to_string()),
-                )
-            })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+        let check_keys: Vec<String> = to_check.iter().map(|&i| keys[i].clone()).collect();
+        let checks: Vec<(usize, Result<bool, String>)> = to_check
+            .iter()
+            .copied()
+            .zip(store.head_many(&check_keys, concurrency).await)
+            .map(|(i, head)| (i, head.map(|m| m.is_some()).map_err(|e| e.to_string())))
+            .collect();
         pending.clear();
         for (i, check) in checks {
             match check {
@@ -491,15 +504,29 @@ pub async fn execute<J: Journal>(
             report.interrupted = true;
             return report;
         }
-        // Resolve each group's objects (companion lookups run concurrently).
-        let groups: Vec<(Planned, Result<Vec<Intent>, String>)> = futures::stream::iter(batch)
-            .map(|item| async move {
-                let g = group_intents(store, &item).await;
+        // Resolve each group's objects: the batch's companions are looked up together.
+        let lookups: Vec<String> = {
+            let mut seen = HashSet::new();
+            batch
+                .iter()
+                .flat_map(companions_to_check)
+                .filter(|c| seen.insert(c.as_str()))
+                .cloned()
+                .collect()
+        };
+        let heads = store.head_many(&lookups, options.concurrency).await;
+        let companions: HashMap<String, Result<Option<ObjectMeta>, String>> = lookups
+            .into_iter()
+            .zip(heads)
+            .map(|(k, h)| (k, h.map_err(|e| e.to_string())))
+            .collect();
+        let groups: Vec<(Planned, Result<Vec<Intent>, String>)> = batch
+            .into_iter()
+            .map(|item| {
+                let g = group_intents(&item, &companions);
                 (item, g)
             })
-            .buffered(options.concurrency.max(1))
-            .collect()
-            .await;
+            .collect();
         let mut planned_groups: Vec<IntentGroup> = Vec::new();
         for (item, g) in groups {
             match g {

@@ -51,60 +51,273 @@ pub enum SidecarState {
 }
 
 /// Streams `store` through the policy's patterns. Sidecar reads run up to
-/// `concurrency` at a time; the output keeps the listing's order.
+/// `concurrency` at a time; the output keeps the listing's order. A sidecar
+/// that the listing shows to be absent is not fetched (see [`Folder`]).
 pub fn scan<'a>(
     store: &'a Store,
     policy: &'a Policy,
     concurrency: usize,
 ) -> impl Stream<Item = Result<Scanned<'a>, StoreError>> + 'a {
+    let mut folder = Folder {
+        disabled: !store.lists_in_order(),
+        ..Folder::default()
+    };
     store
         .list()
-        .map(move |listed| async move {
-            let meta = match listed? {
-                Listed::Object(meta) => meta,
-                Listed::Problem { name, reason } => return Ok(Scanned::Problem { name, reason }),
-            };
-            let key = meta.location.as_ref();
-            let matches = policy.matches(store.name(), key);
-            if matches.is_empty() {
-                return Ok(if policy.is_owned(store.name(), key) {
-                    Scanned::Owned(meta)
-                } else {
-                    Scanned::Unmatched(meta)
-                });
-            }
-            let mut sidecars = Vec::new();
-            for m in &matches {
-                let Some(template) = &m.rule.sidecar else {
-                    continue;
+        .map(move |listed| {
+            // In listing order: what the listing says of each sidecar.
+            let prepared = prepare(store, policy, &mut folder, listed);
+            async move {
+                let (meta, matches, sidecars) = match prepared? {
+                    Prepared::Done(scanned) => return Ok(scanned),
+                    Prepared::Candidate(meta, matches, sidecars) => (meta, matches, sidecars),
                 };
-                let recorded = match (m.rule.pattern.date_format(), m.captures.get("recorded")) {
-                    (Some(f), Some(raw)) => f.parse_value(raw).ok(),
-                    _ => None,
-                };
-                let Some(sidecar_key) = template.render(&m.captures, recorded) else {
-                    // Only an unparsable date can prevent rendering; classify reports it.
-                    continue;
-                };
-                if sidecar_key == key || sidecars.iter().any(|s: &SidecarRead| s.key == sidecar_key)
-                {
-                    continue;
+                let mut reads = Vec::with_capacity(sidecars.len());
+                for (key, listed) in sidecars {
+                    let state = if listed == Some(false) {
+                        SidecarState::Absent
+                    } else {
+                        match store.get_small(&key, SIDECAR_LIMIT).await {
+                            Ok(None) => SidecarState::Absent,
+                            Ok(Some((meta, bytes))) => SidecarState::Present { meta, bytes },
+                            Err(e) => SidecarState::Unreadable(e.to_string()),
+                        }
+                    };
+                    reads.push(SidecarRead { key, state });
                 }
-                let state = match store.get_small(&sidecar_key, SIDECAR_LIMIT).await {
-                    Ok(None) => SidecarState::Absent,
-                    Ok(Some((meta, bytes))) => SidecarState::Present { meta, bytes },
-                    Err(e) => SidecarState::Unreadable(e.to_string()),
-                };
-                sidecars.push(SidecarRead {
-                    key: sidecar_key,
-                    state,
-                });
+                Ok(Scanned::Candidate(Candidate {
+                    object: meta,
+                    matches,
+                    sidecars: reads,
+                }))
             }
-            Ok(Scanned::Candidate(Candidate {
-                object: meta,
-                matches,
-                sidecars,
-            }))
         })
         .buffered(concurrency.max(1))
+}
+
+enum Prepared<'p> {
+    Done(Scanned<'p>),
+    /// A recording and its sidecar keys, each with what the listing says:
+    /// `Some(false)` absent, anything else to be fetched.
+    Candidate(ObjectMeta, Vec<RuleMatch<'p>>, Vec<(String, Option<bool>)>),
+}
+
+fn prepare<'p>(
+    store: &Store,
+    policy: &'p Policy,
+    folder: &mut Folder,
+    listed: Result<Listed, StoreError>,
+) -> Result<Prepared<'p>, StoreError> {
+    let meta = match listed? {
+        Listed::Object(meta) => meta,
+        Listed::Problem { name, reason } => {
+            folder.problem(&name);
+            return Ok(Prepared::Done(Scanned::Problem { name, reason }));
+        }
+    };
+    let key = meta.location.as_ref();
+    folder.observe(key).map_err(|message| StoreError::List {
+        store: store.name().to_string(),
+        source: message.into(),
+    })?;
+    let matches = policy.matches(store.name(), key);
+    if matches.is_empty() {
+        return Ok(Prepared::Done(if policy.is_owned(store.name(), key) {
+            Scanned::Owned(meta)
+        } else {
+            Scanned::Unmatched(meta)
+        }));
+    }
+    let mut sidecars: Vec<(String, Option<bool>)> = Vec::new();
+    for m in &matches {
+        let Some(template) = &m.rule.sidecar else {
+            continue;
+        };
+        let recorded = match (m.rule.pattern.date_format(), m.captures.get("recorded")) {
+            (Some(f), Some(raw)) => f.parse_value(raw).ok(),
+            _ => None,
+        };
+        let Some(sidecar_key) = template.render(&m.captures, recorded) else {
+            // Only an unparsable date can prevent rendering; classify reports it.
+            continue;
+        };
+        if sidecar_key == key || sidecars.iter().any(|(k, _)| *k == sidecar_key) {
+            continue;
+        }
+        let listed = folder.listed_before(key, &sidecar_key);
+        sidecars.push((sidecar_key, listed));
+    }
+    Ok(Prepared::Candidate(meta, matches, sidecars))
+}
+
+/// What the listing has shown of the folder it is in, so that a recording's
+/// sidecar need not be fetched when the listing proves it absent.
+///
+/// Every store lists a folder's objects in increasing name order (S3, GCS and
+/// Azure list keys in lexicographic order; the local walk sorts each folder),
+/// and a folder's whole subtree in one stretch, subfolders interleaved. So
+/// when a recording `D/r` is listed, a sidecar `D/s` with `s < r` has already
+/// been listed, in the current stretch of `D`, if it exists. The inference is
+/// made only then: not for a sidecar in another folder or sorting after the
+/// recording, not when `D` was left for a subfolder and came back (its first
+/// stretch is forgotten), not after a problem entry in `D`, not beyond
+/// [`FOLDER_NAMES`] names. A folder listed out of order after an inference
+/// fails the store's listing, so nothing in it is deleted on the inference's
+/// strength; before any inference it only turns inference off.
+#[derive(Default)]
+struct Folder {
+    /// A stretch of `dir` is under way.
+    started: bool,
+    dir: String,
+    names: std::collections::HashSet<String>,
+    last: String,
+    /// No inference in this stretch (returned to, a problem seen, too many names).
+    tainted: bool,
+    /// Folders left for one of their subfolders, outermost first.
+    suspended: Vec<String>,
+    inferred: bool,
+    disabled: bool,
+}
+
+/// Names remembered per folder stretch; beyond, sidecars are fetched.
+const FOLDER_NAMES: usize = 100_000;
+
+fn split(key: &str) -> (&str, &str) {
+    key.rsplit_once('/').unwrap_or(("", key))
+}
+
+fn inside(dir: &str, ancestor: &str) -> bool {
+    ancestor.is_empty()
+        || dir
+            .strip_prefix(ancestor)
+            .is_some_and(|r| r.starts_with('/'))
+}
+
+impl Folder {
+    fn observe(&mut self, key: &str) -> Result<(), String> {
+        let (dir, name) = split(key);
+        if self.started && dir == self.dir {
+            if name <= self.last.as_str() {
+                if self.inferred {
+                    return Err(format!(
+                        "{key} was listed after {}/{}, out of key order: sidecars were judged absent from this listing, so nothing in this store is deleted this time",
+                        self.dir, self.last
+                    ));
+                }
+                self.disabled = true;
+            }
+        } else {
+            self.enter(dir);
+        }
+        self.last = name.to_string();
+        if self.names.len() < FOLDER_NAMES {
+            self.names.insert(name.to_string());
+        } else {
+            self.tainted = true;
+        }
+        Ok(())
+    }
+
+    fn enter(&mut self, dir: &str) {
+        if self.started && inside(dir, &self.dir) {
+            self.suspended.push(std::mem::take(&mut self.dir));
+        }
+        while let Some(top) = self.suspended.last() {
+            if top == dir || inside(dir, top) {
+                break;
+            }
+            self.suspended.pop();
+        }
+        self.tainted = self.suspended.last().is_some_and(|top| top == dir);
+        if self.tainted {
+            self.suspended.pop();
+        }
+        self.started = true;
+        self.dir = dir.to_string();
+        self.names.clear();
+        self.last.clear();
+    }
+
+    /// A problem entry (a link, an unreadable name): no inference in its folder.
+    fn problem(&mut self, name: &str) {
+        let (dir, _) = split(name);
+        if !self.started || dir != self.dir {
+            self.enter(dir);
+        }
+        self.tainted = true;
+    }
+
+    /// `Some(false)` when the listing proves `sidecar` absent, given that
+    /// `recording` was the last object listed; `None` when it cannot tell.
+    fn listed_before(&mut self, recording: &str, sidecar: &str) -> Option<bool> {
+        let (dir, name) = split(recording);
+        let (sdir, sname) = split(sidecar);
+        if self.disabled || self.tainted || sdir != dir || dir != self.dir || sname >= name {
+            return None;
+        }
+        if self.names.contains(sname) {
+            return Some(true);
+        }
+        self.inferred = true;
+        Some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(keys: &[&str]) -> Folder {
+        let mut f = Folder::default();
+        for k in keys {
+            f.observe(k).unwrap();
+        }
+        f
+    }
+
+    #[test]
+    fn a_sidecar_sorting_before_its_recording_is_known_from_the_listing() {
+        let mut f = listing(&["d/a.json", "d/a.wav"]);
+        assert_eq!(f.listed_before("d/a.wav", "d/a.json"), Some(true));
+        f.observe("d/b.wav").unwrap();
+        assert_eq!(f.listed_before("d/b.wav", "d/b.json"), Some(false));
+        // Root-level keys work the same way.
+        let mut f = listing(&["a.json", "a.wav", "b.wav"]);
+        assert_eq!(f.listed_before("a.wav", "a.json"), Some(true));
+        assert_eq!(f.listed_before("b.wav", "b.json"), Some(false));
+    }
+
+    #[test]
+    fn no_inference_where_the_listing_cannot_tell() {
+        let mut f = listing(&["d/a.wav"]);
+        // Sorts after the recording: not listed yet.
+        assert_eq!(f.listed_before("d/a.wav", "d/a.xml"), None);
+        // Another folder.
+        assert_eq!(f.listed_before("d/a.wav", "e/a.json"), None);
+        // Back in a folder after one of its subfolders: its first stretch is forgotten.
+        let mut f = listing(&["d/a.json", "d/b/x.wav", "d/c.wav"]);
+        assert_eq!(f.listed_before("d/c.wav", "d/a.json"), None);
+        // Root after a subfolder.
+        let mut f = listing(&["a.json", "b/x", "c.wav"]);
+        assert_eq!(f.listed_before("c.wav", "a.json"), None);
+        // A problem entry (a link, say) in the folder.
+        let mut f = Folder::default();
+        f.problem("d/a.json");
+        f.observe("d/a.wav").unwrap();
+        assert_eq!(f.listed_before("d/a.wav", "d/a.json"), None);
+        // A sibling folder after a subfolder is a new stretch: inference resumes.
+        let mut f = listing(&["d/a.wav", "d/b/x.wav", "e/a.json", "e/c.wav"]);
+        assert_eq!(f.listed_before("e/c.wav", "e/a.json"), Some(true));
+        assert_eq!(f.listed_before("e/c.wav", "e/b.json"), Some(false));
+    }
+
+    #[test]
+    fn a_listing_out_of_order_turns_inference_off_or_fails_the_store() {
+        let mut f = listing(&["d/b.wav", "d/a.wav"]);
+        assert_eq!(f.listed_before("d/a.wav", "d/0.json"), None, "off");
+        let mut f = listing(&["d/b.wav"]);
+        assert_eq!(f.listed_before("d/b.wav", "d/a.json"), Some(false));
+        let err = f.observe("d/a.json").unwrap_err();
+        assert!(err.contains("out of key order"), "{err}");
+    }
 }

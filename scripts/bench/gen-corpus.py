@@ -4,8 +4,8 @@
 Dates are spread uniformly over the last 36 months; each file's mtime is its
 recording time and the path carries its UTC date, so that lethe (which reads
 the date from the key) and mtime-based tools (find, rclone) see the same age.
-Every third recording has a transcript in DIR/transcripts/call-<id>.txt with
-the same mtime. Deterministic for a given N, SEED and NOW (env, epoch seconds).
+Every third recording has a transcript in DIR/transcripts/call-<id>.txt and
+every tenth a JSON sidecar beside it (call-<id>.json), with the same mtime. Deterministic for a given N, SEED and NOW (env, epoch seconds).
 Prints how many recordings are older than 548 days.
 """
 import os, random, sys, time
@@ -27,7 +27,12 @@ for i in range(n):
     if d not in made:
         os.makedirs(d, exist_ok=True)
         made.add(d)
-    for path, data in [(f"{d}/call-{i:07d}.wav", body)] + ([(f"{root}/transcripts/call-{i:07d}.txt", b"transcript\n")] if i % 3 == 0 else []):
+    files = [(f"{d}/call-{i:07d}.wav", body)]
+    if i % 3 == 0:
+        files.append((f"{root}/transcripts/call-{i:07d}.txt", b"transcript\n"))
+    if i % 10 == 0:
+        files.append((f"{d}/call-{i:07d}.json", b'{"agent": "a-%d", "queue": "support"}\n' % (i % 97)))
+    for path, data in files:
         with open(path, "wb") as f:
             f.write(data)
         os.utime(path, (mtime, mtime))

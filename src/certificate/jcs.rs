@@ -25,6 +25,16 @@ pub fn value_to_vec(value: &Value) -> Vec<u8> {
     out
 }
 
+/// RFC 8785 §3.2.3 member order: by UTF-16 code units. For ASCII names (all
+/// of lethe's own) that is byte order, without transcoding.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+}
+
 /// Appends the canonical form of `value` to `out`.
 pub fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
@@ -46,7 +56,7 @@ pub fn write_value(value: &Value, out: &mut Vec<u8>) {
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
             // RFC 8785 §3.2.3: sort by the UTF-16 code units of the names.
-            members.sort_by(|(a, _), (b, _)| a.encode_utf16().cmp(b.encode_utf16()));
+            members.sort_by(|(a, _), (b, _)| utf16_order(a, b));
             out.push(b'{');
             for (i, (name, member)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -84,7 +94,7 @@ fn write_number(n: &serde_json::Number, out: &mut Vec<u8>) {
     out.extend_from_slice(buf.format_finite(f).as_bytes());
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let mut start = 0;
     for (i, byte) in s.bytes().enumerate() {

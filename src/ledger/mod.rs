@@ -152,6 +152,47 @@ impl LedgerRow {
         Some(hex::encode(Sha256::digest(jcs::value_to_vec(&doc))))
     }
 
+    /// [`compute_hash`](Self::compute_hash) for a row whose body is already
+    /// canonical JSON (a row being appended): the same bytes, written
+    /// directly instead of parsed and re-serialized.
+    fn hash_of_canonical(&self) -> String {
+        fn string(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+            jcs::write_string(name, out);
+            out.push(b':');
+            match value {
+                Some(v) => jcs::write_string(v, out),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.push(b',');
+        }
+        let mut out = Vec::with_capacity(self.body.len() + 256);
+        out.push(b'{');
+        // Members in RFC 8785 order: at, body, key, kind, prev, ref, run_id, seq, store.
+        string(&mut out, "at", Some(&self.at));
+        out.extend_from_slice(b"\"body\":");
+        out.extend_from_slice(self.body.as_bytes());
+        out.push(b',');
+        string(&mut out, "key", self.key.as_deref());
+        string(&mut out, "kind", Some(&self.kind));
+        string(&mut out, "prev", Some(&self.prev_hash));
+        out.extend_from_slice(b"\"ref\":");
+        match self.ref_seq {
+            Some(r) => out.extend_from_slice(r.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b',');
+        string(&mut out, "run_id", Some(&self.run_id));
+        out.extend_from_slice(format!("\"seq\":{},", self.seq).as_bytes());
+        jcs::write_string("store", &mut out);
+        out.push(b':');
+        match &self.store {
+            Some(v) => jcs::write_string(v, &mut out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b'}');
+        hex::encode(Sha256::digest(&out))
+    }
+
     pub fn body_json(&self) -> Result<Value> {
         serde_json::from_str(&self.body).map_err(|e| LedgerError::Corrupt {
             seq: self.seq,
@@ -266,17 +307,17 @@ impl Ledger {
     /// Appends rows in one transaction and returns their sequence numbers.
     pub async fn append(&self, rows: Vec<NewRow>) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
-        let seqs = Self::append_in(&mut tx, rows, |_, _| None).await?;
+        let seqs = Self::append_in(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(seqs)
     }
 
-    /// Appends inside an open transaction. `extra` may return a statement to
-    /// run for each row (index maintenance) given its seq and the row.
+    /// Appends inside an open transaction: the hash chain is computed row by
+    /// row, and the rows are written many to a statement (a statement per row
+    /// would cost a round trip to the database worker each).
     async fn append_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         rows: Vec<NewRow>,
-        extra: impl Fn(i64, &NewRow) -> Option<(&'static str, i64)>,
     ) -> Result<Vec<i64>> {
         let head = sqlx::query("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut **tx)
@@ -286,6 +327,7 @@ impl Ledger {
             None => (0, GENESIS.to_string()),
         };
         let mut seqs = Vec::with_capacity(rows.len());
+        let mut stored_rows = Vec::with_capacity(rows.len());
         for row in rows {
             seq += 1;
             let body = String::from_utf8(jcs::value_to_vec(&row.body)).map_err(|e| {
@@ -297,40 +339,46 @@ impl Ledger {
             let mut stored = LedgerRow {
                 seq,
                 kind: row.kind.to_string(),
-                run_id: row.run_id.clone(),
+                run_id: row.run_id,
                 at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-                store: row.store.clone(),
-                key: row.key.clone(),
+                store: row.store,
+                key: row.key,
                 ref_seq: row.ref_seq,
                 body,
                 prev_hash: prev,
                 hash: String::new(),
             };
-            stored.hash = stored.compute_hash().ok_or_else(|| LedgerError::Corrupt {
-                seq,
-                message: "body is not JSON".into(),
-            })?;
-            sqlx::query(
-                "INSERT INTO ledger (seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(stored.seq)
-            .bind(stored.kind)
-            .bind(stored.run_id)
-            .bind(stored.at)
-            .bind(stored.store)
-            .bind(stored.key)
-            .bind(stored.ref_seq)
-            .bind(stored.body)
-            .bind(stored.prev_hash)
-            .bind(stored.hash.clone())
-            .execute(&mut **tx)
-            .await?;
-            if let Some((sql, arg)) = extra(seq, &row) {
-                sqlx::query(sql).bind(arg).execute(&mut **tx).await?;
-            }
+            stored.hash = stored.hash_of_canonical();
+            debug_assert_eq!(Some(&stored.hash), stored.compute_hash().as_ref());
             seqs.push(seq);
-            prev = stored.hash;
+            prev = stored.hash.clone();
+            stored_rows.push(stored);
+        }
+        let style = Placeholders::of(tx);
+        let mut rest = stored_rows.into_iter().peekable();
+        while rest.peek().is_some() {
+            let chunk: Vec<LedgerRow> = rest.by_ref().take(ROWS_PER_STATEMENT).collect();
+            let sql = values_statement(
+                "INSERT INTO ledger (seq, kind, run_id, at, store, object_key, ref_seq, body, prev_hash, hash) VALUES ",
+                chunk.len(),
+                10,
+                style,
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for r in chunk {
+                q = q
+                    .bind(r.seq)
+                    .bind(r.kind)
+                    .bind(r.run_id)
+                    .bind(r.at)
+                    .bind(r.store)
+                    .bind(r.key)
+                    .bind(r.ref_seq)
+                    .bind(r.body)
+                    .bind(r.prev_hash)
+                    .bind(r.hash);
+            }
+            q.execute(&mut **tx).await?;
         }
         Ok(seqs)
     }
@@ -427,7 +475,7 @@ impl Ledger {
             tx.rollback().await?;
             return Ok(None);
         }
-        let seq = Self::append_in(&mut tx, vec![row], |_, _| None).await?[0];
+        let seq = Self::append_in(&mut tx, vec![row]).await?[0];
         tx.commit().await?;
         Ok(Some(seq))
     }
@@ -666,7 +714,7 @@ impl Ledger {
             ref_seq: None,
             body: body.clone(),
         };
-        let seq = Self::append_in(&mut tx, vec![row], |_, _| None).await?[0];
+        let seq = Self::append_in(&mut tx, vec![row]).await?[0];
         sqlx::query("INSERT INTO hold (case_id, placed_seq, body) VALUES ($1, $2, $3)")
             .bind(hold.case.clone())
             .bind(seq)
@@ -710,7 +758,7 @@ impl Ledger {
             ref_seq: Some(placed_seq),
             body,
         };
-        Self::append_in(&mut tx, vec![row], |_, _| None).await?;
+        Self::append_in(&mut tx, vec![row]).await?;
         tx.commit().await?;
         Ok(ReleaseState::Awaiting {
             requested_by: release.by.clone(),
@@ -748,7 +796,7 @@ impl Ledger {
             ref_seq: Some(placed_seq),
             body,
         };
-        Self::append_in(&mut tx, vec![row], |_, _| None).await?;
+        Self::append_in(&mut tx, vec![row]).await?;
         let mut approved_by = pending.approved_by.clone();
         approved_by.push(by.to_string());
         let state = if approved_by.len() + 1 >= people {
@@ -854,7 +902,7 @@ impl Ledger {
             ref_seq: Some(placed_seq),
             body,
         };
-        let seq = Self::append_in(tx, vec![new], |_, _| None).await?[0];
+        let seq = Self::append_in(tx, vec![new]).await?[0];
         sqlx::query("UPDATE hold SET released_seq = $1 WHERE case_id = $2")
             .bind(seq)
             .bind(release.case.clone())
@@ -889,7 +937,7 @@ impl Ledger {
             ref_seq: Some(placed_seq),
             body,
         };
-        let seq = Self::append_in(&mut tx, vec![new], |_, _| None).await?[0];
+        let seq = Self::append_in(&mut tx, vec![new]).await?[0];
         sqlx::query("UPDATE hold SET released_seq = $1 WHERE case_id = $2")
             .bind(seq)
             .bind(release.case.clone())
@@ -929,7 +977,7 @@ impl Ledger {
             ref_seq: None,
             body,
         };
-        let seq = Self::append_in(&mut tx, vec![row], |_, _| None).await?[0];
+        let seq = Self::append_in(&mut tx, vec![row]).await?[0];
         if existing.is_none() {
             sqlx::query("INSERT INTO erasure (request, subject_sha256, seq) VALUES ($1, $2, $3)")
                 .bind(request.to_string())
@@ -1154,10 +1202,21 @@ impl Journal for RunJournal<'_> {
                 }
             }
         }
-        let seqs = Ledger::append_in(&mut tx, rows, |seq, _| {
-            Some(("INSERT INTO pending_intent (seq) VALUES ($1)", seq))
-        })
-        .await?;
+        let seqs = Ledger::append_in(&mut tx, rows).await?;
+        let style = Placeholders::of(&tx);
+        for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
+            let sql = values_statement(
+                "INSERT INTO pending_intent (seq) VALUES ",
+                chunk.len(),
+                1,
+                style,
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            q.execute(&mut *tx).await.map_err(LedgerError::from)?;
+        }
         tx.commit().await.map_err(LedgerError::from)?;
         let mut seqs = seqs.into_iter();
         Ok(groups
@@ -1191,14 +1250,73 @@ impl Journal for RunJournal<'_> {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
         let mut tx = self.ledger.begin().await?;
-        Ledger::append_in(&mut tx, rows, |_, row| {
-            row.ref_seq
-                .map(|r| ("DELETE FROM pending_intent WHERE seq = $1", r))
-        })
-        .await?;
+        let closed: Vec<i64> = rows.iter().filter_map(|r| r.ref_seq).collect();
+        Ledger::append_in(&mut tx, rows).await?;
+        let style = Placeholders::of(&tx);
+        for chunk in closed.chunks(SEQS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM pending_intent WHERE seq IN ({})",
+                style.list(1, chunk.len())
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for seq in chunk {
+                q = q.bind(*seq);
+            }
+            q.execute(&mut *tx).await.map_err(LedgerError::from)?;
+        }
         tx.commit().await.map_err(LedgerError::from)?;
         Ok(())
     }
+}
+
+/// Ledger rows per INSERT (10 parameters each: well under SQLite's 32,766
+/// and PostgreSQL's 65,535 bound parameters).
+const ROWS_PER_STATEMENT: usize = 200;
+/// Sequence numbers per pending-index statement.
+const SEQS_PER_STATEMENT: usize = 1000;
+
+/// Bound-parameter placeholders: `$N` for PostgreSQL; `?` for SQLite, where
+/// numbered ones cost a linear search per parameter when binding.
+#[derive(Clone, Copy)]
+enum Placeholders {
+    Numbered,
+    Positional,
+}
+
+impl Placeholders {
+    fn of(conn: &sqlx::AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Placeholders::Positional
+        } else {
+            Placeholders::Numbered
+        }
+    }
+
+    fn list(self, from: usize, count: usize) -> String {
+        (from..from + count)
+            .map(|n| match self {
+                Placeholders::Numbered => format!("${n}"),
+                Placeholders::Positional => "?".to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// `prefix` followed by `rows` groups of `width` placeholders: `($1, $2),
+/// ($3, $4)` or `(?, ?), (?, ?)`. Only placeholders are generated; values are bound.
+fn values_statement(prefix: &str, rows: usize, width: usize, style: Placeholders) -> String {
+    let mut sql = String::with_capacity(prefix.len() + rows * width * 6);
+    sql.push_str(prefix);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        sql.push_str(&style.list(r * width + 1, width));
+        sql.push(')');
+    }
+    sql
 }
 
 /// Timestamps as the ledger and certificates write them.

@@ -22,6 +22,9 @@ use object_store::{ObjectMeta, ObjectStore};
 
 use super::Listed;
 
+/// Threads a batch of local deletions is spread over.
+const DELETE_THREADS: usize = 4;
+
 /// Entries buffered between the walking thread and the async consumer.
 const CHANNEL_CAPACITY: usize = 1024;
 
@@ -134,6 +137,17 @@ impl LocalGuard {
     /// Refuses to touch anything but a regular file inside the root. A path
     /// that does not exist passes: the store will answer "not found".
     pub fn check(&self, path: &ObjectPath) -> Result<(), String> {
+        self.inspect(path, &mut Folders::default()).map(|_| ())
+    }
+
+    /// [`check`](Self::check), returning the file's path and metadata (`None`:
+    /// it does not exist). `folders` remembers, for one batch, which folders
+    /// were found to resolve inside the root.
+    fn inspect(
+        &self,
+        path: &ObjectPath,
+        folders: &mut Folders,
+    ) -> Result<(PathBuf, Option<std::fs::Metadata>), String> {
         let fs_path = self
             .fs
             .path_to_filesystem(path)
@@ -143,7 +157,7 @@ impl LocalGuard {
         }
         let meta = match std::fs::symlink_metadata(&fs_path) {
             Ok(m) => m,
-            Err(_) => return Ok(()),
+            Err(_) => return Ok((fs_path, None)),
         };
         if meta.file_type().is_symlink() {
             return Err("it is a symbolic link; lethe never follows or deletes links".into());
@@ -152,15 +166,122 @@ impl LocalGuard {
             return Err("it is not a regular file".into());
         }
         let parent = fs_path.parent().ok_or("it has no parent folder")?;
-        let parent =
-            std::fs::canonicalize(parent).map_err(|e| format!("cannot resolve its folder: {e}"))?;
-        if !parent.starts_with(&self.root) {
-            return Err(format!(
-                "its folder resolves to {}, outside the store root",
-                parent.display()
-            ));
+        if !folders.inside.contains(parent) {
+            let resolved = std::fs::canonicalize(parent)
+                .map_err(|e| format!("cannot resolve its folder: {e}"))?;
+            if !resolved.starts_with(&self.root) {
+                return Err(format!(
+                    "its folder resolves to {}, outside the store root",
+                    resolved.display()
+                ));
+            }
+            folders.inside.insert(parent.to_path_buf());
         }
-        Ok(())
+        Ok((fs_path, Some(meta)))
+    }
+
+    /// Heads many objects on one blocking thread (a thread hop per object
+    /// would cost more than the `lstat` itself). Results in the order of `paths`.
+    pub async fn head_many(
+        &self,
+        paths: Vec<ObjectPath>,
+    ) -> Vec<Result<Option<ObjectMeta>, LocalError>> {
+        let guard = self.clone();
+        let n = paths.len();
+        tokio::task::spawn_blocking(move || {
+            let mut folders = Folders::default();
+            paths
+                .into_iter()
+                .map(|path| match guard.inspect(&path, &mut folders) {
+                    Err(reason) => Err(LocalError::Refused(reason)),
+                    Ok((_, None)) => Ok(None),
+                    Ok((_, Some(meta))) => Ok(Some(object_meta(path, &meta))),
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_else(|e| (0..n).map(|_| Err(LocalError::Io(e.to_string()))).collect())
+    }
+
+    /// Deletes many files on one blocking thread, each after the same checks
+    /// as [`check`](Self::check). Results in the order of `paths`.
+    pub async fn delete_many(&self, paths: Vec<ObjectPath>) -> Vec<Result<bool, LocalError>> {
+        // A few threads at once: an unlink mostly waits for the file system,
+        // and waits overlap.
+        let per_thread = paths.len().div_ceil(DELETE_THREADS).max(1);
+        let mut chunks = Vec::new();
+        let mut rest = paths.into_iter().peekable();
+        while rest.peek().is_some() {
+            chunks.push(rest.by_ref().take(per_thread).collect::<Vec<_>>());
+        }
+        let tasks: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                let guard = self.clone();
+                let n = chunk.len();
+                (
+                    n,
+                    tokio::task::spawn_blocking(move || {
+                        let mut folders = Folders::default();
+                        chunk
+                            .into_iter()
+                            .map(|path| guard.delete_one(&path, &mut folders))
+                            .collect::<Vec<_>>()
+                    }),
+                )
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (n, task) in tasks {
+            match task.await {
+                Ok(results) => out.extend(results),
+                Err(e) => out.extend((0..n).map(|_| Err(LocalError::Io(e.to_string())))),
+            }
+        }
+        out
+    }
+
+    fn delete_one(&self, path: &ObjectPath, folders: &mut Folders) -> Result<bool, LocalError> {
+        match self.inspect(path, folders) {
+            Err(reason) => Err(LocalError::Refused(reason)),
+            Ok((_, None)) => Ok(false),
+            Ok((fs_path, Some(_))) => match std::fs::remove_file(&fs_path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(LocalError::Io(format!("cannot delete: {e}"))),
+            },
+        }
+    }
+}
+
+/// Why a batch operation on a local file did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalError {
+    /// The guard refused (a link, not a regular file, outside the root, lethe's own).
+    Refused(String),
+    Io(String),
+}
+
+/// Folders of one batch already found to resolve inside the root.
+#[derive(Default)]
+struct Folders {
+    inside: std::collections::HashSet<PathBuf>,
+}
+
+/// What `LocalFileSystem::head` would say of a file: the same e-tag scheme.
+fn object_meta(location: ObjectPath, meta: &std::fs::Metadata) -> ObjectMeta {
+    use std::os::unix::fs::MetadataExt;
+    let modified = meta.modified().ok();
+    let micros = modified
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    ObjectMeta {
+        location,
+        last_modified: modified.map(DateTime::<Utc>::from).unwrap_or_default(),
+        size: meta.len(),
+        e_tag: Some(format!("\"{:x}-{micros:x}-{:x}\"", meta.ino(), meta.len())),
+        version: None,
     }
 }
 

@@ -24,7 +24,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 pub use cloud::Cloud;
-pub use local::LocalGuard;
+pub use local::{LocalError, LocalGuard};
 pub use probe::DeletionStatement;
 
 use crate::config::StoreConfig;
@@ -101,6 +101,9 @@ pub struct Store {
     cloud: Option<Cloud>,
     /// HTTP settings among the store's options, for lethe's own requests.
     client_options: object_store::ClientOptions,
+    /// The listing yields each folder's objects in increasing name order (S3,
+    /// GCS and Azure by their API's contract; the local guard's own walk).
+    sorted: bool,
 }
 
 impl Store {
@@ -135,6 +138,7 @@ impl Store {
             local,
             cloud,
             client_options: cloud::client_options(&config.options),
+            sorted: true,
         })
     }
 
@@ -147,7 +151,21 @@ impl Store {
             local: None,
             cloud: None,
             client_options: object_store::ClientOptions::new(),
+            sorted: false,
         }
+    }
+
+    /// Declares that the wrapped store lists in key order (see [`Store::lists_in_order`]).
+    pub fn with_sorted_listing(mut self) -> Self {
+        self.sorted = true;
+        self
+    }
+
+    /// Whether the listing yields each folder's objects in increasing name
+    /// order, so that the scan may infer a sidecar's absence from it. Unknown
+    /// stores (`from_object_store`) are not assumed to.
+    pub fn lists_in_order(&self) -> bool {
+        self.sorted
     }
 
     /// The typed cloud client, if this is a cloud store.
@@ -348,6 +366,9 @@ impl Store {
     /// it concerned: those keys are `Unanswered`, and the caller must find out
     /// with a `head` what became of them.
     pub async fn delete_many(&self, keys: &[String]) -> Vec<DeleteAnswer> {
+        if let Some(local) = &self.local {
+            return self.delete_many_local(local, keys).await;
+        }
         let mut answers: Vec<DeleteAnswer> = vec![DeleteAnswer::Unanswered(None); keys.len()];
         let mut index: HashMap<String, VecDeque<usize>> = HashMap::new();
         let mut paths = Vec::with_capacity(keys.len());
@@ -404,6 +425,85 @@ impl Store {
             }
         }
         answers
+    }
+}
+
+impl Store {
+    /// A local folder's bulk delete: every file checked and unlinked on one
+    /// blocking thread, each with its own answer.
+    async fn delete_many_local(&self, local: &LocalGuard, keys: &[String]) -> Vec<DeleteAnswer> {
+        let mut answers: Vec<DeleteAnswer> = vec![DeleteAnswer::Unanswered(None); keys.len()];
+        let mut slots = Vec::with_capacity(keys.len());
+        let mut paths = Vec::with_capacity(keys.len());
+        for (i, key) in keys.iter().enumerate() {
+            match self.path(key) {
+                Ok(p) => {
+                    slots.push(i);
+                    paths.push(p);
+                }
+                Err(e) => answers[i] = DeleteAnswer::Refused(e.to_string()),
+            }
+        }
+        for (i, result) in slots.into_iter().zip(local.delete_many(paths).await) {
+            answers[i] = match result {
+                Ok(true) => DeleteAnswer::Deleted,
+                Ok(false) => DeleteAnswer::NotFound,
+                Err(LocalError::Refused(reason)) => {
+                    DeleteAnswer::Refused(format!("{}: refused: {reason}", keys[i]))
+                }
+                Err(LocalError::Io(e)) => {
+                    DeleteAnswer::Unanswered(Some(format!("{}: {e}", keys[i])))
+                }
+            };
+        }
+        answers
+    }
+
+    /// Heads many keys, in the order given: on one blocking thread for a
+    /// local folder, `concurrency` requests at a time for a cloud store.
+    pub async fn head_many(
+        &self,
+        keys: &[String],
+        concurrency: usize,
+    ) -> Vec<Result<Option<ObjectMeta>>> {
+        let Some(local) = &self.local else {
+            return futures::stream::iter(keys.iter().cloned())
+                .map(|k| async move { self.head(&k).await })
+                .buffered(concurrency.max(1))
+                .collect()
+                .await;
+        };
+        let mut out: Vec<Option<Result<Option<ObjectMeta>>>> = Vec::with_capacity(keys.len());
+        let mut slots = Vec::new();
+        let mut paths = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.path(key) {
+                Ok(p) => {
+                    out.push(None);
+                    slots.push(i);
+                    paths.push(p);
+                }
+                Err(e) => out.push(Some(Err(e))),
+            }
+        }
+        for (i, result) in slots.into_iter().zip(local.head_many(paths).await) {
+            out[i] = Some(result.map_err(|e| match e {
+                LocalError::Refused(reason) => StoreError::Refused {
+                    key: keys[i].clone(),
+                    reason,
+                },
+                LocalError::Io(message) => StoreError::Object {
+                    key: keys[i].clone(),
+                    source: object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: message.into(),
+                    },
+                },
+            }));
+        }
+        out.into_iter()
+            .map(|r| r.expect("every key answered"))
+            .collect()
     }
 }
 
