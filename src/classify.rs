@@ -117,13 +117,13 @@ impl Reason {
 
 /// The sidecar fields lethe reads; other fields are allowed and ignored.
 #[derive(Debug, Default, Deserialize)]
-struct Sidecar {
+pub struct Sidecar {
     #[serde(default)]
-    purposes: Option<Vec<String>>,
+    pub purposes: Option<Vec<String>>,
     #[serde(default)]
-    subject: Option<String>,
+    pub subject: Option<String>,
     #[serde(default)]
-    recorded_at: Option<String>,
+    pub recorded_at: Option<String>,
 }
 
 /// Near misses of the fields above: a typo must not silently drop a purpose.
@@ -135,7 +135,8 @@ const SUSPICIOUS_FIELDS: &[(&str, &str)] = &[
     ("Subject", "subject"),
 ];
 
-fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
+/// Reads a sidecar's JSON; the error says what is wrong (the caller names the key).
+pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = value
@@ -153,7 +154,7 @@ fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
 
 /// Reads a date written in a sidecar: RFC 3339 with an offset, or a local
 /// date or date-time on the policy's calendar.
-fn parse_sidecar_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+pub fn parse_sidecar_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t.with_timezone(&Utc));
     }

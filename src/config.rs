@@ -154,9 +154,32 @@ pub struct StoreConfig {
     /// What the operator asserts about deletions in this store; a run
     /// refuses to start if the store says otherwise.
     pub deletion_mode: Option<DeletionMode>,
+    /// `[stores.inject_faults]`: for testing only, makes the store's client
+    /// fail on purpose (see `store::faults`).
+    pub faults: Option<Box<FaultSettings>>,
 }
 
-/// How a deleted object disappears from a store.
+/// `[stores.inject_faults]`: the chance of each fault per request (per key
+/// for `partial`), drawn from a generator seeded with `seed`. For fault
+/// tests; a run with it logs a warning at start.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FaultSettings {
+    pub seed: u64,
+    /// A transient error (as an HTTP 500): the request is not carried out.
+    pub error: f64,
+    /// Throttling (as an HTTP 503 SlowDown): not carried out.
+    pub throttle: f64,
+    /// Waits `delay`, then fails as a timeout: not carried out.
+    pub timeout: f64,
+    /// The request is carried out but its answer is lost: an error comes back.
+    pub lost_reply: f64,
+    /// Waits `delay`, then carries the request out.
+    pub slow: f64,
+    /// In a bulk delete, each key fails alone with this chance (half of
+    /// those after the key was in fact deleted).
+    pub partial: f64,
+    pub delay: std::time::Duration,
+}
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeletionMode {
     /// Gone, no earlier version kept.
@@ -283,6 +306,28 @@ struct RawStore {
     retry: Option<RawRetry>,
     #[serde(default)]
     deletion_mode: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    inject_faults: Option<toml::Spanned<RawFaults>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFaults {
+    seed: u64,
+    #[serde(default)]
+    error: f64,
+    #[serde(default)]
+    throttle: f64,
+    #[serde(default)]
+    timeout: f64,
+    #[serde(default)]
+    lost_reply: f64,
+    #[serde(default)]
+    slow: f64,
+    #[serde(default)]
+    partial: f64,
+    #[serde(default)]
+    delay: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -493,12 +538,19 @@ impl Settings {
                     at(m.span(), format!("deletion_mode must be \"permanent\", \"delete-marker\" or \"soft-deleted\", not {:?}", m.get_ref()))
                 })?),
             };
+            let faults = match &store.inject_faults {
+                None => None,
+                Some(f) => Some(Box::new(
+                    fault_settings(&url, f.get_ref()).map_err(|m| at(f.span(), m))?,
+                )),
+            };
             stores.push(StoreConfig {
                 name,
                 url,
                 options,
                 retry,
                 deletion_mode,
+                faults,
             });
         }
 
@@ -525,6 +577,7 @@ impl Settings {
                     options,
                     retry,
                     deletion_mode: None,
+                    faults: None,
                 })
             }
         } else {
@@ -740,6 +793,53 @@ fn retry_settings(
         init_backoff: duration(&r.init_backoff)?,
         max_backoff: duration(&r.max_backoff)?,
         backoff_base: r.backoff_base.as_ref().map(|b| *b.get_ref()),
+    })
+}
+
+/// `[stores.inject_faults]`, checked: chances between 0 and 1 that add up
+/// to at most 1 per request, on an object-store URL (a local folder does not
+/// go through object_store's client).
+fn fault_settings(url: &str, f: &RawFaults) -> std::result::Result<FaultSettings, String> {
+    if url.starts_with("file:") {
+        return Err(
+            "inject_faults applies to object-store URLs (s3, az, gs), not to a local folder".into(),
+        );
+    }
+    let chances = [
+        ("error", f.error),
+        ("throttle", f.throttle),
+        ("timeout", f.timeout),
+        ("lost_reply", f.lost_reply),
+        ("slow", f.slow),
+        ("partial", f.partial),
+    ];
+    for (name, p) in chances {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(format!(
+                "inject_faults.{name} must be a chance between 0 and 1, not {p}"
+            ));
+        }
+    }
+    if f.error + f.throttle + f.timeout + f.lost_reply + f.slow > 1.0 {
+        return Err(
+            "inject_faults: error, throttle, timeout, lost_reply and slow add up to more than 1"
+                .into(),
+        );
+    }
+    let delay = match &f.delay {
+        None => std::time::Duration::from_millis(50),
+        Some(d) => humantime::parse_duration(d.trim())
+            .map_err(|e| format!("inject_faults.delay: expected a duration like \"50ms\": {e}"))?,
+    };
+    Ok(FaultSettings {
+        seed: f.seed,
+        error: f.error,
+        throttle: f.throttle,
+        timeout: f.timeout,
+        lost_reply: f.lost_reply,
+        slow: f.slow,
+        partial: f.partial,
+        delay,
     })
 }
 

@@ -70,6 +70,11 @@ pub enum Status {
     /// The store said it was not there; a `head` confirmed it.
     AlreadyAbsent,
     Failed,
+    /// The delete was sent, but whether the object is gone could not be
+    /// checked (the store kept failing). Its intent stays pending (see
+    /// [`stays_pending`]): the next run checks it again, and certifies it if
+    /// it is gone.
+    Unconfirmed,
     /// Not attempted because its recording could not be deleted.
     Skipped,
     /// Planned by an interrupted run that never deleted it; re-planned since.
@@ -86,9 +91,24 @@ impl Status {
             Status::Deleted => "deleted",
             Status::AlreadyAbsent => "already-absent",
             Status::Failed => "failed",
+            Status::Unconfirmed => "unconfirmed",
             Status::Skipped => "skipped",
             Status::Abandoned => "abandoned",
         }
+    }
+}
+
+/// Whether an intent stays pending after this outcome, for the next run's
+/// recovery to finish: a deletion that could not be confirmed, and a sidecar
+/// or companion that failed or was skipped (its recording may be gone, and
+/// then no listing leads back to it). Recovery deletes it if its recording is
+/// gone, and abandons it to a fresh plan if not. A failed recording is
+/// planned afresh from the listing instead.
+pub fn stays_pending(intent: &Intent, outcome: &Outcome) -> bool {
+    match outcome.result {
+        Status::Unconfirmed => true,
+        Status::Failed | Status::Skipped => intent.role != Role::Recording,
+        _ => false,
     }
 }
 
@@ -206,7 +226,7 @@ impl Report {
                 }
                 debug!(store, key = %intent.key, role = ?intent.role, result = outcome.result.as_str(), "deleted");
             }
-            Status::Failed => {
+            Status::Failed | Status::Unconfirmed => {
                 self.failed += 1;
                 let detail = outcome.detail.clone().unwrap_or_default();
                 if self.failed <= LOG_SAMPLE {
@@ -353,6 +373,8 @@ pub async fn delete_verified(
     let mut results: Vec<Option<(Status, Option<String>)>> = vec![None; keys.len()];
     let mut confirmed = vec![false; keys.len()];
     let mut last_error: Vec<Option<String>> = vec![None; keys.len()];
+    // Whether the last check of each key failed (rather than found it present).
+    let mut unchecked = vec![false; keys.len()];
     let mut pending: Vec<usize> = (0..keys.len()).collect();
     for attempt in 1..=DELETE_ATTEMPTS {
         let batch: Vec<String> = pending.iter().map(|&i| keys[i].clone()).collect();
@@ -400,10 +422,12 @@ pub async fn delete_verified(
                     last_error[i].get_or_insert_with(|| {
                         "the object is still present after the delete".into()
                     });
+                    unchecked[i] = false;
                     pending.push(i);
                 }
                 Err(e) => {
                     last_error[i] = Some(format!("absence could not be verified: {e}"));
+                    unchecked[i] = true;
                     pending.push(i);
                 }
             }
@@ -422,7 +446,14 @@ pub async fn delete_verified(
         }
     }
     for i in pending {
-        results[i] = Some((Status::Failed, last_error[i].take()));
+        // A delete was sent: if the object's presence is unknown, it may be
+        // gone, and only a later check can say so.
+        let status = if unchecked[i] {
+            Status::Unconfirmed
+        } else {
+            Status::Failed
+        };
+        results[i] = Some((status, last_error[i].take()));
     }
     results
         .into_iter()
@@ -643,7 +674,7 @@ pub async fn recover<J: Journal>(
                 (
                     Status::Abandoned,
                     Some(format!(
-                        "run {} was interrupted before deleting it",
+                        "run {} did not delete it (interrupted, or its delete could not be confirmed)",
                         p.run_id
                     )),
                 )
@@ -651,7 +682,7 @@ pub async fn recover<J: Journal>(
                 (
                     Status::Deleted,
                     Some(format!(
-                        "run {} was interrupted; absence verified on recovery",
+                        "run {} did not confirm it (interrupted, or the store did not answer); absence verified on recovery",
                         p.run_id
                     )),
                 )
@@ -661,7 +692,7 @@ pub async fn recover<J: Journal>(
                     .remove(0);
                 (
                     r,
-                    d.or_else(|| Some(format!("completed after run {} was interrupted", p.run_id))),
+                    d.or_else(|| Some(format!("completed after run {} left it pending", p.run_id))),
                 )
             };
             let outcome = Outcome {

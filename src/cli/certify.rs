@@ -70,7 +70,10 @@ async fn write_manifest(
         let (intent, outcome) = (body.intent, body.outcome);
         let section = stores.entry(intent.store.clone()).or_default();
         if !outcome.result.is_certified() {
-            if outcome.result == crate::execute::Status::Failed {
+            if matches!(
+                outcome.result,
+                crate::execute::Status::Failed | crate::execute::Status::Unconfirmed
+            ) {
                 section.failed += 1;
             }
             continue;

@@ -144,6 +144,11 @@ impl LedgerRow {
     /// and its predecessor's hash. `None` if the body is not JSON.
     pub fn compute_hash(&self) -> Option<String> {
         let body: Value = serde_json::from_str(&self.body).ok()?;
+        // Bodies are written in canonical form: any other spelling of the
+        // same JSON (spaces, escapes, member order) is an edit too.
+        if jcs::value_to_vec(&body) != self.body.as_bytes() {
+            return None;
+        }
         let doc = json!({
             "seq": self.seq, "kind": self.kind, "run_id": self.run_id, "at": self.at,
             "store": self.store, "key": self.key, "ref": self.ref_seq, "body": body,
@@ -1250,7 +1255,13 @@ impl Journal for RunJournal<'_> {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
         let mut tx = self.ledger.begin().await?;
-        let closed: Vec<i64> = rows.iter().filter_map(|r| r.ref_seq).collect();
+        // Some outcomes leave the intent pending: the next run's recovery
+        // checks the object again and records what it finds.
+        let closed: Vec<i64> = outcomes
+            .iter()
+            .filter(|(i, o)| !crate::execute::stays_pending(i, o))
+            .map(|(_, o)| o.intent)
+            .collect();
         Ledger::append_in(&mut tx, rows).await?;
         let style = Placeholders::of(&tx);
         for chunk in closed.chunks(SEQS_PER_STATEMENT) {

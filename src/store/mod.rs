@@ -9,6 +9,7 @@
 //! link. The store never decides anything: it answers and it deletes.
 
 mod cloud;
+pub mod faults;
 mod local;
 mod probe;
 
@@ -127,7 +128,15 @@ impl Store {
                 (guard.object_store(), Some(guard), None)
             }
             _ => {
-                let (inner, cloud) = cloud::open(config).map_err(open_err)?;
+                let (mut inner, cloud) = cloud::open(config).map_err(open_err)?;
+                if let Some(faults) = config.faults.as_deref().copied() {
+                    tracing::warn!(
+                        store = %config.name,
+                        seed = faults.seed,
+                        "[stores.inject_faults] is set: this store's client fails on purpose (for testing only)"
+                    );
+                    inner = Arc::new(faults::FaultyStore::new(inner, faults));
+                }
                 (inner, None, Some(cloud))
             }
         };

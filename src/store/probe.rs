@@ -354,6 +354,7 @@ mod tests {
             options: vec![],
             retry: Default::default(),
             deletion_mode: None,
+            faults: None,
         };
         let local = Store::open(&config).unwrap();
         let detected = local

@@ -140,39 +140,86 @@ fn next(seed: &mut u64) -> u64 {
     *seed >> 33
 }
 
+/// Builds the crash corpus: `expired` recordings (a transcript for every
+/// third) past their retention, `kept` recent ones; returns both key sets.
+fn crash_corpus(
+    w: &World,
+    expired_n: usize,
+    kept_n: usize,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let old = months_ago(30);
+    let new = months_ago(1);
+    let mut expired = BTreeSet::new();
+    let mut kept = BTreeSet::new();
+    for i in 0..expired_n {
+        let rec = format!("calls/quality/{old}/E-{i:05}.wav");
+        w.put(&rec, "audio");
+        expired.insert(rec);
+        if i % 3 == 0 {
+            let t = format!("transcripts/E-{i:05}.txt");
+            w.put(&t, "text");
+            expired.insert(t);
+        }
+    }
+    for i in 0..kept_n {
+        let rec = format!("calls/quality/{new}/K-{i:05}.wav");
+        w.put(&rec, "audio");
+        kept.insert(rec);
+    }
+    (expired, kept)
+}
+
+fn crash_world() -> World {
+    let mut w = World::new();
+    w.safety = "max_deletions = 1000000\nmax_fraction = 1.0\n".into();
+    w.write_config();
+    w
+}
+
+/// Every certificate's manifest keys, in order, with repeats.
+fn all_certified(w: &World) -> Vec<String> {
+    let mut certified = Vec::new();
+    for n in 1.. {
+        if !w.cert(n).exists() {
+            break;
+        }
+        certified.extend(w.manifest_keys(n));
+    }
+    certified
+}
+
+/// The crash suite: `lethe run` over 5,000 expired and 1,000 kept recordings
+/// (6,667 objects to delete) killed with SIGKILL at a random instant of its
+/// life, then run again to completion. `LETHE_CRASH_TRIALS` sets the trials
+/// (CI: 20; long mode: 200); `LETHE_CRASH_SEED` replays a sequence.
 #[test]
 fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_deletions() {
-    let trials = std::env::var("LETHE_CRASH_TRIALS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(6u64);
-    let mut seed = 0x1e7e_u64;
-    for trial in 0..trials {
-        let mut w = World::new();
-        w.safety = "max_deletions = 1000000\nmax_fraction = 1.0\n".into();
-        w.write_config();
-        let old = months_ago(30);
-        let new = months_ago(1);
-        let mut expired = BTreeSet::new();
-        let mut kept = BTreeSet::new();
-        for i in 0..1500 {
-            let rec = format!("calls/quality/{old}/E-{i:05}.wav");
-            w.put(&rec, "audio");
-            expired.insert(rec);
-            if i % 3 == 0 {
-                let t = format!("transcripts/E-{i:05}.txt");
-                w.put(&t, "text");
-                expired.insert(t);
-            }
-        }
-        for i in 0..300 {
-            let rec = format!("calls/quality/{new}/K-{i:05}.wav");
-            w.put(&rec, "audio");
-            kept.insert(rec);
-        }
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(default)
+    };
+    let trials = env("LETHE_CRASH_TRIALS", 20);
+    let mut seed = env("LETHE_CRASH_SEED", 0x1e7e);
+    const EXPIRED: usize = 5000;
+    const KEPT: usize = 1000;
 
-        // Kill one run somewhere in its life (it takes roughly a second here).
-        let delay = Duration::from_millis(next(&mut seed) % 1500);
+    // How long an uninterrupted run takes here: kills are spread over it.
+    let calibration = crash_world();
+    crash_corpus(&calibration, EXPIRED, KEPT);
+    let started = Instant::now();
+    assert_exit(&calibration.lethe(&["run"]), 0);
+    let life = started.elapsed().as_millis().max(200) as u64;
+    drop(calibration);
+
+    let (mut mid_run, mut deleted_before_kill, mut certs_before_kill) = (0, 0, 0);
+    for trial in 0..trials {
+        let w = crash_world();
+        let (expired, kept) = crash_corpus(&w, EXPIRED, KEPT);
+
+        // Kill the run somewhere in its life (a little past it, sometimes).
+        let delay = Duration::from_millis(next(&mut seed) % (life * 11 / 10));
         let mut child = w
             .command(&["run"])
             .stdout(std::process::Stdio::null())
@@ -180,14 +227,19 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
             .spawn()
             .unwrap();
         let started = Instant::now();
+        let mut finished = false;
         while started.elapsed() < delay {
             if child.try_wait().unwrap().is_some() {
+                finished = true;
                 break;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        let _ = child.kill();
+        let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        if !finished {
+            mid_run += 1;
+        }
 
         // Nothing may be gone that was not expired, whatever the instant.
         for k in &kept {
@@ -197,17 +249,15 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
             );
         }
         // Whatever a certificate issued before the kill claims is really gone.
-        for n in 1.. {
-            if !w.cert(n).exists() {
-                break;
-            }
-            for k in w.manifest_keys(n) {
-                assert!(
-                    !w.exists(&k),
-                    "trial {trial}: certificate {n} claims {k}, which still exists"
-                );
-            }
+        let before = all_certified(&w);
+        certs_before_kill += (1..).take_while(|n| w.cert(*n).exists()).count();
+        for k in &before {
+            assert!(
+                !w.exists(k),
+                "trial {trial}: a certificate claims {k}, which still exists"
+            );
         }
+        deleted_before_kill += expired.iter().filter(|k| !w.exists(k)).count();
 
         // The next run completes everything.
         let out = w.lethe(&["run"]);
@@ -222,16 +272,12 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
             assert!(w.exists(k), "trial {trial}: {k} was wrongly deleted");
         }
         // Every deleted object is certified exactly once, and nothing else is.
-        let mut certified = Vec::new();
-        for n in 1.. {
-            if !w.cert(n).exists() {
-                break;
-            }
+        let certified = all_certified(&w);
+        for n in (1..).take_while(|n| w.cert(*n).exists()) {
             assert_exit(
                 &w.lethe(&["verify", w.cert(n).to_str().unwrap(), "--check-store"]),
                 0,
             );
-            certified.extend(w.manifest_keys(n));
         }
         let unique: BTreeSet<String> = certified.iter().cloned().collect();
         assert_eq!(
@@ -243,9 +289,27 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
             unique, expired,
             "trial {trial}: certified set differs from the deleted set"
         );
+        // The ledger says each object was deleted exactly once, too.
+        let gone = "kind = 'outcome' AND json_extract(body, '$.outcome.result') IN ('deleted', 'already-absent')";
+        assert_eq!(
+            w.sql(&format!(
+                "SELECT COUNT(DISTINCT object_key) FROM ledger WHERE {gone}"
+            )),
+            expired.len().to_string(),
+            "trial {trial}: the ledger's deleted objects"
+        );
+        assert_eq!(
+            w.sql(&format!("SELECT COUNT(*) FROM ledger WHERE {gone}")),
+            expired.len().to_string(),
+            "trial {trial}: an object is recorded deleted twice"
+        );
         assert_exit(&w.lethe(&["ledger", "verify"]), 0);
         assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
     }
+    eprintln!(
+        "crash suite: {trials} trials over {} objects each (uninterrupted run {life} ms): {mid_run} killed mid-run, {deleted_before_kill} objects deleted before a kill, {certs_before_kill} certificates issued before a kill; 0 wrongful deletions, 0 uncertified or doubly certified objects",
+        EXPIRED + EXPIRED.div_ceil(3) + KEPT
+    );
 }
 
 for_each_db! {

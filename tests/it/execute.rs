@@ -191,8 +191,17 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
     assert!(w.exists(&format!("calls/quality/{old}/FAIL-C.wav")));
     assert!(w.exists("transcripts/FAIL-C.txt"));
 
-    // Every intent has exactly one outcome; the failure is on record.
-    assert!(ledger.pending().await.unwrap().is_empty());
+    // Every intent has an outcome; the failure is on record. The skipped
+    // companion stays pending, for the next run to finish or abandon with
+    // its recording (a failed recording itself is planned afresh).
+    let pending: Vec<String> = ledger
+        .pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.intent.key)
+        .collect();
+    assert_eq!(pending, vec!["transcripts/FAIL-C.txt".to_string()]);
     let outcomes: Vec<_> = ledger
         .outcomes(1, i64::MAX)
         .map(|r| r.unwrap().1)
@@ -213,6 +222,19 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
         1
     );
     assert!(ledger.verify().await.unwrap().problems.is_empty());
+
+    // The next run's recovery finds the recording still there: the companion
+    // is abandoned, and both are planned afresh.
+    let stores = std::collections::HashMap::from([("recordings".to_string(), store.clone())]);
+    let recovered = execute::recover(
+        &stores,
+        ledger.pending().await.unwrap(),
+        &ledger.journal("run-2"),
+    )
+    .await;
+    assert_eq!(recovered.failed, 0, "{recovered:?}");
+    assert!(ledger.pending().await.unwrap().is_empty());
+    assert!(w.exists("transcripts/FAIL-C.txt"));
 }
 
 #[tokio::test]

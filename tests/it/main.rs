@@ -11,12 +11,17 @@ mod erasure;
 mod errors;
 mod evidence;
 mod execute;
+mod faults;
+mod fuzz;
 mod holds;
 mod image;
 mod local_store;
 mod operate;
 mod plan;
+mod properties;
 mod run;
+mod security;
+mod tamper;
 mod vectors;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,402 @@
+//! A fault-injecting `ObjectStore`: wraps a real client and, driven by a
+//! seed, fails some of its requests the way cloud stores fail: transient
+//! errors, throttling, timeouts, slow answers, answers lost after the request
+//! was carried out, and bulk deletes in which single keys fail.
+//!
+//! It exists for the fault suite (`tests/it/faults.rs`), which turns it on
+//! with `[stores.inject_faults]` and checks that no fault ever leads to a
+//! wrongful deletion or to a certificate naming an object that still exists.
+//! Every injected fault is logged (`injected fault`), so a run's log says how
+//! many it met.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+use crate::config::FaultSettings;
+
+/// What one request meets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Error,
+    Throttle,
+    Timeout,
+    LostReply,
+    Slow,
+}
+
+impl Fault {
+    fn as_str(self) -> &'static str {
+        match self {
+            Fault::Error => "error",
+            Fault::Throttle => "throttle",
+            Fault::Timeout => "timeout",
+            Fault::LostReply => "lost_reply",
+            Fault::Slow => "slow",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    settings: FaultSettings,
+    draws: AtomicU64,
+}
+
+/// SplitMix64: the n-th draw of a seed, uniform in [0, 1).
+fn draw(seed: u64, n: u64) -> f64 {
+    let mut z = seed
+        .wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn injected(fault: &str, op: &str, what: &str) -> object_store::Error {
+    tracing::warn!(fault, op, key = what, "injected fault");
+    let message = match fault {
+        "error" => "injected transient error (HTTP 500 InternalError)".to_string(),
+        "throttle" => "injected throttling (HTTP 503 SlowDown)".to_string(),
+        "timeout" => "injected timeout: no answer in time".to_string(),
+        "lost_reply" => "injected lost reply: the request was carried out".to_string(),
+        other => format!("injected {other}"),
+    };
+    object_store::Error::Generic {
+        store: "FaultInjection",
+        source: format!("{op} {what}: {message}").into(),
+    }
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, settings: FaultSettings) -> Self {
+        Self {
+            inner,
+            settings,
+            draws: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> f64 {
+        draw(
+            self.settings.seed,
+            self.draws.fetch_add(1, Ordering::Relaxed),
+        )
+    }
+
+    fn request_fault(&self) -> Option<Fault> {
+        let s = &self.settings;
+        let mut u = self.next();
+        for (p, fault) in [
+            (s.error, Fault::Error),
+            (s.throttle, Fault::Throttle),
+            (s.timeout, Fault::Timeout),
+            (s.lost_reply, Fault::LostReply),
+            (s.slow, Fault::Slow),
+        ] {
+            if u < p {
+                return Some(fault);
+            }
+            u -= p;
+        }
+        None
+    }
+
+    /// Runs one request through the faults: `op` is carried out unless the
+    /// fault says it is not.
+    async fn request<T, F>(&self, op: &str, what: &str, f: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>>,
+    {
+        match self.request_fault() {
+            None => f.await,
+            Some(fault @ (Fault::Error | Fault::Throttle)) => {
+                Err(injected(fault.as_str(), op, what))
+            }
+            Some(Fault::Timeout) => {
+                tokio::time::sleep(self.settings.delay).await;
+                Err(injected("timeout", op, what))
+            }
+            Some(Fault::LostReply) => {
+                let _ = f.await;
+                Err(injected("lost_reply", op, what))
+            }
+            Some(Fault::Slow) => {
+                tracing::warn!(fault = "slow", op, key = what, "injected fault");
+                tokio::time::sleep(self.settings.delay).await;
+                f.await
+            }
+        }
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.request(
+            "put",
+            location.as_ref(),
+            self.inner.put_opts(location, payload, opts),
+        )
+        .await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let op = if options.head { "head" } else { "get" };
+        self.request(
+            op,
+            location.as_ref(),
+            self.inner.get_opts(location, options),
+        )
+        .await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.request(
+            "get",
+            location.as_ref(),
+            self.inner.get_ranges(location, ranges),
+        )
+        .await
+    }
+
+    /// The bulk request may fail as a whole (nothing said about single keys),
+    /// and single keys may fail alone, before or after being deleted.
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        let inner = Arc::clone(&self.inner);
+        let request = self.request_fault();
+        let settings = self.settings;
+        let base = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
+        futures::stream::once(async move {
+            let paths: Vec<Result<Path>> = locations.collect().await;
+            let what = format!("{} keys", paths.len());
+            match request {
+                Some(fault @ (Fault::Error | Fault::Throttle | Fault::Timeout)) => {
+                    if fault == Fault::Timeout {
+                        tokio::time::sleep(settings.delay).await;
+                    }
+                    return futures::stream::iter(vec![Err(injected(
+                        fault.as_str(),
+                        "delete",
+                        &what,
+                    ))])
+                    .boxed();
+                }
+                Some(Fault::LostReply) => {
+                    let _: Vec<_> = inner
+                        .delete_stream(futures::stream::iter(paths).boxed())
+                        .collect()
+                        .await;
+                    return futures::stream::iter(vec![Err(injected(
+                        "lost_reply",
+                        "delete",
+                        &what,
+                    ))])
+                    .boxed();
+                }
+                Some(Fault::Slow) => {
+                    tracing::warn!(fault = "slow", op = "delete", key = what, "injected fault");
+                    tokio::time::sleep(settings.delay).await;
+                }
+                None => {}
+            }
+            let mut pass = Vec::new();
+            let mut after = Vec::new();
+            let mut errors = Vec::new();
+            for (i, p) in paths.into_iter().enumerate() {
+                let Ok(path) = p else {
+                    pass.push(p);
+                    continue;
+                };
+                let u = draw(settings.seed, base + i as u64);
+                if u < settings.partial / 2.0 {
+                    errors.push(Err(injected("partial", "delete", path.as_ref())));
+                } else if u < settings.partial {
+                    errors.push(Err(injected("partial_lost_reply", "delete", path.as_ref())));
+                    after.push(Ok(path));
+                } else {
+                    pass.push(Ok(path));
+                }
+            }
+            if !after.is_empty() {
+                let _: Vec<_> = inner
+                    .delete_stream(futures::stream::iter(after).boxed())
+                    .collect()
+                    .await;
+            }
+            futures::stream::iter(errors)
+                .chain(inner.delete_stream(futures::stream::iter(pass).boxed()))
+                .boxed()
+        })
+        .flatten()
+        .boxed()
+    }
+
+    /// A listing may fail at its start or part way through.
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let settings = self.settings;
+        let at_start = self.request_fault();
+        let base = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
+        if let Some(fault @ (Fault::Error | Fault::Throttle | Fault::Timeout)) = at_start {
+            return futures::stream::iter(vec![Err(injected(fault.as_str(), "list", "start"))])
+                .boxed();
+        }
+        // Mid-listing, a page fails with the request error chance, roughly
+        // once per thousand entries at the configured rate.
+        let mid = (settings.error + settings.throttle) / 1000.0;
+        let mut n = 0u64;
+        let mut failed = false;
+        self.inner
+            .list(prefix)
+            .filter_map(move |item| {
+                n += 1;
+                let out = if failed {
+                    None
+                } else if draw(settings.seed, base + n) < mid {
+                    failed = true;
+                    Some(Err(injected(
+                        "error",
+                        "list",
+                        &format!("after {n} entries"),
+                    )))
+                } else {
+                    Some(item)
+                };
+                futures::future::ready(out)
+            })
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.request(
+            "list",
+            prefix.map(|p| p.as_ref()).unwrap_or(""),
+            self.inner.list_with_delimiter(prefix),
+        )
+        .await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.request(
+            "copy",
+            from.as_ref(),
+            self.inner.copy_opts(from, to, options),
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+    use object_store::memory::InMemory;
+
+    fn settings(seed: u64) -> FaultSettings {
+        FaultSettings {
+            seed,
+            error: 0.1,
+            throttle: 0.1,
+            timeout: 0.05,
+            lost_reply: 0.1,
+            slow: 0.05,
+            partial: 0.3,
+            delay: std::time::Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn draws_are_uniform_and_repeatable() {
+        let v: Vec<f64> = (0..10_000).map(|n| draw(7, n)).collect();
+        assert!(v.iter().all(|u| (0.0..1.0).contains(u)));
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        assert!((mean - 0.5).abs() < 0.02, "{mean}");
+        assert_eq!(draw(7, 3), draw(7, 3));
+        assert_ne!(draw(7, 3), draw(8, 3));
+    }
+
+    #[tokio::test]
+    async fn faults_fail_requests_and_say_which_keys_were_really_deleted() {
+        let mem = Arc::new(InMemory::new());
+        for i in 0..200 {
+            mem.put(&Path::from(format!("k{i:03}")), PutPayload::from("x"))
+                .await
+                .unwrap();
+        }
+        // Keys fail alone (no request-level fault here: that is the head's part).
+        let partial_only = FaultSettings {
+            seed: 42,
+            partial: 0.3,
+            ..Default::default()
+        };
+        let faulty = FaultyStore::new(mem.clone(), partial_only);
+        let keys: Vec<Result<Path>> = (0..200)
+            .map(|i| Ok(Path::from(format!("k{i:03}"))))
+            .collect();
+        let answers: Vec<Result<Path>> = faulty
+            .delete_stream(futures::stream::iter(keys).boxed())
+            .collect()
+            .await;
+        let confirmed: Vec<String> = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok().map(|p| p.to_string()))
+            .collect();
+        let errors = answers.iter().filter(|a| a.is_err()).count();
+        assert!(errors > 0, "a 30% partial rate fails some keys");
+        // A confirmed delete is always real; some failures were deleted anyway.
+        for k in &confirmed {
+            assert!(mem.head(&Path::from(k.as_str())).await.is_err(), "{k}");
+        }
+        let remaining = mem.list(None).count().await;
+        assert!(
+            remaining < 200 - confirmed.len(),
+            "lost replies deleted some unconfirmed keys"
+        );
+        // Heads fail now and then, but a successful head is the truth.
+        let faulty = FaultyStore::new(mem.clone(), settings(42));
+        let mut failed = 0;
+        for i in 0..200 {
+            if let Err(object_store::Error::Generic { .. }) =
+                faulty.head(&Path::from(format!("k{i:03}"))).await
+            {
+                failed += 1;
+            }
+        }
+        assert!(failed > 0 && failed < 200, "{failed}");
+    }
+}
