@@ -176,18 +176,6 @@ fn crash_world() -> World {
     w
 }
 
-/// Every certificate's manifest keys, in order, with repeats.
-fn all_certified(w: &World) -> Vec<String> {
-    let mut certified = Vec::new();
-    for n in 1.. {
-        if !w.cert(n).exists() {
-            break;
-        }
-        certified.extend(w.manifest_keys(n));
-    }
-    certified
-}
-
 /// The crash suite: `lethe run` over 5,000 expired and 1,000 kept recordings
 /// (6,667 objects to delete) killed with SIGKILL at a random instant of its
 /// life, then run again to completion. `LETHE_CRASH_TRIALS` sets the trials
@@ -249,7 +237,7 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
             );
         }
         // Whatever a certificate issued before the kill claims is really gone.
-        let before = all_certified(&w);
+        let before = w.all_certified();
         certs_before_kill += (1..).take_while(|n| w.cert(*n).exists()).count();
         for k in &before {
             assert!(
@@ -272,7 +260,7 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
             assert!(w.exists(k), "trial {trial}: {k} was wrongly deleted");
         }
         // Every deleted object is certified exactly once, and nothing else is.
-        let certified = all_certified(&w);
+        let certified = w.all_certified();
         for n in (1..).take_while(|n| w.cert(*n).exists()) {
             assert_exit(
                 &w.lethe(&["verify", w.cert(n).to_str().unwrap(), "--check-store"]),

@@ -59,18 +59,6 @@ fn injected_faults(o: &std::process::Output) -> usize {
     stderr(o).matches("injected fault").count()
 }
 
-/// Every certificate's objects, in order, with repeats.
-fn certified(w: &World) -> Vec<String> {
-    let mut all = Vec::new();
-    for n in 1.. {
-        if !w.cert(n).exists() {
-            break;
-        }
-        all.extend(w.manifest_keys(n));
-    }
-    all
-}
-
 #[tokio::test]
 async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
     let seeds: u64 = std::env::var("LETHE_FAULT_SEEDS")
@@ -134,7 +122,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         for k in &c.kept {
             assert!(present.contains(k), "seed {seed}: {k} was wrongly deleted");
         }
-        for k in certified(&w) {
+        for k in w.all_certified() {
             assert!(
                 !present.contains(&k),
                 "seed {seed}: certified {k} still exists"
@@ -185,7 +173,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
             stderr(&first),
             stderr(&second)
         );
-        let all = certified(&w);
+        let all = w.all_certified();
         let unique: BTreeSet<String> = all.iter().cloned().collect();
         assert_eq!(unique.len(), all.len(), "seed {seed}: certified twice");
         assert_eq!(unique, c.expired, "seed {seed}: certified set");

@@ -16,17 +16,6 @@ use proptest::prelude::*;
 
 use crate::POLICY;
 
-fn cases() -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(256),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Keys with odd bytes and characters, and very long ones.
 fn odd_key() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -94,7 +83,7 @@ fn yamlish() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(crate::proptest_config())]
 
     /// Any bytes in a policy file: a policy, or errors that each name the
     /// file and (for a place in it) a line and column inside it.

@@ -192,6 +192,14 @@ impl World {
             .collect()
     }
 
+    /// Every certificate's manifest keys, in certificate order, with repeats.
+    pub fn all_certified(&self) -> Vec<String> {
+        (1..)
+            .take_while(|n| self.cert(*n).exists())
+            .flat_map(|n| self.manifest_keys(n))
+            .collect()
+    }
+
     pub fn public_key(&self) -> PathBuf {
         self.path("keys/lethe.key.pub")
     }
@@ -248,6 +256,19 @@ pub fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 pub fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap()
+}
+
+/// proptest settings for the property and fuzz suites: `PROPTEST_CASES`
+/// cases (256 by default), no failure files written into the tree.
+pub fn proptest_config() -> proptest::test_runner::Config {
+    proptest::test_runner::Config {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256),
+        failure_persistence: None,
+        ..Default::default()
+    }
 }
 
 /// The PostgreSQL server of the test machine (trust auth, database `test`).

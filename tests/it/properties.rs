@@ -161,19 +161,8 @@ fn reference_end(at: DateTime<Utc>, tz: Tz, (n, unit): (u32, Unit)) -> DateTime<
     }
 }
 
-fn cases() -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(256),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 proptest! {
-    #![proptest_config(cases())]
+    #![proptest_config(crate::proptest_config())]
 
     /// Whatever the policy and the clock: a deletion happens only when every
     /// purpose of the recording has ended (its later of retain and minimum),
