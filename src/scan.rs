@@ -69,7 +69,8 @@ pub fn scan<'a>(
             let prepared = prepare(store, policy, &mut folder, listed);
             async move {
                 let (meta, matches, sidecars) = match prepared? {
-                    Prepared::Done(scanned) => return Ok(scanned),
+                    Prepared::Skip => return Ok(None),
+                    Prepared::Done(scanned) => return Ok(Some(scanned)),
                     Prepared::Candidate(meta, matches, sidecars) => (meta, matches, sidecars),
                 };
                 let mut reads = Vec::with_capacity(sidecars.len());
@@ -85,17 +86,20 @@ pub fn scan<'a>(
                     };
                     reads.push(SidecarRead { key, state });
                 }
-                Ok(Scanned::Candidate(Candidate {
+                Ok(Some(Scanned::Candidate(Candidate {
                     object: meta,
                     matches,
                     sidecars: reads,
-                }))
+                })))
             }
         })
         .buffered(concurrency.max(1))
+        .filter_map(|r| std::future::ready(r.transpose()))
 }
 
 enum Prepared<'p> {
+    /// Nothing to report (a note about the listing's order).
+    Skip,
     Done(Scanned<'p>),
     /// A recording and its sidecar keys, each with what the listing says:
     /// `Some(false)` absent, anything else to be fetched.
@@ -113,6 +117,10 @@ fn prepare<'p>(
         Listed::Problem { name, reason } => {
             folder.problem(&name);
             return Ok(Prepared::Done(Scanned::Problem { name, reason }));
+        }
+        Listed::Unordered { folder: dir } => {
+            folder.unordered(&dir);
+            return Ok(Prepared::Skip);
         }
     };
     let key = meta.location.as_ref();
@@ -154,14 +162,17 @@ fn prepare<'p>(
 /// sidecar need not be fetched when the listing proves it absent.
 ///
 /// Every store lists a folder's objects in increasing name order (S3, GCS and
-/// Azure list keys in lexicographic order; the local walk sorts each folder),
-/// and a folder's whole subtree in one stretch, subfolders interleaved. So
-/// when a recording `D/r` is listed, a sidecar `D/s` with `s < r` has already
-/// been listed, in the current stretch of `D`, if it exists. The inference is
-/// made only then: not for a sidecar in another folder or sorting after the
-/// recording, not when `D` was left for a subfolder and came back (its first
-/// stretch is forgotten), not after a problem entry in `D`, not beyond
-/// [`FOLDER_NAMES`] names. A folder listed out of order after an inference
+/// Azure list keys in lexicographic order; the local walk sorts each folder
+/// that is not too large, and says so of one that is), and a folder's whole
+/// subtree in one stretch, subfolders interleaved. So when a recording `D/r`
+/// is listed, a sidecar `D/s` with `s < r` has already been listed, in the
+/// current stretch of `D`, if it exists. The inference is made only then: not
+/// for a sidecar in another folder or sorting after the recording, not when
+/// `D` was left for a subfolder and came back (its first stretch is
+/// forgotten), not after a problem entry in `D`, not in a folder the listing
+/// calls unordered, and not for a sidecar sorting before the last
+/// [`WINDOW`] names (only those are remembered, so memory stays flat in a
+/// folder of millions). A folder listed out of order after an inference
 /// fails the store's listing, so nothing in it is deleted on the inference's
 /// strength; before any inference it only turns inference off.
 #[derive(Default)]
@@ -169,18 +180,23 @@ struct Folder {
     /// A stretch of `dir` is under way.
     started: bool,
     dir: String,
-    names: std::collections::HashSet<String>,
-    last: String,
-    /// No inference in this stretch (returned to, a problem seen, too many names).
+    /// The last [`WINDOW`] names of this stretch, in increasing order.
+    names: std::collections::VecDeque<String>,
+    /// Names of this stretch were dropped from the front of `names`.
+    dropped: bool,
+    /// No inference in this stretch (returned to, a problem seen).
     tainted: bool,
+    /// The listing said this stretch is in no particular order.
+    unordered: bool,
     /// Folders left for one of their subfolders, outermost first.
     suspended: Vec<String>,
     inferred: bool,
     disabled: bool,
 }
 
-/// Names remembered per folder stretch; beyond, sidecars are fetched.
-const FOLDER_NAMES: usize = 100_000;
+/// Names remembered per folder stretch: a sidecar sorting before all of
+/// them is fetched, not inferred.
+const WINDOW: usize = 4096;
 
 fn split(key: &str) -> (&str, &str) {
     key.rsplit_once('/').unwrap_or(("", key))
@@ -197,11 +213,14 @@ impl Folder {
     fn observe(&mut self, key: &str) -> Result<(), String> {
         let (dir, name) = split(key);
         if self.started && dir == self.dir {
-            if name <= self.last.as_str() {
+            if self.unordered {
+                return Ok(());
+            }
+            if let Some(last) = self.names.back().filter(|last| name <= last.as_str()) {
                 if self.inferred {
                     return Err(format!(
-                        "{key} was listed after {}/{}, out of key order: sidecars were judged absent from this listing, so nothing in this store is deleted this time",
-                        self.dir, self.last
+                        "{key} was listed after {}/{last}, out of key order: sidecars were judged absent from this listing, so nothing in this store is deleted this time",
+                        self.dir
                     ));
                 }
                 self.disabled = true;
@@ -209,12 +228,11 @@ impl Folder {
         } else {
             self.enter(dir);
         }
-        self.last = name.to_string();
-        if self.names.len() < FOLDER_NAMES {
-            self.names.insert(name.to_string());
-        } else {
-            self.tainted = true;
+        if self.names.len() == WINDOW {
+            self.names.pop_front();
+            self.dropped = true;
         }
+        self.names.push_back(name.to_string());
         Ok(())
     }
 
@@ -235,7 +253,18 @@ impl Folder {
         self.started = true;
         self.dir = dir.to_string();
         self.names.clear();
-        self.last.clear();
+        self.dropped = false;
+        self.unordered = false;
+    }
+
+    /// The listing says `dir`'s files now come in no particular order.
+    fn unordered(&mut self, dir: &str) {
+        if !self.started || dir != self.dir {
+            self.enter(dir);
+        }
+        self.tainted = true;
+        self.unordered = true;
+        self.names.clear();
     }
 
     /// A problem entry (a link, an unreadable name): no inference in its folder.
@@ -255,7 +284,19 @@ impl Folder {
         if self.disabled || self.tainted || sdir != dir || dir != self.dir || sname >= name {
             return None;
         }
-        if self.names.contains(sname) {
+        if self.dropped
+            && self
+                .names
+                .front()
+                .is_none_or(|first| sname < first.as_str())
+        {
+            return None;
+        }
+        if self
+            .names
+            .binary_search_by(|n| n.as_str().cmp(sname))
+            .is_ok()
+        {
             return Some(true);
         }
         self.inferred = true;
@@ -309,6 +350,46 @@ mod tests {
         let mut f = listing(&["d/a.wav", "d/b/x.wav", "e/a.json", "e/c.wav"]);
         assert_eq!(f.listed_before("e/c.wav", "e/a.json"), Some(true));
         assert_eq!(f.listed_before("e/c.wav", "e/b.json"), Some(false));
+    }
+
+    #[test]
+    fn only_the_last_names_of_a_long_folder_are_remembered() {
+        let names: Vec<String> = (0..WINDOW + 10).map(|i| format!("d/{i:06}.json")).collect();
+        let mut f = listing(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        f.observe("d/999999.wav").unwrap();
+        assert!(f.names.len() <= WINDOW);
+        // Still in the window: present or absent, known from the listing.
+        let last = format!("d/{:06}.json", WINDOW + 9);
+        assert_eq!(f.listed_before("d/999999.wav", &last), Some(true));
+        assert_eq!(
+            f.listed_before("d/999999.wav", "d/000500.5.json"),
+            Some(false)
+        );
+        // Dropped from the window: the listing can no longer tell.
+        assert_eq!(f.listed_before("d/999999.wav", "d/000000.json"), None);
+        assert_eq!(f.listed_before("d/999999.wav", "d/000000.5.json"), None);
+    }
+
+    #[test]
+    fn no_inference_in_a_folder_the_listing_calls_unordered() {
+        let mut f = listing(&["a/x.wav"]);
+        assert_eq!(f.listed_before("a/x.wav", "a/w.json"), Some(false));
+        f.unordered("d");
+        // Names in any order, after an inference elsewhere: not an error.
+        for k in ["d/b.wav", "d/a.json", "d/c.wav", "d/a.wav"] {
+            f.observe(k).unwrap();
+        }
+        assert_eq!(f.listed_before("d/a.wav", "d/0.json"), None);
+        assert_eq!(f.listed_before("d/c.wav", "d/a.json"), None);
+        // Its subfolders and the folders after it are ordered again.
+        f.observe("d/e/a.wav").unwrap();
+        assert_eq!(f.listed_before("d/e/a.wav", "d/e/0.json"), Some(false));
+        f.observe("f/b.wav").unwrap();
+        assert_eq!(f.listed_before("f/b.wav", "f/a.json"), Some(false));
+        assert!(
+            f.observe("f/a.wav").is_err(),
+            "out of order where it was not announced"
+        );
     }
 
     #[test]

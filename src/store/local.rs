@@ -3,12 +3,15 @@
 //! `object_store`'s `LocalFileSystem` follows symbolic links while listing
 //! (also out of its root), silently skips names it cannot represent (such as
 //! `x#1`), and ends a listing at the first non-UTF-8 name. For an erasure tool
-//! each of these is a hazard, so lethe lists local folders itself: a sorted
-//! walk that never follows a link and turns every entry it cannot address
-//! exactly into a reported problem. Reads and deletes still go through
+//! each of these is a hazard, so lethe lists local folders itself: a walk
+//! that never follows a link, lists each folder in name order (up to
+//! [`SORT_LIMIT`] entries; a larger one is streamed unsorted and announced as
+//! such), and turns every entry it cannot address exactly into a reported
+//! problem. Reads and deletes still go through
 //! `LocalFileSystem`, after [`LocalGuard::check`] has confirmed that the path is
 //! a regular file inside the root.
 
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -80,54 +83,21 @@ impl LocalGuard {
         self.fs.clone()
     }
 
-    /// Walks the folder on a blocking thread and streams its entries in name
-    /// order. Memory is bounded by the channel and by the largest folder.
+    /// Walks the folder on a blocking thread and streams its entries. A folder
+    /// of up to [`SORT_LIMIT`] entries is listed in name order; a larger one
+    /// is announced with [`Listed::Unordered`] and its files streamed in the
+    /// order the file system yields them, then its subfolders walked. Memory
+    /// is bounded by the channel and by [`SORT_LIMIT`] entries per folder
+    /// level, whatever the store's size.
     pub fn list(&self) -> BoxStream<'static, std::io::Result<Listed>> {
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
-        let root = self.root.clone();
-        let fs = self.fs.clone();
-        let protected = self.protected.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut walk = walkdir::WalkDir::new(&root)
-                .min_depth(1)
-                .follow_links(false)
-                .sort_by_file_name()
-                .into_iter();
-            while let Some(entry) = walk.next() {
-                let item = match entry {
-                    Ok(entry) if is_protected(&protected, entry.path()) => {
-                        if entry.file_type().is_dir() {
-                            walk.skip_current_dir();
-                        }
-                        Ok(Listed::Problem {
-                            name: display_relative(&root, entry.path()),
-                            reason: PROTECTED.into(),
-                        })
-                    }
-                    Ok(entry) => match classify_entry(&root, &fs, &entry) {
-                        Some(item) => Ok(item),
-                        None => continue,
-                    },
-                    Err(e) if e.depth() == 0 => Err(std::io::Error::other(e.to_string())),
-                    Err(e) => Ok(Listed::Problem {
-                        name: e
-                            .path()
-                            .map(|p| display_relative(&root, p))
-                            .unwrap_or_default(),
-                        reason: format!(
-                            "cannot be read: {}",
-                            e.io_error()
-                                .map(|io| io.to_string())
-                                .unwrap_or_else(|| e.to_string())
-                        ),
-                    }),
-                };
-                let fatal = item.is_err();
-                if tx.blocking_send(item).is_err() || fatal {
-                    return;
-                }
-            }
-        });
+        let walker = Walker {
+            root: self.root.clone(),
+            fs: self.fs.clone(),
+            protected: self.protected.clone(),
+            tx,
+        };
+        tokio::task::spawn_blocking(move || walker.walk());
         futures::stream::unfold(rx, |mut rx| async move {
             rx.recv().await.map(|item| (item, rx))
         })
@@ -254,6 +224,196 @@ impl LocalGuard {
     }
 }
 
+/// A folder with more entries than this is not sorted in memory: its files
+/// are streamed as the file system yields them (see [`Listed::Unordered`]).
+pub const SORT_LIMIT: usize = 50_000;
+
+/// One folder entry: its name and type (from the directory, links not followed).
+type Entry = (OsString, std::fs::FileType);
+
+/// The walk's state: a stack of folders being listed, innermost last.
+struct Walker {
+    root: PathBuf,
+    fs: Arc<LocalFileSystem>,
+    protected: Arc<Vec<PathBuf>>,
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Listed>>,
+}
+
+enum Frame {
+    /// A folder read whole: its entries still to visit, in name order.
+    Sorted {
+        dir: PathBuf,
+        entries: std::vec::IntoIter<Entry>,
+    },
+    /// A large folder, first pass: its files, the ones read while counting,
+    /// then the rest as the directory yields them. Subfolders are skipped.
+    Files {
+        dir: PathBuf,
+        read: std::vec::IntoIter<Entry>,
+        rest: std::fs::ReadDir,
+    },
+    /// A large folder, second pass: its subfolders, read afresh.
+    Subfolders {
+        dir: PathBuf,
+        rest: std::fs::ReadDir,
+    },
+}
+
+/// The consumer has gone (or the listing failed): stop walking.
+struct Stop;
+
+impl Walker {
+    fn send(&self, item: std::io::Result<Listed>) -> Result<(), Stop> {
+        let fatal = item.is_err();
+        match self.tx.blocking_send(item) {
+            Ok(()) if !fatal => Ok(()),
+            _ => Err(Stop),
+        }
+    }
+
+    fn problem(&self, path: &Path, reason: String) -> Result<(), Stop> {
+        self.send(Ok(Listed::Problem {
+            name: display_relative(&self.root, path),
+            reason,
+        }))
+    }
+
+    fn walk(self) {
+        let _ = self.walk_from_root();
+    }
+
+    fn walk_from_root(&self) -> Result<(), Stop> {
+        let mut stack = Vec::new();
+        match std::fs::read_dir(&self.root) {
+            Ok(rest) => stack.push(self.open(self.root.clone(), rest)?),
+            Err(e) => {
+                let error = std::io::Error::new(e.kind(), format!("{}: {e}", self.root.display()));
+                return self.send(Err(error));
+            }
+        }
+        while let Some(top) = stack.last_mut() {
+            let next = match top {
+                Frame::Sorted { dir, entries } => entries.next().map(|(n, t)| Ok((dir.join(n), t))),
+                Frame::Files { dir, read, rest } => read
+                    .next()
+                    .map(|(n, t)| Ok((dir.join(n), t)))
+                    .or_else(|| next_entry(dir, rest, Only::Files)),
+                Frame::Subfolders { dir, rest } => next_entry(dir, rest, Only::Folders),
+            };
+            match next {
+                None => {
+                    // A large folder's files are done: its subfolders next.
+                    if let Some(Frame::Files { dir, .. }) = stack.pop() {
+                        match std::fs::read_dir(&dir) {
+                            Ok(rest) => stack.push(Frame::Subfolders { dir, rest }),
+                            Err(e) => self.problem(&dir, format!("cannot be read: {e}"))?,
+                        }
+                    }
+                }
+                Some(Err((path, e))) => self.problem(&path, format!("cannot be read: {e}"))?,
+                Some(Ok((path, file_type))) => self.visit(&mut stack, path, file_type)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn visit(
+        &self,
+        stack: &mut Vec<Frame>,
+        path: PathBuf,
+        file_type: std::fs::FileType,
+    ) -> Result<(), Stop> {
+        if is_protected(&self.protected, &path) {
+            return self.problem(&path, PROTECTED.into());
+        }
+        if file_type.is_dir() {
+            match std::fs::read_dir(&path) {
+                Ok(rest) => {
+                    let frame = self.open(path, rest)?;
+                    stack.push(frame);
+                    Ok(())
+                }
+                Err(e) => self.problem(&path, format!("cannot be read: {e}")),
+            }
+        } else {
+            let item = classify_entry(&self.root, &self.fs, &path, file_type);
+            self.send(Ok(item))
+        }
+    }
+
+    /// Reads a folder: whole and sorted if it is small, else announces it as
+    /// unordered and keeps what was read for the first pass over its files.
+    fn open(&self, dir: PathBuf, mut rest: std::fs::ReadDir) -> Result<Frame, Stop> {
+        let mut read = Vec::new();
+        while read.len() <= SORT_LIMIT {
+            match next_entry(&dir, &mut rest, Only::All) {
+                None => {
+                    read.sort_unstable_by(|a: &Entry, b: &Entry| {
+                        a.0.as_bytes().cmp(b.0.as_bytes())
+                    });
+                    return Ok(Frame::Sorted {
+                        dir,
+                        entries: read.into_iter(),
+                    });
+                }
+                Some(Ok((path, file_type))) => {
+                    let name = path.file_name().map(OsString::from).unwrap_or_default();
+                    read.push((name, file_type));
+                }
+                Some(Err((path, e))) => self.problem(&path, format!("cannot be read: {e}"))?,
+            }
+        }
+        self.send(Ok(Listed::Unordered {
+            folder: relative_key(&self.root, &dir),
+        }))?;
+        read.retain(|(_, t)| !t.is_dir());
+        Ok(Frame::Files {
+            dir,
+            read: read.into_iter(),
+            rest,
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Only {
+    All,
+    Files,
+    /// Second pass: an entry whose type cannot be read was reported by the first.
+    Folders,
+}
+
+type NextEntry = Option<Result<(PathBuf, std::fs::FileType), (PathBuf, std::io::Error)>>;
+
+/// The next entry of `rest` that `only` asks for. An entry that cannot be
+/// read is returned as an error with its path (the folder's, when the
+/// directory itself fails).
+fn next_entry(dir: &Path, rest: &mut std::fs::ReadDir, only: Only) -> NextEntry {
+    loop {
+        let entry = match rest.next()? {
+            Ok(entry) => entry,
+            Err(e) => return Some(Err((dir.to_path_buf(), e))),
+        };
+        let path = entry.path();
+        match (entry.file_type(), only) {
+            (Ok(t), Only::All) => return Some(Ok((path, t))),
+            (Ok(t), Only::Files) if !t.is_dir() => return Some(Ok((path, t))),
+            (Ok(t), Only::Folders) if t.is_dir() => return Some(Ok((path, t))),
+            (Ok(_), _) | (Err(_), Only::Folders) => continue,
+            (Err(e), _) => return Some(Err((path, e))),
+        }
+    }
+}
+
+/// A folder's path inside the root as the prefix of its objects' keys.
+fn relative_key(root: &Path, dir: &Path) -> String {
+    let rel = dir.strip_prefix(root).unwrap_or(dir);
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Why a batch operation on a local file did not happen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LocalError {
@@ -290,17 +450,16 @@ fn display_relative(root: &Path, path: &Path) -> String {
     rel.as_os_str().as_bytes().escape_ascii().to_string()
 }
 
-fn classify_entry(root: &Path, fs: &LocalFileSystem, entry: &walkdir::DirEntry) -> Option<Listed> {
-    let file_type = entry.file_type();
-    if file_type.is_dir() {
-        return None;
-    }
-    let name = || display_relative(root, entry.path());
-    let problem = |reason: &str| {
-        Some(Listed::Problem {
-            name: name(),
-            reason: reason.to_string(),
-        })
+fn classify_entry(
+    root: &Path,
+    fs: &LocalFileSystem,
+    path: &Path,
+    file_type: std::fs::FileType,
+) -> Listed {
+    let name = || display_relative(root, path);
+    let problem = |reason: &str| Listed::Problem {
+        name: name(),
+        reason: reason.to_string(),
     };
     if file_type.is_symlink() {
         return problem(
@@ -310,7 +469,9 @@ fn classify_entry(root: &Path, fs: &LocalFileSystem, entry: &walkdir::DirEntry) 
     if !file_type.is_file() {
         return problem("not a regular file (device, socket or pipe)");
     }
-    let rel = entry.path().strip_prefix(root).ok()?;
+    let Ok(rel) = path.strip_prefix(root) else {
+        return problem("outside the store root");
+    };
     let mut parts = Vec::new();
     for component in rel.components() {
         match component.as_os_str().to_str() {
@@ -329,14 +490,14 @@ fn classify_entry(root: &Path, fs: &LocalFileSystem, entry: &walkdir::DirEntry) 
     };
     // Only an exact round trip guarantees that deleting this key deletes this file.
     match fs.path_to_filesystem(&location) {
-        Ok(back) if back == entry.path() => {}
+        Ok(back) if back == path => {}
         Ok(_) | Err(_) => {
             return problem(
                 "the storage layer cannot address this name exactly (it would map to another path)",
             );
         }
     }
-    let meta = match entry.metadata() {
+    let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) => return problem(&format!("cannot read its metadata: {e}")),
     };
@@ -344,11 +505,11 @@ fn classify_entry(root: &Path, fs: &LocalFileSystem, entry: &walkdir::DirEntry) 
         Ok(t) => DateTime::<Utc>::from(t),
         Err(e) => return problem(&format!("cannot read its modification time: {e}")),
     };
-    Some(Listed::Object(ObjectMeta {
+    Listed::Object(ObjectMeta {
         location,
         last_modified: modified,
         size: meta.len(),
         e_tag: None,
         version: None,
-    }))
+    })
 }

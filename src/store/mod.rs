@@ -62,6 +62,11 @@ pub enum Listed {
     /// An entry that cannot be handled safely (a link, a name the storage layer
     /// cannot represent, an unreadable folder): kept and reported.
     Problem { name: String, reason: String },
+    /// The files of `folder` (a key prefix without the trailing `/`; `""` for
+    /// the root) that follow, up to the first entry of one of its subfolders,
+    /// come in no particular order: the folder is too large to sort in
+    /// memory. Only the local walk says this.
+    Unordered { folder: String },
 }
 
 /// The facts about one object that a plan, an intent and a manifest carry.

@@ -216,3 +216,61 @@ fn lethe_never_deletes_its_own_files_even_inside_the_store() {
     }
     assert_eq!(w.manifest_keys(2), vec!["old/call.wav"]);
 }
+
+/// A folder with more entries than lethe sorts in memory (50,000) is streamed
+/// in the file system's order: sidecars there are read, never judged absent
+/// from the listing's order, and neither its files nor its subfolders are
+/// missed.
+#[test]
+fn a_folder_too_large_to_sort_is_walked_whole_without_inferences() {
+    let w = World::new();
+    w.write(
+        "policies/retention.yaml",
+        &format!(
+            "{POLICY}  - name: nested\n    store: recordings\n    match: \"calls/{{purpose}}/{{recorded:%Y/%m/%d}}/nested/{{call_id}}.wav\"\n"
+        ),
+    );
+    let dir = format!("calls/quality/{}", months_ago(8));
+    let (mut gone, mut kept) = (Vec::new(), Vec::new());
+    for i in 0..100 {
+        let rec = format!("{dir}/E-{i:03}.wav");
+        w.put(&rec, "audio");
+        if i % 10 == 0 {
+            let sidecar = rec.replace(".wav", ".json");
+            w.put(&sidecar, r#"{"purposes":["quality"]}"#);
+            gone.push(sidecar);
+        }
+        gone.push(rec);
+        // Expired for quality, kept for disputes by a sidecar that the
+        // unsorted listing may yield before or after the recording.
+        let rec = format!("{dir}/D-{i:03}.wav");
+        w.put(&rec, "audio");
+        let sidecar = rec.replace(".wav", ".json");
+        w.put(&sidecar, r#"{"purposes":["disputes"]}"#);
+        kept.extend([rec, sidecar]);
+    }
+    w.put(&format!("{dir}/nested/N-old.wav"), "audio");
+    gone.push(format!("{dir}/nested/N-old.wav"));
+    let fresh = format!("calls/quality/{}/nested/N-new.wav", months_ago(1));
+    w.put(&fresh, "audio");
+    kept.push(fresh);
+    for i in 0..50_000 {
+        std::fs::write(w.store().join(format!("{dir}/zz-{i:05}.log")), "x").unwrap();
+    }
+
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    assert_eq!(sorted(w.all_certified()), sorted(gone.clone()));
+    for k in &gone {
+        assert!(!w.exists(k), "{k} should be gone");
+    }
+    for k in &kept {
+        assert!(w.exists(k), "{k} should be kept");
+    }
+    let left = std::fs::read_dir(w.store().join(&dir)).unwrap().count();
+    assert_eq!(
+        left,
+        50_000 + 200 + 1,
+        "the filler, the D recordings and sidecars, nested/"
+    );
+}
