@@ -369,7 +369,8 @@ impl Ledger {
                 10,
                 style,
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let full = chunk.len() == ROWS_PER_STATEMENT;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(full);
             for r in chunk {
                 q = q
                     .bind(r.seq)
@@ -1216,7 +1217,8 @@ impl Journal for RunJournal<'_> {
                 1,
                 style,
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let full = chunk.len() == SEQS_PER_STATEMENT;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(full);
             for seq in chunk {
                 q = q.bind(*seq);
             }
@@ -1269,7 +1271,8 @@ impl Journal for RunJournal<'_> {
                 "DELETE FROM pending_intent WHERE seq IN ({})",
                 style.list(1, chunk.len())
             );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let full = chunk.len() == SEQS_PER_STATEMENT;
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(full);
             for seq in chunk {
                 q = q.bind(*seq);
             }
@@ -1281,7 +1284,10 @@ impl Journal for RunJournal<'_> {
 }
 
 /// Ledger rows per INSERT (10 parameters each: well under SQLite's 32,766
-/// and PostgreSQL's 65,535 bound parameters).
+/// and PostgreSQL's 65,535 bound parameters). Only statements of the full
+/// size are kept prepared: each other size would be another large prepared
+/// statement in the connection's cache, and memory would creep up with the
+/// number of batches a run makes.
 const ROWS_PER_STATEMENT: usize = 200;
 /// Sequence numbers per pending-index statement.
 const SEQS_PER_STATEMENT: usize = 1000;
