@@ -1,7 +1,8 @@
 //! Legal holds, on SQLite and PostgreSQL: held recordings stay whatever their
 //! retention says, released ones go, holds are evidence in the ledger, and a
 //! hold placed by another process during a run protects every deletion that
-//! has not started.
+//! has not started, and one released during a run protects its recordings
+//! until the next run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -337,7 +338,178 @@ async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
     observer.close().await;
 }
 
+/// The intent rows of the ledger: (seq, key).
+async fn intents(ledger: &lethe::ledger::Ledger) -> Vec<(i64, String)> {
+    ledger
+        .rows_of_kind(lethe::ledger::kind::INTENT, 1, i64::MAX)
+        .map(|row| {
+            let row = row.unwrap();
+            (row.seq, row.key.unwrap())
+        })
+        .collect()
+        .await
+}
+
+async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let old = months_ago(30);
+    let free: Vec<String> = (0..24)
+        .map(|i| format!("calls/quality/{old}/F-{i:02}.wav"))
+        .collect();
+    let held: Vec<String> = (0..6)
+        .map(|i| format!("calls/training/{old}/H-{i:02}.wav"))
+        .collect();
+    for k in free.iter().chain(&held) {
+        w.put(k, "audio");
+    }
+    assert_exit(
+        &place(
+            &w,
+            &["--case", "CASE-RELEASED", "--prefix", "calls/training/"],
+        ),
+        0,
+    );
+    let policy = Policy::from_sources(vec![(
+        "p.yaml".into(),
+        "p.yaml".into(),
+        POLICY.as_bytes().to_vec(),
+    )])
+    .unwrap();
+    let store = slow_store(&w);
+    let ledger = w.ledger().await;
+    // The plan is made while the hold is active.
+    let orders = lethe::decide::Orders::with_holds(ledger.active_holds().await.unwrap());
+    let now = chrono::Utc::now();
+    let items: Vec<Planned> = scan(&store, &policy, 4)
+        .filter_map(|s| {
+            let item = plan_item(
+                "recordings",
+                classify(s.unwrap(), &policy),
+                &policy,
+                &orders,
+                now,
+            );
+            async move { item }
+        })
+        .collect()
+        .await;
+    let action = |a: Action| items.iter().filter(|i| i.action == a).count();
+    assert_eq!((action(Action::Delete), action(Action::Hold)), (24, 6));
+
+    let run = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let report = execute::execute(
+                &store,
+                futures::stream::iter(items),
+                &ledger.journal("slow-run"),
+                Options {
+                    batch: 2,
+                    concurrency: 2,
+                    ..Default::default()
+                },
+            )
+            .await;
+            ledger.close().await;
+            report
+        })
+    };
+    // Once the run has deleted something, another process releases the hold.
+    let observer = w.ledger().await;
+    let started = std::time::Instant::now();
+    while observer.outcomes(1, i64::MAX).count().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never started deleting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let out = w.lethe(&[
+        "hold",
+        "release",
+        "--case",
+        "CASE-RELEASED",
+        "--by",
+        "j.kowalska",
+        "--reason",
+        "settled",
+    ]);
+    assert_exit(&out, 0);
+    let report = run.await.unwrap();
+    assert!(
+        !run_finished_early(&observer).await,
+        "the release came after the run had finished: the test proves nothing"
+    );
+    assert_eq!(report.recordings_deleted, 24, "{report:?}");
+    // The run keeps what its plan held: a release does not widen a run under way.
+    for k in &held {
+        assert!(w.exists(k), "{k} was held when the run planned");
+    }
+    for k in &free {
+        assert!(!w.exists(k), "{k}");
+    }
+    let before: Vec<String> = intents(&observer)
+        .await
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(sorted(before), sorted(free.clone()));
+
+    // The next run deletes them, every intent after the release in the ledger.
+    assert_exit(&w.lethe(&["run"]), 0);
+    for k in &held {
+        assert!(
+            !w.exists(k),
+            "{k} released, expired: deleted by the next run"
+        );
+    }
+    let released_at = observer
+        .rows_of_kind(lethe::ledger::kind::HOLD_RELEASED, 1, i64::MAX)
+        .map(|row| row.unwrap().seq)
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(released_at.len(), 1);
+    let after: Vec<(i64, String)> = intents(&observer)
+        .await
+        .into_iter()
+        .filter(|(_, k)| held.contains(k))
+        .collect();
+    assert_eq!(after.len(), held.len(), "{after:?}");
+    assert!(
+        after.iter().all(|(seq, _)| *seq > released_at[0]),
+        "{after:?}"
+    );
+    assert!(
+        w.all_certified()
+            .iter()
+            .filter(|k| held.contains(k))
+            .count()
+            == held.len()
+    );
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    observer.close().await;
+}
+
+/// Whether the slow run had recorded its end before the release row.
+async fn run_finished_early(ledger: &lethe::ledger::Ledger) -> bool {
+    let released: Vec<i64> = ledger
+        .rows_of_kind(lethe::ledger::kind::HOLD_RELEASED, 1, i64::MAX)
+        .map(|row| row.unwrap().seq)
+        .collect()
+        .await;
+    let outcomes: Vec<i64> = ledger
+        .rows_of_kind(lethe::ledger::kind::OUTCOME, 1, i64::MAX)
+        .map(|row| row.unwrap().seq)
+        .collect()
+        .await;
+    released
+        .first()
+        .is_some_and(|r| outcomes.iter().all(|o| o < r))
+}
+
 for_each_db! {
+    a_hold_released_mid_run_keeps_them_until_the_next => a_hold_released_during_a_run_protects_its_recordings_until_the_next,
     held_recordings_stay_released_ones_go => held_recordings_stay_and_released_ones_go,
     tampering_with_holds_is_detected => tampering_with_a_hold_is_detected,
     a_hold_placed_mid_run_protects_the_rest => a_hold_placed_during_a_run_protects_what_has_not_started,
