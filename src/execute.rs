@@ -714,21 +714,18 @@ pub async fn recover<J: Journal>(
 
 /// Delete items spilled to a temporary file between planning and execution,
 /// so that the safety limits can be checked on the whole plan without
-/// holding it in memory.
+/// holding it in memory. The file has no name (it is unlinked as it is
+/// created), so that no copy of the plan outlives the process, even one
+/// killed with SIGKILL.
 pub struct Spool {
-    writer: BufWriter<tempfile::NamedTempFile>,
+    writer: BufWriter<std::fs::File>,
     count: u64,
 }
 
 impl Spool {
     pub fn new() -> std::io::Result<Self> {
         Ok(Self {
-            writer: BufWriter::new(
-                tempfile::Builder::new()
-                    .prefix("lethe-plan-")
-                    .suffix(".jsonl")
-                    .tempfile()?,
-            ),
+            writer: BufWriter::new(tempfile::tempfile()?),
             count: 0,
         })
     }
@@ -748,17 +745,16 @@ impl Spool {
         self.count == 0
     }
 
-    /// The spooled items, in order. The file is removed when the stream ends.
+    /// The spooled items, in order. The file's space is freed when the
+    /// stream is dropped.
     pub fn into_stream(self) -> std::io::Result<impl Stream<Item = Planned>> {
-        let file = self.writer.into_inner().map_err(|e| e.into_error())?;
-        let reader = BufReader::new(file.reopen()?);
-        // Keep the temporary file alive until the stream is dropped.
-        let lines = reader
+        use std::io::Seek;
+        let mut file = self.writer.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        let lines = BufReader::new(file)
             .lines()
             .map_while(Result::ok)
             .filter_map(|l| serde_json::from_str::<Planned>(&l).ok());
-        Ok(futures::stream::iter(lines.inspect(move |_| {
-            let _keep = &file;
-        })))
+        Ok(futures::stream::iter(lines))
     }
 }

@@ -208,8 +208,11 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
 
         // Kill the run somewhere in its life (a little past it, sometimes).
         let delay = Duration::from_millis(next(&mut seed) % (life * 11 / 10));
+        let tmp = w.path("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let mut child = w
             .command(&["run"])
+            .env("TMPDIR", &tmp)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -228,6 +231,9 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
         if !finished {
             mid_run += 1;
         }
+        // No copy of the plan (recording keys) outlives the process.
+        let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+        assert!(left.is_empty(), "trial {trial}: {left:?} left in TMPDIR");
 
         // Nothing may be gone that was not expired, whatever the instant.
         for k in &kept {
