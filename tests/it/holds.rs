@@ -239,6 +239,68 @@ fn slow_store(w: &World) -> Store {
     Store::from_object_store("recordings", "file:///slow", Arc::new(throttled))
 }
 
+/// What the sample policy decides for every object of `store`, now.
+async fn plan(store: &Store, orders: &lethe::decide::Orders) -> Vec<Planned> {
+    let policy = Policy::from_sources(vec![(
+        "p.yaml".into(),
+        "p.yaml".into(),
+        POLICY.as_bytes().to_vec(),
+    )])
+    .unwrap();
+    let now = chrono::Utc::now();
+    scan(store, &policy, 4)
+        .filter_map(|s| {
+            let item = plan_item(
+                "recordings",
+                classify(s.unwrap(), &policy),
+                &policy,
+                orders,
+                now,
+            );
+            async move { item }
+        })
+        .collect()
+        .await
+}
+
+/// Executes `items` on the slow store in the background, in batches of two.
+fn start_slow_run(
+    store: &Store,
+    items: Vec<Planned>,
+    ledger: lethe::ledger::Ledger,
+) -> tokio::task::JoinHandle<execute::Report> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let report = execute::execute(
+            &store,
+            futures::stream::iter(items),
+            &ledger.journal("slow-run"),
+            Options {
+                batch: 2,
+                concurrency: 2,
+                ..Default::default()
+            },
+        )
+        .await;
+        ledger.close().await;
+        report
+    })
+}
+
+/// Waits until the ledger shows a first outcome; returns a ledger handle.
+async fn first_deletion(w: &World) -> lethe::ledger::Ledger {
+    let observer = w.ledger().await;
+    let started = std::time::Instant::now();
+    while observer.outcomes(1, i64::MAX).count().await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the run never started deleting"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    observer
+}
+
 async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
     let mut w = World::new();
     w.use_db(db).await;
@@ -249,62 +311,17 @@ async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
     for k in &keys {
         w.put(k, "audio");
     }
-    let policy = Policy::from_sources(vec![(
-        "p.yaml".into(),
-        "p.yaml".into(),
-        POLICY.as_bytes().to_vec(),
-    )])
-    .unwrap();
     let store = slow_store(&w);
-    let now = chrono::Utc::now();
     // The plan is made before the hold exists: every recording is expired.
-    let items: Vec<Planned> = scan(&store, &policy, 4)
-        .filter_map(|s| {
-            let item = plan_item(
-                "recordings",
-                classify(s.unwrap(), &policy),
-                &policy,
-                &lethe::decide::Orders::default(),
-                now,
-            );
-            async move { item }
-        })
-        .collect()
-        .await;
+    let items = plan(&store, &lethe::decide::Orders::default()).await;
     assert_eq!(
         items.iter().filter(|i| i.action == Action::Delete).count(),
         16
     );
 
-    let ledger = w.ledger().await;
-    let run = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let report = execute::execute(
-                &store,
-                futures::stream::iter(items),
-                &ledger.journal("slow-run"),
-                Options {
-                    batch: 2,
-                    concurrency: 2,
-                    ..Default::default()
-                },
-            )
-            .await;
-            ledger.close().await;
-            report
-        })
-    };
+    let run = start_slow_run(&store, items, w.ledger().await);
     // Once the run has deleted something, another process places a hold on all of them.
-    let observer = w.ledger().await;
-    let started = std::time::Instant::now();
-    while observer.outcomes(1, i64::MAX).count().await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the run never started deleting"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let observer = first_deletion(&w).await;
     let out = place(
         &w,
         &["--case", "CASE-MID-RUN", "--prefix", "calls/quality/"],
@@ -370,61 +387,17 @@ async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db:
         ),
         0,
     );
-    let policy = Policy::from_sources(vec![(
-        "p.yaml".into(),
-        "p.yaml".into(),
-        POLICY.as_bytes().to_vec(),
-    )])
-    .unwrap();
     let store = slow_store(&w);
     let ledger = w.ledger().await;
     // The plan is made while the hold is active.
     let orders = lethe::decide::Orders::with_holds(ledger.active_holds().await.unwrap());
-    let now = chrono::Utc::now();
-    let items: Vec<Planned> = scan(&store, &policy, 4)
-        .filter_map(|s| {
-            let item = plan_item(
-                "recordings",
-                classify(s.unwrap(), &policy),
-                &policy,
-                &orders,
-                now,
-            );
-            async move { item }
-        })
-        .collect()
-        .await;
+    let items = plan(&store, &orders).await;
     let action = |a: Action| items.iter().filter(|i| i.action == a).count();
     assert_eq!((action(Action::Delete), action(Action::Hold)), (24, 6));
 
-    let run = {
-        let store = store.clone();
-        tokio::spawn(async move {
-            let report = execute::execute(
-                &store,
-                futures::stream::iter(items),
-                &ledger.journal("slow-run"),
-                Options {
-                    batch: 2,
-                    concurrency: 2,
-                    ..Default::default()
-                },
-            )
-            .await;
-            ledger.close().await;
-            report
-        })
-    };
+    let run = start_slow_run(&store, items, ledger);
     // Once the run has deleted something, another process releases the hold.
-    let observer = w.ledger().await;
-    let started = std::time::Instant::now();
-    while observer.outcomes(1, i64::MAX).count().await == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the run never started deleting"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let observer = first_deletion(&w).await;
     let out = w.lethe(&[
         "hold",
         "release",
