@@ -355,16 +355,20 @@ async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
     observer.close().await;
 }
 
-/// The intent rows of the ledger: (seq, key).
-async fn intents(ledger: &lethe::ledger::Ledger) -> Vec<(i64, String)> {
+/// The ledger's rows of one kind: (seq, key; empty for rows without one).
+async fn rows(ledger: &lethe::ledger::Ledger, kind: &'static str) -> Vec<(i64, String)> {
     ledger
-        .rows_of_kind(lethe::ledger::kind::INTENT, 1, i64::MAX)
+        .rows_of_kind(kind, 1, i64::MAX)
         .map(|row| {
             let row = row.unwrap();
-            (row.seq, row.key.unwrap())
+            (row.seq, row.key.unwrap_or_default())
         })
         .collect()
         .await
+}
+
+async fn intents(ledger: &lethe::ledger::Ledger) -> Vec<(i64, String)> {
+    rows(ledger, lethe::ledger::kind::INTENT).await
 }
 
 async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db: Db) {
@@ -437,11 +441,7 @@ async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db:
             "{k} released, expired: deleted by the next run"
         );
     }
-    let released_at = observer
-        .rows_of_kind(lethe::ledger::kind::HOLD_RELEASED, 1, i64::MAX)
-        .map(|row| row.unwrap().seq)
-        .collect::<Vec<_>>()
-        .await;
+    let released_at = rows(&observer, lethe::ledger::kind::HOLD_RELEASED).await;
     assert_eq!(released_at.len(), 1);
     let after: Vec<(i64, String)> = intents(&observer)
         .await
@@ -450,7 +450,7 @@ async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db:
         .collect();
     assert_eq!(after.len(), held.len(), "{after:?}");
     assert!(
-        after.iter().all(|(seq, _)| *seq > released_at[0]),
+        after.iter().all(|(seq, _)| *seq > released_at[0].0),
         "{after:?}"
     );
     assert!(
@@ -466,19 +466,11 @@ async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db:
 
 /// Whether the slow run had recorded its end before the release row.
 async fn run_finished_early(ledger: &lethe::ledger::Ledger) -> bool {
-    let released: Vec<i64> = ledger
-        .rows_of_kind(lethe::ledger::kind::HOLD_RELEASED, 1, i64::MAX)
-        .map(|row| row.unwrap().seq)
-        .collect()
-        .await;
-    let outcomes: Vec<i64> = ledger
-        .rows_of_kind(lethe::ledger::kind::OUTCOME, 1, i64::MAX)
-        .map(|row| row.unwrap().seq)
-        .collect()
-        .await;
+    let released = rows(ledger, lethe::ledger::kind::HOLD_RELEASED).await;
+    let outcomes = rows(ledger, lethe::ledger::kind::OUTCOME).await;
     released
         .first()
-        .is_some_and(|r| outcomes.iter().all(|o| o < r))
+        .is_some_and(|(r, _)| outcomes.iter().all(|(o, _)| o < r))
 }
 
 for_each_db! {
