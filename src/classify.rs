@@ -71,6 +71,11 @@ pub struct Unclassified {
     pub object: Option<ObjectMeta>,
     pub rules: Vec<String>,
     pub reason: Reason,
+    /// The sidecar and companion keys its rules name: kept with it.
+    pub owns: Vec<String>,
+    /// The data subject, where the key or a sidecar names one even though
+    /// the recording could not be classified (an erasure lists it as kept).
+    pub subject: Option<String>,
 }
 
 /// Why an object is kept without a retention decision.
@@ -135,6 +140,23 @@ const SUSPICIOUS_FIELDS: &[(&str, &str)] = &[
     ("Subject", "subject"),
 ];
 
+/// The subject a sidecar names, read leniently (any top-level string field
+/// whose name folds to `subject`), so that a recording whose sidecar cannot
+/// be used is still attributed to its subject when an erasure is reported.
+fn subject_in(bytes: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    value.as_object()?.iter().find_map(|(k, v)| {
+        let folded: String = k
+            .chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect();
+        matches!(folded.as_str(), "subject" | "subjectid")
+            .then(|| v.as_str().map(str::to_string))
+            .flatten()
+    })
+}
+
 /// Reads a sidecar's JSON; the error says what is wrong (the caller names the key).
 pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
     let value: serde_json::Value =
@@ -184,12 +206,16 @@ pub fn classify(scanned: Scanned<'_>, policy: &Policy) -> Classified {
             object: Some(meta),
             rules: vec![],
             reason: Reason::NoRule,
+            owns: vec![],
+            subject: None,
         }),
         Scanned::Problem { name, reason } => Classified::Unclassified(Unclassified {
             key: name,
             object: None,
             rules: vec![],
             reason: Reason::Unlisted(reason),
+            owns: vec![],
+            subject: None,
         }),
         Scanned::Candidate(c) => classify_candidate(c, policy),
     }
@@ -198,12 +224,41 @@ pub fn classify(scanned: Scanned<'_>, policy: &Policy) -> Classified {
 fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
     let key = c.object.location.to_string();
     let rules: Vec<String> = c.matches.iter().map(|m| m.rule.name.clone()).collect();
+    // What the recording names, whether or not it can be classified: an
+    // unclassified recording keeps its sidecars and companions too.
+    let mut owns: Vec<String> = c.sidecars.iter().map(|s| s.key.clone()).collect();
+    for m in &c.matches {
+        let recorded = match (m.rule.pattern.date_format(), m.captures.get("recorded")) {
+            (Some(f), Some(raw)) => f.parse_value(raw).ok(),
+            _ => None,
+        };
+        for template in &m.rule.companions {
+            if let Some(k) = template.render(&m.captures, recorded)
+                && k != key
+                && !owns.contains(&k)
+            {
+                owns.push(k);
+            }
+        }
+    }
+    let named_subject = c
+        .matches
+        .iter()
+        .find_map(|m| m.captures.get("subject").cloned())
+        .or_else(|| {
+            c.sidecars.iter().find_map(|s| match &s.state {
+                SidecarState::Present { bytes, .. } => subject_in(bytes),
+                _ => None,
+            })
+        });
     let unclassified = |reason: Reason| {
         Classified::Unclassified(Unclassified {
             key: key.clone(),
             object: Some(c.object.clone()),
             rules: rules.clone(),
             reason,
+            owns: owns.clone(),
+            subject: named_subject.clone(),
         })
     };
     let timezone = c

@@ -159,6 +159,12 @@ pub fn decide(
         call_id: recording.call_id.clone(),
         recorded_at: recording.recorded_at,
         timezone: recording.timezone,
+        objects: recording
+            .sidecars
+            .iter()
+            .map(|s| s.location.to_string())
+            .chain(recording.companions.iter().cloned())
+            .collect(),
     };
     if let Some(hold) = hold::covering(holds, &target) {
         return Decision::Held {
@@ -311,6 +317,17 @@ pub struct Planned {
     /// The case of the hold that keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<String>,
+    /// Sidecars and companions this deletion leaves, because something else
+    /// still claims them (see [`crate::claims`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<KeptObject>,
+}
+
+/// An object a deletion leaves in place, and the claim that keeps it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KeptObject {
+    pub key: String,
+    pub claim: String,
 }
 
 impl Planned {
@@ -323,12 +340,22 @@ impl Planned {
             call_id: self.call_id.clone(),
             recorded_at: self.recorded_at?,
             timezone: self.timezone.unwrap_or(Tz::UTC),
+            objects: self.objects().skip(1).map(str::to_string).collect(),
         })
+    }
+
+    /// The objects this item names, numbered as [`crate::claims::Part`]s:
+    /// the item's own key, its sidecars, then its companions.
+    pub fn objects(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.key.as_str())
+            .chain(self.sidecars.iter().map(|s| s.key.as_str()))
+            .chain(self.companions.iter().map(String::as_str))
     }
 }
 
 /// Turns a classified object into a plan item (`None` for owned objects,
-/// which are planned with their recording).
+/// which are planned with their recording). While an erasure is carried out
+/// (`orders.only_subject`), only the subject's objects are planned.
 pub fn plan_item(
     store: &str,
     classified: Classified,
@@ -336,20 +363,32 @@ pub fn plan_item(
     orders: &Orders,
     now: DateTime<Utc>,
 ) -> Option<Planned> {
-    if let Some(only) = &orders.only_subject {
-        // Carrying out one erasure: only this subject's recordings are planned.
-        return match classified {
-            Classified::Recording(r)
-                if r.subject
-                    .as_deref()
-                    .is_some_and(|s| hold::subject_digest(s) == *only) =>
-            {
-                let decision = decide(&r, store, policy, orders, now);
-                Some(recording_item(store, r, decision))
-            }
-            _ => None,
-        };
+    let item = any_item(store, classified, policy, orders, now)?;
+    in_scope(&item, orders).then_some(item)
+}
+
+/// Whether an item is planned by the pass the orders describe: every item,
+/// or during an erasure only those that name the subject (its recordings,
+/// and what could not be classified but names it).
+pub fn in_scope(item: &Planned, orders: &Orders) -> bool {
+    match &orders.only_subject {
+        None => true,
+        Some(only) => item
+            .subject
+            .as_deref()
+            .is_some_and(|s| hold::subject_digest(s) == *only),
     }
+}
+
+/// The plan item of any classified object, in scope or not: what is out of
+/// an erasure's scope still claims its objects (see [`crate::claims`]).
+pub fn any_item(
+    store: &str,
+    classified: Classified,
+    policy: &Policy,
+    orders: &Orders,
+    now: DateTime<Utc>,
+) -> Option<Planned> {
     match classified {
         Classified::Owned(_) => None,
         Classified::Unclassified(u) => Some(Planned {
@@ -368,11 +407,12 @@ pub fn plan_item(
             retain: None,
             basis: None,
             sidecars: vec![],
-            companions: vec![],
-            subject: None,
+            companions: u.owns,
+            subject: u.subject,
             call_id: None,
             timezone: None,
             hold: None,
+            kept: vec![],
         }),
         Classified::Recording(r) => {
             let decision = decide(&r, store, policy, orders, now);
@@ -455,6 +495,7 @@ fn recording_item(store: &str, r: Recording, decision: Decision) -> Planned {
         call_id: r.call_id,
         timezone: Some(r.timezone),
         hold,
+        kept: vec![],
     }
 }
 

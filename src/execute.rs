@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use object_store::ObjectMeta;
 use std::future::Future;
-use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -710,51 +709,4 @@ pub async fn recover<J: Journal>(
         }
     }
     report
-}
-
-/// Delete items spilled to a temporary file between planning and execution,
-/// so that the safety limits can be checked on the whole plan without
-/// holding it in memory. The file has no name (it is unlinked as it is
-/// created), so that no copy of the plan outlives the process, even one
-/// killed with SIGKILL.
-pub struct Spool {
-    writer: BufWriter<std::fs::File>,
-    count: u64,
-}
-
-impl Spool {
-    pub fn new() -> std::io::Result<Self> {
-        Ok(Self {
-            writer: BufWriter::new(tempfile::tempfile()?),
-            count: 0,
-        })
-    }
-
-    pub fn push(&mut self, item: &Planned) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.writer, item)?;
-        self.writer.write_all(b"\n")?;
-        self.count += 1;
-        Ok(())
-    }
-
-    pub fn len(&self) -> u64 {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// The spooled items, in order. The file's space is freed when the
-    /// stream is dropped.
-    pub fn into_stream(self) -> std::io::Result<impl Stream<Item = Planned>> {
-        use std::io::Seek;
-        let mut file = self.writer.into_inner().map_err(|e| e.into_error())?;
-        file.rewind()?;
-        let lines = BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|l| serde_json::from_str::<Planned>(&l).ok());
-        Ok(futures::stream::iter(lines))
-    }
 }

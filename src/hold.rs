@@ -45,8 +45,9 @@ impl Selector {
         match self {
             Selector::Subject { subject } => target.subject.as_deref() == Some(subject.as_str()),
             Selector::CallId { call_id } => target.call_id.as_deref() == Some(call_id.as_str()),
-            Selector::Key { key } => target.key == *key,
-            Selector::Prefix { prefix } => target.key.starts_with(prefix.as_str()),
+            // A hold on a sidecar or companion keeps it, and so its recording.
+            Selector::Key { key } => target.keys().any(|k| k == key),
+            Selector::Prefix { prefix } => target.keys().any(|k| k.starts_with(prefix.as_str())),
             Selector::RecordedBetween { from, to } => {
                 let utc = target.recorded_at.date_naive();
                 let local = target
@@ -98,6 +99,17 @@ pub struct HoldTarget {
     pub call_id: Option<String>,
     pub recorded_at: DateTime<Utc>,
     pub timezone: Tz,
+    /// The recording's sidecars and companions: a key or prefix selector
+    /// that covers one of them covers the recording.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
+}
+
+impl HoldTarget {
+    /// The recording's key, then its sidecars' and companions'.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.key.as_str()).chain(self.objects.iter().map(String::as_str))
+    }
 }
 
 impl Hold {
@@ -132,6 +144,7 @@ mod tests {
             call_id: Some("C-42".into()),
             recorded_at: at,
             timezone: "Europe/Warsaw".parse().unwrap(),
+            objects: vec![],
         }
     }
 

@@ -4,13 +4,15 @@
 //! those before it: [`config`] and [`policy`] describe what to do; [`store`]
 //! reaches the recordings; [`scan`] lists them; [`classify`] works out their
 //! purposes and dates; [`hold`] describes legal holds; [`decide`] says keep,
-//! hold, delete or report; [`execute`]
+//! hold, delete or report; [`claims`] keeps what something else still
+//! claims; [`plan`] puts those stages together for one store; [`execute`]
 //! deletes and verifies; [`ledger`] makes every step durable and
 //! tamper-evident; [`certificate`] signs the result. [`report`] renders for
 //! people and scripts, and [`cli`] puts a command together. See
 //! ARCHITECTURE.md.
 
 pub mod certificate;
+pub mod claims;
 pub mod classify;
 pub mod cli;
 pub mod config;
@@ -18,6 +20,7 @@ pub mod decide;
 pub mod execute;
 pub mod hold;
 pub mod ledger;
+pub mod plan;
 pub mod policy;
 pub mod report;
 pub mod scan;

@@ -168,6 +168,14 @@ impl PlanSink for TextPlan<'_> {
                 )?;
             }
         }
+        for k in &item.kept {
+            write!(
+                self.out,
+                "\n      KEEP {}  kept: {}",
+                printable(&k.key),
+                printable(&k.claim)
+            )?;
+        }
         writeln!(self.out)
     }
 

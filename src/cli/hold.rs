@@ -7,13 +7,13 @@ use anyhow::{Context, anyhow};
 use chrono::{NaiveDate, Utc};
 use tracing::info;
 
-use super::plan::{PlanFailure, plan_store};
 use super::{
     Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, open_store, output_error,
 };
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
 use crate::ledger::{HoldRecord, Ledger, LedgerError, Release, ReleaseState};
+use crate::plan::{PlanFailure, Quiet, Scope, plan_store};
 
 /// What `hold place` is given.
 pub(crate) struct Placement {
@@ -338,19 +338,26 @@ pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outc
                 continue;
             }
         };
-        let hidden = super::progress::Progress::hidden();
-        let result = plan_store(&store, &policy, &orders, now, None, &hidden, &mut |item| {
-            if item.action == Action::Hold {
-                count += 1;
-                writeln!(
-                    out,
-                    "  {}: {}",
-                    item.store,
-                    crate::report::printable(&item.key)
-                )?;
-            }
-            Ok(())
-        })
+        let result = plan_store(
+            &store,
+            &policy,
+            &orders,
+            now,
+            Scope::default(),
+            &Quiet,
+            &mut |item| {
+                if item.action == Action::Hold {
+                    count += 1;
+                    writeln!(
+                        out,
+                        "  {}: {}",
+                        item.store,
+                        crate::report::printable(&item.key)
+                    )?;
+                }
+                Ok(())
+            },
+        )
         .await;
         match result {
             Ok(_) => {}

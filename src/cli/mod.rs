@@ -339,7 +339,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 });
             }
             let approved = match plan {
-                Some(path) => Some(plan::ApprovedPlan::load(&path).or_exit(Exit::Usage)?),
+                Some(path) => Some(crate::plan::ApprovedPlan::load(&path).or_exit(Exit::Usage)?),
                 None => None,
             };
             let shard = match shard {
@@ -571,6 +571,9 @@ pub(crate) fn load_policy(settings: &Settings) -> Result<Policy, Failure> {
     let policy = Policy::load(&settings.policies_dir).or_exit(Exit::Usage)?;
     let names: Vec<&str> = settings.stores.iter().map(|s| s.name.as_str()).collect();
     policy.check_stores(&names).or_exit(Exit::Usage)?;
+    for w in policy.warnings() {
+        tracing::warn!(warning = %w, "policy warning");
+    }
     Ok(policy)
 }
 

@@ -7,93 +7,13 @@ use anyhow::Context;
 use std::path::Path;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use futures::StreamExt;
 use tracing::{Instrument, error, info, info_span};
 
 use super::progress::Progress;
 use super::{Exit, Format, OrExit, Outcome, load_policy, load_settings, output_error};
-use crate::classify::{Classified, classify};
-use crate::decide::{Orders, Planned, Shard, StoreStats, check_safety, plan_item};
-use crate::hold::Hold;
-use crate::policy::Policy;
+use crate::decide::{Planned, StoreStats, check_safety};
+use crate::plan::{PlanFailure, Scope, plan_store, review_notices};
 use crate::report::{JsonPlan, Limits, PlanSink, TextPlan};
-use crate::scan::{Scanned, scan};
-use crate::store::Store;
-
-/// Sidecar reads in flight per store.
-const SCAN_CONCURRENCY: usize = 16;
-
-/// Why planning a store stopped.
-pub(crate) enum PlanFailure {
-    /// The store could not be listed: nothing in it may be deleted.
-    Store(String),
-    /// The consumer of the items failed (output closed, spool full).
-    Sink(std::io::Error),
-}
-
-/// Streams one store through scan, classify and decide, handing each plan
-/// item to `on_item`. Memory does not grow with the store.
-pub(crate) async fn plan_store(
-    store: &Store,
-    policy: &Policy,
-    orders: &Orders,
-    now: DateTime<Utc>,
-    shard: Option<Shard>,
-    progress: &Progress,
-    on_item: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
-) -> Result<StoreStats, PlanFailure> {
-    let mut stats = StoreStats::default();
-    progress.store(store.name());
-    let mut entries = std::pin::pin!(scan(store, policy, SCAN_CONCURRENCY));
-    while let Some(entry) = entries.next().await {
-        let entry = entry.map_err(|e| PlanFailure::Store(e.to_string()))?;
-        progress.scanned();
-        if let Some(shard) = shard {
-            let key = match &entry {
-                Scanned::Candidate(c) => c.object.location.as_ref(),
-                Scanned::Unmatched(m) | Scanned::Owned(m) => m.location.as_ref(),
-                Scanned::Problem { name, .. } => name.as_str(),
-            };
-            if !shard.owns(store.name(), key) {
-                continue;
-            }
-        }
-        match classify(entry, policy) {
-            Classified::Owned(_) => stats.count_owned(),
-            classified => {
-                if let Some(item) = plan_item(store.name(), classified, policy, orders, now) {
-                    stats.count(&item);
-                    on_item(&item).map_err(PlanFailure::Sink)?;
-                }
-            }
-        }
-    }
-    info!(
-        store = store.name(),
-        listed = stats.listed,
-        delete = stats.delete,
-        keep = stats.keep,
-        report = stats.report,
-        "store planned"
-    );
-    Ok(stats)
-}
-
-/// Holds past their review date: reported in every plan, never released by themselves.
-pub(crate) fn review_notices(holds: &[Hold], now: DateTime<Utc>) -> Vec<String> {
-    holds
-        .iter()
-        .filter_map(|h| {
-            let review = h.review?;
-            (review < now.date_naive()).then(|| {
-                format!(
-                    "hold {} was due for review on {review}; it stays in force until released",
-                    h.case
-                )
-            })
-        })
-        .collect()
-}
 
 /// `--as-of`: RFC 3339, or a bare date meaning midnight UTC.
 pub(crate) fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
@@ -106,69 +26,6 @@ pub(crate) fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
     anyhow::bail!(
         "--as-of {text:?} is not a time; use RFC 3339 (2027-01-31T12:00:00Z) or a date (2027-01-31)"
     )
-}
-
-/// A plan approved for execution: the deletions `plan --out` wrote, pinned by
-/// the file's SHA-256. Held as 16-byte digests of "store\0key", so that a
-/// million approved deletions take tens of megabytes, not a copy of each key.
-pub(crate) struct ApprovedPlan {
-    pub sha256: String,
-    pub items: u64,
-    keys: std::collections::HashSet<[u8; 16]>,
-}
-
-fn item_digest(store: &str, key: &str) -> [u8; 16] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(store.as_bytes());
-    h.update([0u8]);
-    h.update(key.as_bytes());
-    let full = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
-}
-
-impl ApprovedPlan {
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        use sha2::{Digest, Sha256};
-        use std::io::BufRead;
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot read the approved plan {}", path.display()))?;
-        let mut sha = Sha256::new();
-        let mut keys = std::collections::HashSet::new();
-        let mut items = 0;
-        let mut reader = std::io::BufReader::new(file);
-        let mut line = Vec::new();
-        loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
-                break;
-            }
-            sha.update(&line);
-            let item: Planned = serde_json::from_slice(&line).with_context(|| {
-                format!(
-                    "{}: line {} is not a planned deletion",
-                    path.display(),
-                    items + 1
-                )
-            })?;
-            if item.action != crate::decide::Action::Delete {
-                anyhow::bail!("{}: line {} is not a deletion", path.display(), items + 1);
-            }
-            keys.insert(item_digest(&item.store, &item.key));
-            items += 1;
-        }
-        Ok(Self {
-            sha256: hex::encode(sha.finalize()),
-            items,
-            keys,
-        })
-    }
-
-    pub fn contains(&self, item: &Planned) -> bool {
-        self.keys.contains(&item_digest(&item.store, &item.key))
-    }
 }
 
 /// Writes the deletions of a plan, one canonical JSON line each; the file's
@@ -234,7 +91,14 @@ pub(crate) async fn plan(
         Format::Text => Box::new(TextPlan::new(&mut out)),
         Format::Json => Box::new(JsonPlan::new(&mut out)),
     };
-    sink.begin(now, &policy.files, &review_notices(&orders.holds, now))
+    let mut notices = review_notices(&orders.holds, now);
+    notices.extend(
+        policy
+            .warnings()
+            .into_iter()
+            .map(|w| format!("policy: {w}")),
+    );
+    sink.begin(now, &policy.files, &notices)
         .map_err(output_error)?;
     let mut planned = Vec::new();
     let mut failed = false;
@@ -266,23 +130,31 @@ pub(crate) async fn plan(
         .map_err(output_error)?;
         let result = match &store {
             Ok(store) => {
-                plan_store(store, &policy, &orders, now, None, &progress, &mut |item| {
-                    if item.action == crate::decide::Action::Delete
-                        && let Some(f) = file.as_mut()
-                    {
-                        f.push(item)?;
-                    }
-                    sink.item(item)
-                })
+                plan_store(
+                    store,
+                    &policy,
+                    &orders,
+                    now,
+                    Scope::default(),
+                    &progress,
+                    &mut |item| {
+                        if item.action == crate::decide::Action::Delete
+                            && let Some(f) = file.as_mut()
+                        {
+                            f.push(item)?;
+                        }
+                        sink.item(item)
+                    },
+                )
                 .instrument(span.clone())
                 .await
             }
             Err(e) => Err(PlanFailure::Store(e.clone())),
         };
         match result {
-            Ok(stats) => {
-                sink.store_end(&stats, None).map_err(output_error)?;
-                planned.push((sc.name.clone(), stats));
+            Ok(plan) => {
+                sink.store_end(&plan.stats, None).map_err(output_error)?;
+                planned.push((sc.name.clone(), plan.stats));
             }
             Err(PlanFailure::Store(e)) => {
                 span.in_scope(|| error!(error = %e, "store failed; nothing in it is planned"));

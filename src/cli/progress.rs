@@ -129,6 +129,15 @@ impl Progress {
     }
 }
 
+impl crate::plan::Progress for Progress {
+    fn store(&self, name: &str) {
+        Progress::store(self, name)
+    }
+    fn scanned(&self) {
+        Progress::scanned(self)
+    }
+}
+
 impl Drop for Progress {
     fn drop(&mut self) {
         self.finish();

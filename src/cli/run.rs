@@ -18,14 +18,14 @@ use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::certify::{self, StoreInfo};
-use super::plan::{ApprovedPlan, PlanFailure, plan_store};
 use super::progress::Progress;
 use super::{Exit, Failure, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::certificate::Identity;
 use crate::config::Settings;
 use crate::decide::{Action, Planned, Shard, StoreStats, check_safety};
-use crate::execute::{self, Report, Spool};
+use crate::execute::{self, Report};
 use crate::ledger::{Holder, Lease, Ledger, NewRow, kind, timestamp};
+use crate::plan::{ApprovedPlan, PlanFailure, Scope, Spool, plan_store};
 use crate::policy::Policy;
 use crate::report::bytes;
 use crate::store::{DeletionStatement, Store};
@@ -490,21 +490,20 @@ async fn pass(
             .context("cannot create the plan spool file")
             .or_exit(Exit::Runtime)?;
         let erasing = mode.erasure().is_some();
-        let approved = mode.approved();
+        let scope = Scope {
+            shard: mode.shard(),
+            // With an approved plan, a deletion due now but not approved waits.
+            approved: mode.approved(),
+        };
         let result = plan_store(
             store,
             policy,
             &orders,
             now,
-            mode.shard(),
+            scope,
             &progress,
             &mut |item: &Planned| {
                 if item.action == Action::Delete {
-                    // With an approved plan, a deletion due now but not approved waits.
-                    if approved.is_some_and(|a| !a.contains(item)) {
-                        not_approved += 1;
-                        return Ok(());
-                    }
                     spool.push(item)
                 } else {
                     if erasing {
@@ -517,8 +516,9 @@ async fn pass(
         .instrument(span.clone())
         .await;
         match result {
-            Ok(stats) => {
-                p.stats = Some(stats);
+            Ok(plan) => {
+                not_approved += plan.withheld;
+                p.stats = Some(plan.stats);
                 p.spool = Some(spool);
             }
             Err(PlanFailure::Store(e)) => {
@@ -561,8 +561,9 @@ async fn pass(
             let (Some(store), Some(spool)) = (&p.store, p.spool.take()) else {
                 continue;
             };
+            let unread = Arc::new(std::sync::Mutex::new(None));
             let items = spool
-                .into_stream()
+                .into_stream(unread.clone())
                 .context("cannot read the plan spool")
                 .or_exit(Exit::Runtime)?;
             let span = info_span!("store", store = %p.name);
@@ -585,6 +586,16 @@ async fn pass(
                     "store done"
                 )
             });
+            if let Some(e) = unread.lock().ok().and_then(|mut u| u.take()) {
+                // What the spool could not give back was not deleted: said, never skipped.
+                span.in_scope(
+                    || error!(error = %e, "the rest of this store's plan is not executed"),
+                );
+                problems.push(format!(
+                    "store {}: {e}; the rest of its plan was not executed",
+                    p.name
+                ));
+            }
             if let Some(a) = &p.report.aborted {
                 problems.push(a.clone());
                 break;

@@ -492,6 +492,41 @@ impl Policy {
         }
     }
 
+    /// Things in the policy that work, but that a person should look at:
+    /// a sidecar or companion template that can name another rule's
+    /// recordings (such an object is kept while any recording or rule still
+    /// claims it, so one rule's retention can end before its companion goes).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for rule in &self.rules {
+            let Some(sample) = sample_captures(rule) else {
+                continue;
+            };
+            let recorded = chrono::NaiveDate::from_ymd_opt(2025, 1, 31)
+                .and_then(|d| d.and_hms_opt(12, 34, 56));
+            let templates = rule
+                .sidecar
+                .iter()
+                .map(|t| ("sidecar", t))
+                .chain(rule.companions.iter().map(|t| ("companion", t)));
+            for (role, template) in templates {
+                let Some(key) = template.render(&sample, recorded) else {
+                    continue;
+                };
+                for other in self.matches(&rule.store, &key) {
+                    out.push(format!(
+                        "{}: the {role} {:?} of rule {:?} can name a recording of rule {:?} (e.g. {key}); such an object is deleted only when every rule and recording that claims it lets it go",
+                        rule.origin,
+                        template.as_str(),
+                        rule.name,
+                        other.rule.name
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     pub fn purpose(&self, name: &str) -> Option<&Purpose> {
         self.purposes.get(name)
     }
@@ -531,6 +566,20 @@ impl Policy {
                 || r.companions.iter().any(|c| c.matches(key))
         })
     }
+}
+
+/// Captures a rule's pattern could produce, for trying its templates against
+/// the other rules: each named capture gets a sample value, `purpose` the
+/// first purpose defined.
+fn sample_captures(rule: &Rule) -> Option<pattern::Captures> {
+    let mut captures = pattern::Captures::new();
+    for name in rule.pattern.capture_names() {
+        if name == "recorded" {
+            continue;
+        }
+        captures.insert(name.to_string(), format!("{name}-1"));
+    }
+    Some(captures)
 }
 
 fn normalize_space(text: &str) -> String {

@@ -732,6 +732,76 @@ async fn certificates_in_an_object_store(kind: Kind) {
     );
 }
 
+/// The claims of issue reproductions, in a bucket: a companion a held
+/// recording still names, one that is a MiFID recording of its own, a shared
+/// sidecar of a kept recording, and a hold on a companion.
+async fn claims_keep_shared_objects(kind: Kind) {
+    let (w, bucket) = cloud_world(kind).await;
+    w.write(
+        "policies/retention.yaml",
+        &format!(
+            "{}{}",
+            POLICY.split("recordings:").next().unwrap(),
+            r#"recordings:
+  - { name: cc, store: recordings, match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav",
+      sidecar: "meta/{call_id}.json", companions: ["transcripts/{call_id}.txt", "orders/{call_id}.wav"] }
+  - { name: orders, store: recordings, match: "orders/{call_id}.wav", purposes: [mifid-orders], sidecar: "meta/{call_id}.json" }
+"#
+        ),
+    );
+    let day = months_ago(11);
+    let quality = format!("calls/quality/{day}/C-1.wav");
+    let disputes = format!("calls/disputes/{day}/C-1.wav");
+    let lone = format!("calls/quality/{day}/C-2.wav");
+    let held = format!("calls/quality/{day}/C-3.wav");
+    for (k, body) in [
+        (quality.as_str(), "audio"),
+        (disputes.as_str(), "audio"),
+        ("transcripts/C-1.txt", "text"),
+        ("orders/C-1.wav", "order"),
+        ("meta/C-1.json", "{}"),
+        (lone.as_str(), "audio"),
+        ("transcripts/C-2.txt", "text"),
+        (held.as_str(), "audio"),
+        ("transcripts/C-3.txt", "text"),
+    ] {
+        bucket.put(&format!("tenant-a/{k}"), body).await;
+    }
+    for args in [
+        ["--case", "CASE-1", "--prefix", "calls/disputes/"],
+        ["--case", "CASE-3", "--key", "transcripts/C-3.txt"],
+    ] {
+        let mut all = vec!["hold", "place", "--by", "dpo", "--reason", "court"];
+        all.extend_from_slice(&args);
+        assert_exit(&w.lethe(&all), 0);
+    }
+    assert_exit(&w.lethe(&["run"]), 0);
+    let left = bucket.keys().await;
+    for k in [&quality, &lone, &"transcripts/C-2.txt".to_string()] {
+        assert!(
+            !left.contains(&format!("tenant-a/{k}")),
+            "{kind:?}: {k} should be gone"
+        );
+    }
+    for k in [
+        disputes.as_str(),
+        "transcripts/C-1.txt",
+        "orders/C-1.wav",
+        "meta/C-1.json",
+        held.as_str(),
+        "transcripts/C-3.txt",
+    ] {
+        assert!(
+            left.contains(&format!("tenant-a/{k}")),
+            "{kind:?}: {k} is claimed and must stay"
+        );
+    }
+    assert_eq!(
+        sorted(w.all_certified()),
+        sorted(vec![quality, lone, "transcripts/C-2.txt".into()])
+    );
+}
+
 macro_rules! for_each_kind {
     ($($name:ident => $body:ident),* $(,)?) => {
         $(
@@ -755,4 +825,5 @@ for_each_kind! {
     a_partial_bulk_delete_failure_is_retried_then_reported => partial_bulk_failure,
     the_deletion_mode_is_detected_or_asserted => deletion_mode_is_detected_or_asserted,
     certificates_can_live_in_an_object_store => certificates_in_an_object_store,
+    claims_keep_objects_other_recordings_and_holds_keep => claims_keep_shared_objects,
 }

@@ -3,6 +3,7 @@
 //! [`World`] and asserts what is gone, what remains, the exit code, and what
 //! the ledger and certificates say.
 
+mod claims;
 mod cloud;
 mod concurrency;
 mod crash;

@@ -1,0 +1,509 @@
+//! Claims: an object is deleted only when every claim on it has ended.
+//!
+//! One object can be wanted by several things at once: it is a recording
+//! under the rules that match it, the sidecar or companion of every recording
+//! that names it, and under every hold whose selectors cover it. `decide`
+//! judges one recording at a time, so a delete decision says only that *this*
+//! recording's claim has ended. This module finds, across a whole store's
+//! plan, the objects a delete decision would remove although something else
+//! still keeps them.
+//!
+//! Every item that is not deleted records a claim on its own key and on the
+//! keys of its sidecars and companions; every delete item records a need for
+//! each object it would remove. Both go through an external merge sort (runs
+//! of [`RUN`] records in memory, spilled to unnamed temporary files), so that
+//! memory stays flat at millions of objects; a merge then pairs each need
+//! with the first claim on the same key, and a second sort hands the blocked
+//! needs back in plan order, to be applied to the delete items as they are
+//! read back from the spool.
+//!
+//! Keys are compared by a 16-byte SHA-256 prefix of `store\0key`: a collision
+//! (never seen at 2^-64 per pair) can only keep an object, never delete one.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+
+use sha2::{Digest, Sha256};
+
+/// Records held in memory before a sorted run is spilled to disk.
+pub const RUN: usize = 1 << 16;
+
+/// How strongly a claim holds an object that a delete decision names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Strength {
+    /// Something else keeps this object: it stays, the recording whose
+    /// companion or sidecar it is may still go without it.
+    Keeps,
+    /// The object cannot be checked (a link, an unreadable entry): the
+    /// recording that names it is kept and reported too.
+    Doubt,
+}
+
+/// The objects of a delete item, numbered: 0 is the recording itself, then
+/// its sidecars in order, then its companions in order.
+pub type Part = u32;
+
+/// A need of a delete item that a claim blocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocked {
+    /// The delete item's position in the plan of its store.
+    pub item: u64,
+    pub part: Part,
+    pub strength: Strength,
+    /// Who claims it, as a plan line says it.
+    pub claim: String,
+}
+
+type Digest16 = [u8; 16];
+
+fn digest(store: &str, key: &str) -> Digest16 {
+    let mut h = Sha256::new();
+    h.update(store.as_bytes());
+    h.update([0u8]);
+    h.update(key.as_bytes());
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// A record of the first sort: claims sort before the needs of the same key.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    digest: Digest16,
+    /// 0: claim that keeps, 1: claim of doubt, 2: need.
+    tag: u8,
+    item: u64,
+    part: Part,
+    text: String,
+}
+
+/// A record of the second sort: blocked needs by plan position.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Block {
+    item: u64,
+    part: Part,
+    tag: u8,
+    text: String,
+}
+
+/// Fixed-layout binary records for the sort's spill files.
+trait Record: Ord + Sized {
+    fn write(&self, w: &mut dyn Write) -> io::Result<()>;
+    fn read(r: &mut dyn Read) -> io::Result<Option<Self>>;
+}
+
+fn write_text(w: &mut dyn Write, text: &str) -> io::Result<()> {
+    let len = u32::try_from(text.len()).map_err(io::Error::other)?;
+    w.write_all(&len.to_le_bytes())?;
+    w.write_all(text.as_bytes())
+}
+
+fn read_text(r: &mut dyn Read) -> io::Result<String> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    r.read_exact(&mut buf)?;
+    String::from_utf8(buf).map_err(io::Error::other)
+}
+
+/// Reads the first byte of a record, telling a clean end of file from a cut one.
+fn read_first(r: &mut dyn Read) -> io::Result<Option<u8>> {
+    let mut b = [0u8; 1];
+    loop {
+        match r.read(&mut b) {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(b[0])),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn read_u64(r: &mut dyn Read) -> io::Result<u64> {
+    let mut b = [0u8; 8];
+    r.read_exact(&mut b)?;
+    Ok(u64::from_le_bytes(b))
+}
+
+fn read_u32(r: &mut dyn Read) -> io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+impl Record for Entry {
+    fn write(&self, w: &mut dyn Write) -> io::Result<()> {
+        w.write_all(&[self.tag])?;
+        w.write_all(&self.digest)?;
+        w.write_all(&self.item.to_le_bytes())?;
+        w.write_all(&self.part.to_le_bytes())?;
+        write_text(w, &self.text)
+    }
+
+    fn read(r: &mut dyn Read) -> io::Result<Option<Self>> {
+        let Some(tag) = read_first(r)? else {
+            return Ok(None);
+        };
+        let mut digest = [0u8; 16];
+        r.read_exact(&mut digest)?;
+        Ok(Some(Entry {
+            digest,
+            tag,
+            item: read_u64(r)?,
+            part: read_u32(r)?,
+            text: read_text(r)?,
+        }))
+    }
+}
+
+impl Record for Block {
+    fn write(&self, w: &mut dyn Write) -> io::Result<()> {
+        w.write_all(&[self.tag])?;
+        w.write_all(&self.item.to_le_bytes())?;
+        w.write_all(&self.part.to_le_bytes())?;
+        write_text(w, &self.text)
+    }
+
+    fn read(r: &mut dyn Read) -> io::Result<Option<Self>> {
+        let Some(tag) = read_first(r)? else {
+            return Ok(None);
+        };
+        Ok(Some(Block {
+            item: read_u64(r)?,
+            part: read_u32(r)?,
+            tag,
+            text: read_text(r)?,
+        }))
+    }
+}
+
+/// An external merge sort: sorted runs of at most `run` records, spilled to
+/// unnamed temporary files, merged on the way out.
+struct Sorter<T: Record> {
+    run: usize,
+    buffer: Vec<T>,
+    spilled: Vec<std::fs::File>,
+}
+
+impl<T: Record> Sorter<T> {
+    fn new(run: usize) -> Self {
+        Self {
+            run: run.max(1),
+            buffer: Vec::new(),
+            spilled: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, record: T) -> io::Result<()> {
+        self.buffer.push(record);
+        if self.buffer.len() >= self.run {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        self.buffer.sort_unstable();
+        let mut w = BufWriter::new(tempfile::tempfile()?);
+        for r in self.buffer.drain(..) {
+            r.write(&mut w)?;
+        }
+        let mut file = w.into_inner().map_err(|e| e.into_error())?;
+        file.rewind()?;
+        self.spilled.push(file);
+        // Give the run's memory back: the next run fills a fresh buffer.
+        self.buffer = Vec::new();
+        Ok(())
+    }
+
+    /// The records in order.
+    fn finish(mut self) -> io::Result<Sorted<T>> {
+        if self.spilled.is_empty() {
+            self.buffer.sort_unstable_by(|a, b| b.cmp(a));
+            return Ok(Sorted::Memory(self.buffer));
+        }
+        if !self.buffer.is_empty() {
+            self.spill()?;
+        }
+        let mut readers: Vec<BufReader<std::fs::File>> =
+            self.spilled.into_iter().map(BufReader::new).collect();
+        let mut heap = BinaryHeap::with_capacity(readers.len());
+        for (i, r) in readers.iter_mut().enumerate() {
+            if let Some(first) = T::read(r)? {
+                heap.push(Reverse((first, i)));
+            }
+        }
+        Ok(Sorted::Merge { readers, heap })
+    }
+}
+
+enum Sorted<T: Record> {
+    /// Sorted in reverse, so that `pop` yields the next record.
+    Memory(Vec<T>),
+    Merge {
+        readers: Vec<BufReader<std::fs::File>>,
+        heap: BinaryHeap<Reverse<(T, usize)>>,
+    },
+}
+
+impl<T: Record> Sorted<T> {
+    fn next(&mut self) -> io::Result<Option<T>> {
+        match self {
+            Sorted::Memory(v) => Ok(v.pop()),
+            Sorted::Merge { readers, heap } => {
+                let Some(Reverse((record, i))) = heap.pop() else {
+                    return Ok(None);
+                };
+                if let Some(next) = T::read(&mut readers[i])? {
+                    heap.push(Reverse((next, i)));
+                }
+                Ok(Some(record))
+            }
+        }
+    }
+}
+
+/// The claims and needs of one store's plan.
+pub struct Claims {
+    store: String,
+    entries: Sorter<Entry>,
+    needs: u64,
+    claims: u64,
+}
+
+impl Claims {
+    pub fn new(store: &str) -> Self {
+        Self::with_run(store, RUN)
+    }
+
+    /// With sorted runs of `run` records (small in tests, to exercise the merge).
+    pub fn with_run(store: &str, run: usize) -> Self {
+        Self {
+            store: store.to_string(),
+            entries: Sorter::new(run),
+            needs: 0,
+            claims: 0,
+        }
+    }
+
+    /// Something keeps `key` (or doubts it), said as `claim`.
+    pub fn claim(&mut self, key: &str, strength: Strength, claim: String) -> io::Result<()> {
+        self.claims += 1;
+        self.entries.push(Entry {
+            digest: digest(&self.store, key),
+            tag: match strength {
+                Strength::Keeps => 0,
+                Strength::Doubt => 1,
+            },
+            item: 0,
+            part: 0,
+            text: claim,
+        })
+    }
+
+    /// Delete item number `item` would remove `key` as its object `part`.
+    pub fn need(&mut self, key: &str, item: u64, part: Part) -> io::Result<()> {
+        self.needs += 1;
+        self.entries.push(Entry {
+            digest: digest(&self.store, key),
+            tag: 2,
+            item,
+            part,
+            text: String::new(),
+        })
+    }
+
+    /// The blocked needs, in plan order (by item, then part).
+    pub fn resolve(self) -> io::Result<BlockedNeeds> {
+        if self.needs == 0 || self.claims == 0 {
+            return Ok(BlockedNeeds {
+                sorted: Sorted::Memory(Vec::new()),
+                peeked: None,
+            });
+        }
+        let run = self.entries.run;
+        let mut entries = self.entries.finish()?;
+        let mut blocks = Sorter::<Block>::new(run);
+        // The first claim on the current key, if any.
+        let mut current: Option<(Digest16, u8, String)> = None;
+        while let Some(e) = entries.next()? {
+            if current.as_ref().is_some_and(|(d, _, _)| *d != e.digest) {
+                current = None;
+            }
+            if e.tag < 2 {
+                // Claims of doubt sort after those that keep: a doubt wins.
+                match &mut current {
+                    Some((_, tag, text)) if e.tag > *tag => {
+                        *tag = e.tag;
+                        *text = e.text;
+                    }
+                    Some(_) => {}
+                    None => current = Some((e.digest, e.tag, e.text)),
+                }
+            } else if let Some((_, tag, text)) = &current {
+                blocks.push(Block {
+                    item: e.item,
+                    part: e.part,
+                    tag: *tag,
+                    text: text.clone(),
+                })?;
+            }
+        }
+        Ok(BlockedNeeds {
+            sorted: blocks.finish()?,
+            peeked: None,
+        })
+    }
+}
+
+/// The blocked needs of a store, read in plan order alongside the spool.
+pub struct BlockedNeeds {
+    sorted: Sorted<Block>,
+    peeked: Option<Block>,
+}
+
+impl BlockedNeeds {
+    /// Whether no need at all is blocked (the common case: nothing to apply).
+    pub fn is_empty(&self) -> bool {
+        self.peeked.is_none() && matches!(&self.sorted, Sorted::Memory(v) if v.is_empty())
+    }
+
+    /// The blocked needs of delete item `item`; items must be asked in increasing order.
+    pub fn of(&mut self, item: u64) -> io::Result<Vec<Blocked>> {
+        let mut out = Vec::new();
+        loop {
+            let next = match self.peeked.take() {
+                Some(b) => b,
+                None => match self.sorted.next()? {
+                    Some(b) => b,
+                    None => return Ok(out),
+                },
+            };
+            if next.item > item {
+                self.peeked = Some(next);
+                return Ok(out);
+            }
+            if next.item == item {
+                out.push(Blocked {
+                    item: next.item,
+                    part: next.part,
+                    strength: if next.tag == 1 {
+                        Strength::Doubt
+                    } else {
+                        Strength::Keeps
+                    },
+                    claim: next.text,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocked(
+        run: usize,
+        claims: &[(&str, Strength, &str)],
+        needs: &[(&str, u64, Part)],
+    ) -> Vec<Blocked> {
+        let mut c = Claims::with_run("s", run);
+        for (k, s, t) in claims {
+            c.claim(k, *s, t.to_string()).unwrap();
+        }
+        for (k, i, p) in needs {
+            c.need(k, *i, *p).unwrap();
+        }
+        let mut b = c.resolve().unwrap();
+        let mut out = Vec::new();
+        for i in 0..=needs.iter().map(|n| n.1).max().unwrap_or(0) {
+            out.extend(b.of(i).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_need_on_a_claimed_key_is_blocked_with_the_claim_and_others_are_not() {
+        for run in [1, 2, 3, 1000] {
+            let got = blocked(
+                run,
+                &[
+                    ("t/C-1.txt", Strength::Keeps, "companion of held"),
+                    ("o/C-1.wav", Strength::Keeps, "kept until 2031"),
+                    ("link", Strength::Doubt, "a link"),
+                    ("link", Strength::Keeps, "also kept"),
+                ],
+                &[
+                    ("q/C-1.wav", 0, 0),
+                    ("t/C-1.txt", 0, 2),
+                    ("o/C-1.wav", 0, 1),
+                    ("q/C-2.wav", 1, 0),
+                    ("t/C-2.txt", 1, 1),
+                    ("link", 3, 1),
+                ],
+            );
+            assert_eq!(
+                got,
+                vec![
+                    Blocked {
+                        item: 0,
+                        part: 1,
+                        strength: Strength::Keeps,
+                        claim: "kept until 2031".into()
+                    },
+                    Blocked {
+                        item: 0,
+                        part: 2,
+                        strength: Strength::Keeps,
+                        claim: "companion of held".into()
+                    },
+                    Blocked {
+                        item: 3,
+                        part: 1,
+                        strength: Strength::Doubt,
+                        claim: "a link".into()
+                    },
+                ],
+                "run of {run}"
+            );
+        }
+    }
+
+    #[test]
+    fn claims_in_another_store_do_not_block() {
+        let mut c = Claims::new("a");
+        c.claim("k", Strength::Keeps, "x".into()).unwrap();
+        let mut other = Claims::new("b");
+        other.need("k", 0, 0).unwrap();
+        other.claim("j", Strength::Keeps, "y".into()).unwrap();
+        assert!(other.resolve().unwrap().of(0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn many_records_through_spilled_runs_come_back_complete_and_in_order() {
+        let mut c = Claims::with_run("s", 97);
+        for i in 0..5000u64 {
+            c.need(&format!("k{i}"), i, 0).unwrap();
+            if i % 7 == 0 {
+                c.claim(&format!("k{i}"), Strength::Keeps, format!("claim {i}"))
+                    .unwrap();
+            }
+        }
+        let mut b = c.resolve().unwrap();
+        let mut seen = 0;
+        for i in 0..5000u64 {
+            let got = b.of(i).unwrap();
+            if i % 7 == 0 {
+                assert_eq!(got.len(), 1, "item {i}");
+                assert_eq!(got[0].claim, format!("claim {i}"));
+                seen += 1;
+            } else {
+                assert!(got.is_empty(), "item {i}");
+            }
+        }
+        assert_eq!(seen, 715);
+    }
+}
