@@ -144,7 +144,16 @@ const SUSPICIOUS_FIELDS: &[(&str, &str)] = &[
 /// whose name folds to `subject`), so that a recording whose sidecar cannot
 /// be used is still attributed to its subject when an erasure is reported.
 fn subject_in(bytes: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        // Not JSON at all (cut short, say): a `"subject": "..."` pair in the text still counts.
+        static PAIR: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r#"(?i)"subject(?:[_-]?id)?"\s*:\s*"((?:[^"\\]|\\.)*)""#)
+                .expect("a valid regex")
+        });
+        let text = String::from_utf8_lossy(bytes);
+        let raw = PAIR.captures(&text)?.get(1)?.as_str().to_string();
+        return serde_json::from_str::<String>(&format!("\"{raw}\"")).ok();
+    };
     value.as_object()?.iter().find_map(|(k, v)| {
         let folded: String = k
             .chars()

@@ -92,7 +92,13 @@ pub struct Erasure {
     /// The subject's recordings that were not erased, with their legal basis (GDPR Art. 17(3)).
     pub protected: Vec<Protected>,
     pub later_recordings: String,
+    /// Said when the request found nothing of the subject in any store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
+
+/// The notice of an erasure that found nothing to erase and nothing kept.
+pub const NOTHING_FOUND: &str = "no object attributable to this subject was found in any store: check the subject's id as the keys and sidecars spell it";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,6 +108,11 @@ pub struct Protected {
     pub basis: String,
     /// Until when the obligation keeps it, where one is known.
     pub until: Option<String>,
+    /// Why, as a code: `held`, `minimum`, or the plan's code for what could
+    /// not be established (`undefined-purpose`, `unreadable-sidecar`,
+    /// `future-dated`, ...) or what another claim keeps (`claimed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -470,6 +470,9 @@ async fn pass(
         orders.only_subject = Some(digest);
     }
     let mut protected: Vec<crate::certificate::Protected> = Vec::new();
+    // The subject's recordings to erase: a sample to show, and how many.
+    let mut erased: Vec<(String, String)> = Vec::new();
+    let mut erasing_count = 0u64;
     let mut not_approved = 0u64;
     let now = started_at;
     let mut interrupted = false;
@@ -504,6 +507,20 @@ async fn pass(
             &progress,
             &mut |item: &Planned| {
                 if item.action == Action::Delete {
+                    if erasing {
+                        // What the erasure leaves because something else claims it.
+                        protected.extend(item.kept.iter().map(|k| crate::certificate::Protected {
+                            store: item.store.clone(),
+                            key: k.key.clone(),
+                            basis: format!("not erased: {}", k.claim),
+                            until: None,
+                            reason: Some("claimed".into()),
+                        }));
+                        if erased.len() < ERASED_SHOWN {
+                            erased.push((item.store.clone(), item.key.clone()));
+                        }
+                        erasing_count += 1;
+                    }
                     spool.push(item)
                 } else {
                     if erasing {
@@ -661,6 +678,8 @@ async fn pass(
                                 subject_sha256: crate::hold::subject_digest(subject),
                                 protected: protected.clone(),
                                 later_recordings: crate::certificate::LATER_RECORDINGS.into(),
+                                notice: (erasing_count == 0 && protected.is_empty())
+                                    .then(|| crate::certificate::NOTHING_FOUND.to_string()),
                             }
                         }),
                         approved_plan_sha256: mode.approved().map(|a| a.sha256.clone()),
@@ -703,8 +722,17 @@ async fn pass(
         .map_err(output_error)?;
     }
     if let Some((_, request)) = mode.erasure() {
-        erasure_summary(out, request, dry_run, &protected, certificate.as_deref())
-            .map_err(output_error)?;
+        if erasing_count == 0 && protected.is_empty() {
+            warn!(request = %request, "the erasure found nothing of the subject in any store");
+        }
+        let erasure = ErasureSummary {
+            request,
+            dry_run,
+            protected: &protected,
+            erased: &erased,
+            erasing: erasing_count,
+        };
+        erasure_summary(out, &erasure, certificate.as_deref()).map_err(output_error)?;
     }
     let exit = if !breaches.is_empty() {
         Exit::Safety
@@ -742,25 +770,31 @@ async fn pass(
     Ok(exit)
 }
 
-/// Why a recording of an erased subject was kept, as the receipt says it:
+/// Erasure items shown by name in a summary; the rest are counted.
+const ERASED_SHOWN: usize = 1000;
+
+/// Why an object of an erased subject was kept, as the receipt says it:
 /// with its legal basis (GDPR Art. 17(3)), naming no case.
 fn protection(item: &Planned) -> crate::certificate::Protected {
-    let (basis, until) = match item.action {
-        Action::Hold => (
+    let (basis, until, reason) = match (item.action, item.code.as_str()) {
+        (Action::Hold, _) => (
             "GDPR Art. 17(3)(e): establishment, exercise or defence of legal claims (a legal hold)"
                 .to_string(),
             None,
+            "held".to_string(),
         ),
-        Action::Keep => (
+        (Action::Keep, "retained") => (
             item.basis.clone().unwrap_or_default(),
             item.expires_at.map(crate::ledger::timestamp),
+            "minimum".to_string(),
         ),
-        _ => (
+        (_, code) => (
             format!(
                 "not erased yet: {}; it is reported for review",
                 item.reason.trim_start_matches("kept: ")
             ),
             None,
+            code.to_string(),
         ),
     };
     crate::certificate::Protected {
@@ -768,22 +802,58 @@ fn protection(item: &Planned) -> crate::certificate::Protected {
         key: item.key.clone(),
         basis,
         until,
+        reason: Some(reason),
     }
+}
+
+struct ErasureSummary<'a> {
+    request: &'a str,
+    dry_run: bool,
+    protected: &'a [crate::certificate::Protected],
+    /// A sample of the recordings erased (or, in a dry run, to erase).
+    erased: &'a [(String, String)],
+    erasing: u64,
 }
 
 fn erasure_summary(
     out: &mut dyn Write,
-    request: &str,
-    dry_run: bool,
-    protected: &[crate::certificate::Protected],
+    e: &ErasureSummary<'_>,
     receipt: Option<&str>,
 ) -> std::io::Result<()> {
+    let verb = if e.dry_run { "would erase" } else { "erasing" };
     writeln!(
         out,
-        "erasure request {request}: {} of the subject's recordings kept",
-        protected.len()
+        "erasure request {}: {verb} {} of the subject's recordings; {} of the subject's objects kept",
+        e.request,
+        e.erasing,
+        e.protected.len()
     )?;
-    for p in protected {
+    if e.erasing == 0 && e.protected.is_empty() {
+        writeln!(out, "  WARNING: {}", crate::certificate::NOTHING_FOUND)?;
+    }
+    let mut by_reason: std::collections::BTreeMap<&str, u64> = Default::default();
+    for p in e.protected {
+        *by_reason
+            .entry(p.reason.as_deref().unwrap_or("-"))
+            .or_default() += 1;
+    }
+    if !by_reason.is_empty() {
+        let by: Vec<String> = by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(out, "  kept by reason: {}", by.join(", "))?;
+    }
+    if e.dry_run {
+        for (store, key) in e.erased {
+            writeln!(
+                out,
+                "  would erase {store}: {}",
+                crate::report::printable(key)
+            )?;
+        }
+        if e.erasing > e.erased.len() as u64 {
+            writeln!(out, "  ... and {} more", e.erasing - e.erased.len() as u64)?;
+        }
+    }
+    for p in e.protected {
         let until = p
             .until
             .as_ref()
@@ -794,10 +864,10 @@ fn erasure_summary(
             "  kept {}: {}  ({}{until})",
             p.store,
             crate::report::printable(&p.key),
-            p.basis
+            crate::report::printable(&p.basis)
         )?;
     }
-    if !dry_run {
+    if !e.dry_run {
         writeln!(out, "  {}", crate::certificate::LATER_RECORDINGS)?;
     }
     if let Some(r) = receipt {

@@ -110,7 +110,7 @@ async fn erasure_removes_exactly_the_subjects_unprotected_recordings(db: Db) {
     assert_exit(&out, 0);
     let text = stdout(&out);
     assert!(
-        text.contains("erasure request DSR-2026-0042: 2 of the subject's recordings kept"),
+        text.contains("erasure request DSR-2026-0042: erasing 2 of the subject's recordings; 2 of the subject's objects kept"),
         "{text}"
     );
     for k in &s.erased {
@@ -262,4 +262,110 @@ async fn erasure_waits_for_an_interrupted_run_to_be_certified(db: Db) {
 for_each_db! {
     erasure_removes_exactly_the_subjects_unprotected_recordings => erasure_removes_exactly_the_subjects_unprotected_recordings,
     erasure_waits_for_interrupted_runs => erasure_waits_for_an_interrupted_run_to_be_certified,
+}
+
+/// Every object lethe can attribute to the subject and does not erase is in
+/// the receipt with its reason; a dry run names what would go; a request that
+/// finds nothing says so, loudly and in its receipt.
+async fn the_receipt_lists_everything_of_the_subject_not_erased(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    w.write(
+        "policies/cust.yaml",
+        r#"
+recordings:
+  - name: by-customer
+    store: recordings
+    match: "cust/{subject}/{purpose}/{call_id}.wav"
+    sidecar: "cust/{subject}/{purpose}/{call_id}.json"
+"#,
+    );
+    let old = months_ago(3);
+    let undefined = "cust/CUST-1/marketing/B.wav".to_string();
+    let erased = "cust/CUST-1/quality/A.wav".to_string();
+    let bad_field = format!("calls/quality/{old}/S-1.wav");
+    let cut_short = format!("calls/quality/{old}/S-2.wav");
+    let future = "calls/quality/2099/01/01/F-1.wav".to_string();
+    for k in [&undefined, &erased, &bad_field, &cut_short, &future] {
+        w.put(k, "audio");
+    }
+    w.put(
+        &bad_field.replace(".wav", ".json"),
+        r#"{"subject":"CUST-1","purposes":"disputes"}"#,
+    );
+    w.put(
+        &cut_short.replace(".wav", ".json"),
+        r#"{"subject": "CUST-1", "purp"#,
+    );
+    w.put(&future.replace(".wav", ".json"), r#"{"subject":"CUST-1"}"#);
+
+    let dry = w.lethe(&[
+        "erase",
+        "--subject",
+        "CUST-1",
+        "--request",
+        "DSR-7",
+        "--dry-run",
+    ]);
+    assert_exit(&dry, 0);
+    let text = stdout(&dry);
+    assert!(
+        text.contains(&format!("would erase recordings: {erased}")),
+        "{text}"
+    );
+    assert!(
+        text.contains("would erase 1 of the subject's recordings; 4 of the subject's objects kept"),
+        "{text}"
+    );
+
+    let out = w.lethe(&["erase", "--subject", "CUST-1", "--request", "DSR-7"]);
+    assert_exit(&out, 0);
+    assert!(!w.exists(&erased));
+    for k in [&undefined, &bad_field, &cut_short, &future] {
+        assert!(w.exists(k), "{k} could not be classified and stays");
+    }
+    let receipt = w.payload(1);
+    let protected = receipt["erasure"]["protected"].as_array().unwrap();
+    let reasons: std::collections::BTreeMap<String, String> = protected
+        .iter()
+        .map(|p| {
+            (
+                p["key"].as_str().unwrap().to_string(),
+                p["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (undefined, "undefined-purpose"),
+            (bad_field, "unreadable-sidecar"),
+            (cut_short, "unreadable-sidecar"),
+            (future, "future-dated"),
+        ]
+        .into_iter()
+        .map(|(k, r)| (k, r.to_string()))
+        .collect(),
+        "{protected:?}"
+    );
+    assert!(receipt["erasure"].get("notice").is_none());
+
+    // Nothing of this subject anywhere: a warning, and the receipt says so.
+    let none = w.lethe(&["erase", "--subject", "CUST-404", "--request", "DSR-8"]);
+    assert_exit(&none, 0);
+    assert!(
+        stdout(&none).contains("WARNING: no object attributable to this subject"),
+        "{}",
+        stdout(&none)
+    );
+    assert!(stderr(&none).contains("found nothing"), "{}", stderr(&none));
+    let receipt = w.payload(2);
+    assert_eq!(
+        receipt["erasure"]["notice"].as_str().unwrap(),
+        lethe::certificate::NOTHING_FOUND
+    );
+}
+
+for_each_db! {
+    the_receipt_lists_what_is_not_erased => the_receipt_lists_everything_of_the_subject_not_erased,
 }
