@@ -141,7 +141,11 @@ fn next(seed: &mut u64) -> u64 {
 }
 
 /// Builds the crash corpus: `expired` recordings (a transcript for every
-/// third) past their retention, `kept` recent ones; returns both key sets.
+/// third) past their retention, `kept` recent ones; and claims a run must
+/// respect whatever the instant it dies: every fifth expired call also has a
+/// recent disputes recording naming the same transcript, and a hold on the
+/// transcripts of E-00010..E-00019 holds those recordings. Returns the keys
+/// that must go and those that must stay.
 fn crash_corpus(
     w: &World,
     expired_n: usize,
@@ -151,20 +155,54 @@ fn crash_corpus(
     let new = months_ago(1);
     let mut expired = BTreeSet::new();
     let mut kept = BTreeSet::new();
+    let held = |i: usize| (10..20).contains(&i);
     for i in 0..expired_n {
         let rec = format!("calls/quality/{old}/E-{i:05}.wav");
         w.put(&rec, "audio");
-        expired.insert(rec);
+        let t = format!("transcripts/E-{i:05}.txt");
         if i % 3 == 0 {
-            let t = format!("transcripts/E-{i:05}.txt");
             w.put(&t, "text");
-            expired.insert(t);
+        }
+        let claimed = i % 5 == 0;
+        if claimed {
+            let d = format!("calls/disputes/{new}/E-{i:05}.wav");
+            w.put(&d, "audio");
+            kept.insert(d);
+        }
+        if held(i) {
+            kept.insert(rec);
+        } else {
+            expired.insert(rec);
+        }
+        if i % 3 == 0 {
+            if claimed || held(i) {
+                kept.insert(t);
+            } else {
+                expired.insert(t);
+            }
         }
     }
     for i in 0..kept_n {
         let rec = format!("calls/quality/{new}/K-{i:05}.wav");
         w.put(&rec, "audio");
         kept.insert(rec);
+    }
+    if expired_n > 20 {
+        assert_exit(
+            &w.lethe(&[
+                "hold",
+                "place",
+                "--case",
+                "CASE-CRASH",
+                "--by",
+                "dpo",
+                "--reason",
+                "case",
+                "--prefix",
+                "transcripts/E-0001",
+            ]),
+            0,
+        );
     }
     (expired, kept)
 }
@@ -177,7 +215,8 @@ fn crash_world() -> World {
 }
 
 /// The crash suite: `lethe run` over 5,000 expired and 1,000 kept recordings
-/// (6,667 objects to delete) killed with SIGKILL at a random instant of its
+/// (6,667 objects, of which 6,315 to delete; the rest claimed by 1,000 recent
+/// disputes recordings or held through their transcripts) killed with SIGKILL at a random instant of its
 /// life, then run again to completion. `LETHE_CRASH_TRIALS` sets the trials
 /// (CI: 20; long mode: 200); `LETHE_CRASH_SEED` replays a sequence.
 #[test]
@@ -202,9 +241,11 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
     drop(calibration);
 
     let (mut mid_run, mut deleted_before_kill, mut certs_before_kill) = (0, 0, 0);
+    let mut claimed_objects = 0;
     for trial in 0..trials {
         let w = crash_world();
         let (expired, kept) = crash_corpus(&w, EXPIRED, KEPT);
+        claimed_objects = kept.len() - KEPT;
 
         // Kill the run somewhere in its life (a little past it, sometimes).
         let delay = Duration::from_millis(next(&mut seed) % (life * 11 / 10));
@@ -301,8 +342,9 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
         assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
     }
     eprintln!(
-        "crash suite: {trials} trials over {} objects each (uninterrupted run {life} ms): {mid_run} killed mid-run, {deleted_before_kill} objects deleted before a kill, {certs_before_kill} certificates issued before a kill; 0 wrongful deletions, 0 uncertified or doubly certified objects",
-        EXPIRED + EXPIRED.div_ceil(3) + KEPT
+        "crash suite: {trials} trials over {} objects each, {} claimed or held (uninterrupted run {life} ms): {mid_run} killed mid-run, {deleted_before_kill} objects deleted before a kill, {certs_before_kill} certificates issued before a kill; 0 wrongful deletions (claimed and held objects included), 0 uncertified or doubly certified objects",
+        EXPIRED + EXPIRED.div_ceil(3) + EXPIRED / 5 + KEPT,
+        claimed_objects
     );
 }
 
