@@ -449,3 +449,42 @@ async fn generated_layouts_lose_nothing_any_claim_keeps(db: Db) {
 for_each_db! {
     generated_layouts_lose_nothing_claimed => generated_layouts_lose_nothing_any_claim_keeps,
 }
+
+/// A shard plans only its share, but a recording of another shard still
+/// claims what it names: the shared transcript stays while the kept recording
+/// (in the other shard) names it.
+#[test]
+fn a_recording_in_another_shard_still_claims_its_companions() {
+    let w = world(ORDERS_POLICY);
+    let shard0 = lethe::decide::Shard::parse("0/2").unwrap();
+    let day_old = months_ago(11);
+    let day_new = months_ago(1);
+    // Find a call whose expired recording is in shard 0 and kept one in shard 1.
+    let (expired, kept) = (0..)
+        .map(|i| {
+            (
+                format!("calls/quality/{day_old}/C-{i}.wav"),
+                format!("calls/quality/{day_new}/C-{i}.wav"),
+            )
+        })
+        .find(|(e, k)| shard0.owns("recordings", e) && !shard0.owns("recordings", k))
+        .unwrap();
+    let id = expired
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .trim_end_matches(".wav")
+        .to_string();
+    let transcript = format!("transcripts/{id}.txt");
+    w.put(&expired, "audio");
+    w.put(&kept, "audio");
+    w.put(&transcript, "text");
+    assert_exit(&w.lethe(&["run", "--shard", "0/2"]), 0);
+    assert!(!w.exists(&expired));
+    assert!(
+        w.exists(&kept) && w.exists(&transcript),
+        "claimed from shard 1"
+    );
+    assert_exit(&w.lethe(&["run", "--shard", "1/2"]), 0);
+    assert!(w.exists(&kept) && w.exists(&transcript));
+}
