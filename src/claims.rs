@@ -57,7 +57,9 @@ pub struct Blocked {
 
 type Digest16 = [u8; 16];
 
-fn digest(store: &str, key: &str) -> Digest16 {
+/// How an object is known in claims and approved plans: 16 bytes of the
+/// SHA-256 of `store\0key`.
+pub(crate) fn digest(store: &str, key: &str) -> Digest16 {
     let mut h = Sha256::new();
     h.update(store.as_bytes());
     h.update([0u8]);

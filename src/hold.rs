@@ -254,6 +254,50 @@ mod tests {
     }
 
     #[test]
+    fn a_key_or_prefix_on_a_sidecar_or_companion_covers_its_recording() {
+        let mut t = target("calls/q/x.wav", None, Utc::now());
+        t.objects = vec!["transcripts/x.txt".into(), "calls/q/x.json".into()];
+        for (selector, covered) in [
+            (
+                Selector::Key {
+                    key: "transcripts/x.txt".into(),
+                },
+                true,
+            ),
+            (
+                Selector::Key {
+                    key: "calls/q/x.json".into(),
+                },
+                true,
+            ),
+            (
+                Selector::Prefix {
+                    prefix: "transcripts/".into(),
+                },
+                true,
+            ),
+            (
+                Selector::Key {
+                    key: "transcripts/y.txt".into(),
+                },
+                false,
+            ),
+            (
+                Selector::Prefix {
+                    prefix: "orders/".into(),
+                },
+                false,
+            ),
+        ] {
+            assert_eq!(
+                hold(vec![selector.clone()], None).covers(&t),
+                covered,
+                "{selector:?}"
+            );
+        }
+    }
+
+    #[test]
     fn date_ranges_hold_on_either_calendar() {
         let range = Selector::recorded_between("2025-01-01..2025-03-31").unwrap();
         // 2024-12-31 23:30 UTC is already 1 January in Warsaw: held.

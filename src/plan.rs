@@ -321,18 +321,6 @@ pub struct ApprovedPlan {
     keys: std::collections::HashSet<[u8; 16]>,
 }
 
-fn item_digest(store: &str, key: &str) -> [u8; 16] {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    h.update(store.as_bytes());
-    h.update([0u8]);
-    h.update(key.as_bytes());
-    let full = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&full[..16]);
-    out
-}
-
 impl ApprovedPlan {
     pub fn load(path: &Path) -> Result<Self, ApprovedPlanError> {
         use sha2::{Digest, Sha256};
@@ -365,7 +353,7 @@ impl ApprovedPlan {
                     line: items + 1,
                 });
             }
-            keys.insert(item_digest(&item.store, &item.key));
+            keys.insert(crate::claims::digest(&item.store, &item.key));
             items += 1;
         }
         Ok(Self {
@@ -376,7 +364,8 @@ impl ApprovedPlan {
     }
 
     pub fn contains(&self, item: &Planned) -> bool {
-        self.keys.contains(&item_digest(&item.store, &item.key))
+        self.keys
+            .contains(&crate::claims::digest(&item.store, &item.key))
     }
 }
 
