@@ -38,6 +38,11 @@ pub enum Strength {
     /// The object cannot be checked (a link, an unreadable entry): the
     /// recording that names it is kept and reported too.
     Doubt,
+    /// Another deletion of the same plan removes this object (its own
+    /// recording item, or the first recording that names it): it is taken
+    /// out of this one, so that each object has one intent and appears in
+    /// one certificate once.
+    Shared,
 }
 
 /// The objects of a delete item, numbered: 0 is the recording itself, then
@@ -70,11 +75,13 @@ pub(crate) fn digest(store: &str, key: &str) -> Digest16 {
     out
 }
 
-/// A record of the first sort: claims sort before the needs of the same key.
+/// A record of the first sort: claims sort before the needs of the same key,
+/// and a need of an object as a recording before its needs as a companion.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     digest: Digest16,
-    /// 0: claim that keeps, 1: claim of doubt, 2: need.
+    /// 0: claim that keeps, 1: claim of doubt, 2: need as a recording
+    /// (part 0), 3: need as a sidecar or companion.
     tag: u8,
     item: u64,
     part: Part,
@@ -86,6 +93,7 @@ struct Entry {
 struct Block {
     item: u64,
     part: Part,
+    /// 0: kept, 1: doubt, 2: shared with another deletion.
     tag: u8,
     text: String,
 }
@@ -297,7 +305,8 @@ impl Claims {
             digest: digest(&self.store, key),
             tag: match strength {
                 Strength::Keeps => 0,
-                Strength::Doubt => 1,
+                // A claim is never "shared"; say doubt, the stronger.
+                Strength::Doubt | Strength::Shared => 1,
             },
             item: 0,
             part: 0,
@@ -310,7 +319,7 @@ impl Claims {
         self.needs += 1;
         self.entries.push(Entry {
             digest: digest(&self.store, key),
-            tag: 2,
+            tag: if part == 0 { 2 } else { 3 },
             item,
             part,
             text: String::new(),
@@ -319,7 +328,7 @@ impl Claims {
 
     /// The blocked needs, in plan order (by item, then part).
     pub fn resolve(self) -> io::Result<BlockedNeeds> {
-        if self.needs == 0 || self.claims == 0 {
+        if self.needs == 0 {
             return Ok(BlockedNeeds {
                 sorted: Sorted::Memory(Vec::new()),
                 peeked: None,
@@ -328,8 +337,9 @@ impl Claims {
         let run = self.entries.run;
         let mut entries = self.entries.finish()?;
         let mut blocks = Sorter::<Block>::new(run);
-        // The first claim on the current key, if any.
+        // The first claim on the current key, if any; whether a need of it was seen.
         let mut current: Option<(Digest16, u8, String)> = None;
+        let mut needed: Option<Digest16> = None;
         while let Some(e) = entries.next()? {
             if current.as_ref().is_some_and(|(d, _, _)| *d != e.digest) {
                 current = None;
@@ -351,6 +361,16 @@ impl Claims {
                     tag: *tag,
                     text: text.clone(),
                 })?;
+            } else if needed == Some(e.digest) {
+                // Unclaimed, and an earlier need (its recording's, if any) removes it.
+                blocks.push(Block {
+                    item: e.item,
+                    part: e.part,
+                    tag: 2,
+                    text: String::new(),
+                })?;
+            } else {
+                needed = Some(e.digest);
             }
         }
         Ok(BlockedNeeds {
@@ -391,10 +411,10 @@ impl BlockedNeeds {
                 out.push(Blocked {
                     item: next.item,
                     part: next.part,
-                    strength: if next.tag == 1 {
-                        Strength::Doubt
-                    } else {
-                        Strength::Keeps
+                    strength: match next.tag {
+                        0 => Strength::Keeps,
+                        1 => Strength::Doubt,
+                        _ => Strength::Shared,
                     },
                     claim: next.text,
                 });
@@ -471,6 +491,31 @@ mod tests {
                 ],
                 "run of {run}"
             );
+        }
+    }
+
+    #[test]
+    fn an_object_two_deletions_need_is_left_to_one_of_them() {
+        for run in [1, 2, 1000] {
+            let got = blocked(
+                run,
+                &[],
+                &[
+                    // Two recordings share a transcript; the first keeps it.
+                    ("t/1.txt", 0, 1),
+                    ("t/1.txt", 1, 1),
+                    // A companion that is a recording of its own is left to that item.
+                    ("o/1.wav", 2, 2),
+                    ("o/1.wav", 3, 0),
+                ],
+            );
+            let shared = |item, part| Blocked {
+                item,
+                part,
+                strength: Strength::Shared,
+                claim: String::new(),
+            };
+            assert_eq!(got, vec![shared(1, 1), shared(2, 2)], "run of {run}");
         }
     }
 

@@ -143,6 +143,13 @@ pub async fn plan_store(
         for (index, item) in deletes.into_items().map_err(PlanFailure::Sink)?.enumerate() {
             let mut item = item.map_err(PlanFailure::Sink)?;
             let blocks = blocked.of(index as u64).map_err(PlanFailure::Sink)?;
+            if blocks
+                .iter()
+                .any(|b| b.part == 0 && b.strength == Strength::Shared)
+            {
+                // The same key listed twice: the first listing's deletion stands.
+                continue;
+            }
             if !blocks.is_empty() && apply(&mut item, blocks) {
                 whole += 1;
                 claim_all(&mut next_claims, &item, false).map_err(PlanFailure::Sink)?;
@@ -234,7 +241,7 @@ fn apply(item: &mut Planned, blocks: Vec<Blocked>) -> bool {
     let keys: Vec<String> = item.objects().map(str::to_string).collect();
     let whole = blocks
         .iter()
-        .find(|b| b.part == 0)
+        .find(|b| b.part == 0 && b.strength != Strength::Shared)
         .or_else(|| blocks.iter().find(|b| b.strength == Strength::Doubt));
     if let Some(b) = whole {
         let key = &keys[b.part as usize];
@@ -258,7 +265,8 @@ fn apply(item: &mut Planned, blocks: Vec<Blocked>) -> bool {
     let mut parts: Vec<u32> = blocks.iter().map(|b| b.part).collect();
     parts.sort_unstable();
     parts.dedup();
-    for b in &blocks {
+    // A part another deletion removes leaves quietly; a kept one is said.
+    for b in blocks.iter().filter(|b| b.strength == Strength::Keeps) {
         if !item.kept.iter().any(|k| k.key == keys[b.part as usize]) {
             item.kept.push(KeptObject {
                 key: keys[b.part as usize].clone(),

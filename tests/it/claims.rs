@@ -488,3 +488,36 @@ fn a_recording_in_another_shard_still_claims_its_companions() {
     assert_exit(&w.lethe(&["run", "--shard", "1/2"]), 0);
     assert!(w.exists(&kept) && w.exists(&transcript));
 }
+
+/// An object that two deletions remove (a transcript two expired recordings
+/// share, an expired order that is also an expired call's companion) has one
+/// intent and appears once in the certificates.
+#[test]
+fn an_object_two_deletions_remove_is_deleted_and_certified_once() {
+    let w = world(ORDERS_POLICY);
+    let day = months_ago(11);
+    let a = format!("calls/quality/{day}/C-1.wav");
+    let b = format!("calls/training/{}/C-1.wav", months_ago(14));
+    for k in [&a, &b] {
+        w.put(k, "audio");
+    }
+    w.put("transcripts/C-1.txt", "text");
+    w.put("orders/C-1.wav", "order");
+    set_age(&w, "orders/C-1.wav", 70);
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(present(&w).is_empty(), "{:?}", present(&w));
+    assert_eq!(
+        sorted(w.all_certified()),
+        sorted(vec![
+            a,
+            b,
+            "transcripts/C-1.txt".into(),
+            "orders/C-1.wav".into()
+        ])
+    );
+    assert_eq!(
+        w.sql("SELECT COUNT(*) FROM ledger WHERE kind = 'intent'"),
+        "4",
+        "one intent per object"
+    );
+}
