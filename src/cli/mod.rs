@@ -541,6 +541,23 @@ pub(crate) async fn orders_from(
     ledger: &crate::ledger::Ledger,
 ) -> Result<crate::decide::Orders, Failure> {
     let context = "cannot read the legal holds and erasure requests; nothing was deleted";
+    // The holds and erasures a pass relies on come from index tables: they
+    // must agree with the hash chain, or an edited index could let a held
+    // recording go.
+    let problems = ledger
+        .verify_holds()
+        .await
+        .context(context)
+        .or_exit(Exit::Runtime)?;
+    if !problems.is_empty() {
+        return Err(Failure {
+            exit: Exit::Runtime,
+            error: anyhow::anyhow!(
+                "the legal holds and erasure requests in the ledger's index differ from its hash chain ({}); nothing was deleted; run `lethe ledger verify` and restore the ledger from a backup",
+                problems.join("; ")
+            ),
+        });
+    }
     Ok(crate::decide::Orders {
         holds: ledger
             .active_holds()

@@ -1035,9 +1035,18 @@ impl Ledger {
     pub async fn verify_holds(&self) -> Result<Vec<String>> {
         let mut expected: BTreeMap<String, (i64, Option<i64>, String)> = BTreeMap::new();
         let mut problems = Vec::new();
-        let mut rows = self.rows();
-        while let Some(row) = rows.next().await {
-            let row = row?;
+        // Only the hold rows are read (the kind index finds them), so that a
+        // run can afford this check before it deletes anything.
+        let mut rows = Vec::new();
+        for k in [kind::HOLD_PLACED, kind::HOLD_RELEASED] {
+            let mut stream = self.rows_of_kind(k, 1, i64::MAX);
+            while let Some(row) = stream.next().await {
+                rows.push(row?);
+            }
+        }
+        rows.sort_by_key(|r| r.seq);
+        for row in rows {
+            problems.extend(self.anchored(&row).await?);
             match row.kind.as_str() {
                 kind::HOLD_PLACED => {
                     let hold: Hold =
@@ -1064,7 +1073,6 @@ impl Ledger {
                 _ => {}
             }
         }
-        drop(rows);
         let index = sqlx::query("SELECT case_id, placed_seq, released_seq, body FROM hold")
             .fetch_all(&self.pool)
             .await?;
@@ -1103,13 +1111,38 @@ impl Ledger {
 }
 
 impl Ledger {
+    /// Whether a row of the chain is still the one that was written: its
+    /// content matches its hash, and the row after it (if any) links to that
+    /// hash, so that an edit of the row and its hash together shows too.
+    async fn anchored(&self, row: &LedgerRow) -> Result<Option<String>> {
+        if row.compute_hash().as_deref() != Some(row.hash.as_str()) {
+            return Ok(Some(format!(
+                "row {}: content does not match its hash (the row was edited)",
+                row.seq
+            )));
+        }
+        Ok(match self.row(row.seq + 1).await? {
+            Some(next) if next.prev_hash != row.hash => Some(format!(
+                "row {}: the row after it does not link to it (the row was rewritten)",
+                row.seq
+            )),
+            _ => None,
+        })
+    }
+
     /// Checks the erasure index against the chain: an erased subject removed
     /// from the index (so that its recordings could come back) shows here.
     async fn verify_erasures(&self) -> Result<Vec<String>> {
         let mut expected: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        let mut found = Vec::new();
         let mut rows = self.rows_of_kind(kind::ERASURE_REQUESTED, 1, i64::MAX);
         while let Some(row) = rows.next().await {
-            let row = row?;
+            found.push(row?);
+        }
+        drop(rows);
+        let mut problems = Vec::new();
+        for row in found {
+            problems.extend(self.anchored(&row).await?);
             let body = row.body_json()?;
             let request = body["request"].as_str().unwrap_or_default().to_string();
             let digest = body["subject_sha256"]
@@ -1118,7 +1151,6 @@ impl Ledger {
                 .to_string();
             expected.entry(request).or_insert((digest, row.seq));
         }
-        drop(rows);
         let index = sqlx::query("SELECT request, subject_sha256, seq FROM erasure")
             .fetch_all(&self.pool)
             .await?;
@@ -1129,7 +1161,6 @@ impl Ledger {
                 (row.try_get("subject_sha256")?, row.try_get("seq")?),
             );
         }
-        let mut problems = Vec::new();
         for (request, want) in &expected {
             match actual.get(request) {
                 None => problems.push(format!(

@@ -226,6 +226,43 @@ async fn tampering_with_a_hold_is_detected(db: Db) {
     assert!(w.exists(&s.subject_held));
 }
 
+/// A run relies on the hold index only while it agrees with the hash chain:
+/// a hold removed, redirected or marked released in the index, or an erasure
+/// request removed, stops the run before anything is deleted.
+async fn a_run_refuses_a_hold_index_that_differs_from_the_chain(db: Db) {
+    for tamper in [
+        "DELETE FROM hold",
+        "UPDATE hold SET body = REPLACE(body, 'calls/disputes/', 'zzz/')",
+        "UPDATE hold SET released_seq = placed_seq",
+        "DELETE FROM erasure",
+    ] {
+        let mut w = World::new();
+        w.use_db(db).await;
+        let s = sample(&w);
+        assert_exit(
+            &place(&w, &["--case", "CASE-9", "--prefix", "calls/disputes/"]),
+            0,
+        );
+        assert_exit(
+            &w.lethe(&["erase", "--subject", "NOBODY", "--request", "DSR-1"]),
+            0,
+        );
+        w.exec(tamper).await;
+        let out = w.lethe(&["run"]);
+        assert_exit(&out, 1);
+        assert!(
+            stderr(&out).contains("differ from its hash chain"),
+            "{tamper}: {}",
+            stderr(&out)
+        );
+        assert!(
+            w.exists(&s.prefix_held) && w.exists(&s.free),
+            "{tamper}: nothing deleted"
+        );
+        assert_exit(&w.lethe(&["plan"]), 1);
+    }
+}
+
 /// Deletes slowly, so that another process can act in the middle of a run.
 fn slow_store(w: &World) -> Store {
     let local = LocalFileSystem::new_with_prefix(w.store()).unwrap();
@@ -477,6 +514,7 @@ for_each_db! {
     a_hold_released_mid_run_keeps_them_until_the_next => a_hold_released_during_a_run_protects_its_recordings_until_the_next,
     held_recordings_stay_released_ones_go => held_recordings_stay_and_released_ones_go,
     tampering_with_holds_is_detected => tampering_with_a_hold_is_detected,
+    a_run_refuses_a_tampered_hold_index => a_run_refuses_a_hold_index_that_differs_from_the_chain,
     a_hold_placed_mid_run_protects_the_rest => a_hold_placed_during_a_run_protects_what_has_not_started,
 }
 
