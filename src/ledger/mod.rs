@@ -558,6 +558,7 @@ impl Ledger {
         let mut rows = self.rows();
         let mut expected_seq = 1i64;
         let mut prev = GENESIS.to_string();
+        let mut open: std::collections::BTreeSet<i64> = Default::default();
         let mut report = ChainReport {
             rows: 0,
             head: GENESIS.to_string(),
@@ -577,6 +578,22 @@ impl Ledger {
                     row.seq
                 ));
             }
+            // The intents the chain leaves open, to check the pending index against.
+            match row.kind.as_str() {
+                kind::INTENT => {
+                    open.insert(row.seq);
+                }
+                kind::OUTCOME => match serde_json::from_str::<OutcomeBody>(&row.body) {
+                    Ok(o) if !crate::execute::stays_pending(&o.intent, &o.outcome) => {
+                        open.remove(&o.outcome.intent);
+                    }
+                    Ok(_) => {}
+                    Err(e) => report
+                        .problems
+                        .push(format!("row {}: not an outcome: {e}", row.seq)),
+                },
+                _ => {}
+            }
             expected_seq = row.seq + 1;
             prev = row.hash.clone();
             report.rows += 1;
@@ -584,6 +601,28 @@ impl Ledger {
             if report.problems.len() >= 100 {
                 report.problems.push("more problems not listed".into());
                 break;
+            }
+        }
+        drop(rows);
+        // The pending index is what the next run's recovery completes: an
+        // intent removed from it would leave its object gone and uncertified.
+        if report.problems.len() < 100 {
+            let index: std::collections::BTreeSet<i64> =
+                sqlx::query("SELECT seq FROM pending_intent")
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>("seq"))
+                    .collect::<Result<_, _>>()?;
+            for seq in open.difference(&index).take(20) {
+                report.problems.push(format!(
+                    "row {seq}: an intent without a final outcome is missing from the pending-intent index (the next run would never complete it)"
+                ));
+            }
+            for seq in index.difference(&open).take(20) {
+                report.problems.push(format!(
+                    "the pending-intent index lists {seq}, which the chain does not show as an open intent"
+                ));
             }
         }
         Ok(report)

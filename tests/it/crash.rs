@@ -132,6 +132,38 @@ async fn a_run_killed_after_deleting_a_recording_is_completed_and_certified_by_t
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
 }
 
+/// The pending-intent index is what recovery completes; `ledger verify`
+/// checks it against the chain, so an intent removed from it (its object
+/// would be gone and never certified) or added to it shows.
+async fn an_edited_pending_intent_index_fails_ledger_verification(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let rec = format!("calls/quality/{}/C-1.wav", months_ago(30));
+    w.put(&rec, "audio");
+    w.put("transcripts/C-1.txt", "text");
+    crashed_run(&w, &[(&rec, &["transcripts/C-1.txt"])]).await;
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    w.exec("DELETE FROM pending_intent").await;
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains("missing from the pending-intent index"),
+        "{}",
+        stdout(&out)
+    );
+    w.exec("INSERT INTO pending_intent (seq) VALUES (1), (2), (3)")
+        .await;
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains(
+            "the pending-intent index lists 1, which the chain does not show as an open intent"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
 /// A tiny deterministic generator, so that a failing trial can be replayed.
 fn next(seed: &mut u64) -> u64 {
     *seed = seed
@@ -350,4 +382,5 @@ fn runs_killed_at_random_instants_converge_without_wrongful_or_uncertified_delet
 
 for_each_db! {
     a_killed_run_is_completed_by_the_next => a_run_killed_after_deleting_a_recording_is_completed_and_certified_by_the_next,
+    an_edited_pending_index_fails_verification => an_edited_pending_intent_index_fails_ledger_verification,
 }
