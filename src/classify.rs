@@ -115,7 +115,8 @@ impl Reason {
     }
 }
 
-/// The sidecar fields lethe reads; other fields are allowed and ignored.
+/// The sidecar fields lethe reads; other fields are allowed and ignored,
+/// unless their name is a near miss of one of these (see [`parse_sidecar`]).
 #[derive(Debug, Default, Deserialize)]
 pub struct Sidecar {
     #[serde(default)]
@@ -126,26 +127,107 @@ pub struct Sidecar {
     pub recorded_at: Option<String>,
 }
 
-/// Near misses of the fields above: a typo must not silently drop a purpose.
-const SUSPICIOUS_FIELDS: &[(&str, &str)] = &[
-    ("purpose", "purposes"),
-    ("Purposes", "purposes"),
-    ("recorded", "recorded_at"),
-    ("recordedAt", "recorded_at"),
-    ("Subject", "subject"),
+/// The fields of [`Sidecar`], each with the stem its near misses reduce to.
+const SIDECAR_FIELDS: &[(&str, &[&str])] = &[
+    ("purposes", &["purpose"]),
+    ("subject", &["subject"]),
+    ("recorded_at", &["recordedat", "recorded"]),
 ];
 
+/// The known field a name is a near miss of: it differs from it only by
+/// case, whitespace, `-`/`_`, a trailing `s` or an `id` suffix. A typo must
+/// not silently drop a purpose, a subject or a date.
+fn near_miss(name: &str) -> Option<&'static str> {
+    if SIDECAR_FIELDS.iter().any(|(field, _)| *field == name) {
+        return None;
+    }
+    let folded: String = name
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
+    let mut stems = vec![folded.as_str()];
+    for _ in 0..2 {
+        let more: Vec<&str> = stems
+            .iter()
+            .flat_map(|s| [s.strip_suffix('s'), s.strip_suffix("id")])
+            .flatten()
+            .collect();
+        stems.extend(more);
+    }
+    SIDECAR_FIELDS
+        .iter()
+        .find(|(_, known)| known.iter().any(|k| stems.contains(k)))
+        .map(|(field, _)| *field)
+}
+
+/// Walks a JSON document and refuses a key that appears twice in one object,
+/// at any depth: a JSON reader keeps only one of them, and which one is not
+/// something to guess a retention on.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "field {key:?} appears twice"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
+}
+
 /// Reads a sidecar's JSON; the error says what is wrong (the caller names the key).
+/// A duplicate key anywhere, or a near miss of a field lethe reads, makes
+/// the sidecar unreadable: the recording is kept and reported.
 pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
+    serde_json::from_slice::<NoDuplicateKeys>(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = value
         .as_object()
         .ok_or("the sidecar must be a JSON object")?;
-    for (wrong, right) in SUSPICIOUS_FIELDS {
-        if obj.contains_key(*wrong) {
+    for name in obj.keys() {
+        if let Some(right) = near_miss(name) {
             return Err(format!(
-                "field {wrong:?} is not understood; did you mean {right:?}?"
+                "field {name:?} is not understood; did you mean {right:?}?"
             ));
         }
     }
@@ -512,5 +594,61 @@ recordings:
             )),
             Reason::UndefinedPurpose(vec!["gossip".into()])
         );
+    }
+
+    #[test]
+    fn a_near_miss_or_a_duplicate_field_makes_the_sidecar_unreadable() {
+        for body in [
+            r#"{"purposes":["disputes"],"purposes":[]}"#,
+            r#"{"purposes":["disputes"],"subject":"A","subject":"B"}"#,
+            r#"{"purposes":["disputes"],"agent":{"id":1,"id":2}}"#,
+            r#"{"purposes":["disputes"],"notes":[{"a":1},{"b":1,"b":2}]}"#,
+            r#"{"purposes":["disputes"],"\u0073ubject":"A","subject":"B"}"#,
+            r#"{"Purpose":["disputes"]}"#,
+            r#"{"purpose":["disputes"]}"#,
+            r#"{"Purposes":["disputes"]}"#,
+            r#"{"PURPOSES":["disputes"]}"#,
+            r#"{"purposes ":["disputes"]}"#,
+            r#"{" purposes":["disputes"]}"#,
+            r#"{"pur-poses":["disputes"]}"#,
+            r#"{"purpose_id":"disputes"}"#,
+            r#"{"recorded-at":"2021-01-01"}"#,
+            r#"{"recordedAt":"2021-01-01"}"#,
+            r#"{"RECORDED_AT":"2021-01-01"}"#,
+            r#"{"recorded":"2021-01-01"}"#,
+            r#"{"recorded_ats":"2021-01-01"}"#,
+            r#"{"subject_id":"CUST-1"}"#,
+            r#"{"subjectId":"CUST-1"}"#,
+            r#"{"Subject":"CUST-1"}"#,
+            r#"{"subjects":["CUST-1"]}"#,
+            r#"{"subject-ids":["CUST-1"]}"#,
+        ] {
+            let got = run("calls/quality/2025/01/01/C.wav", Some(body));
+            match got {
+                Classified::Unclassified(u) => {
+                    assert_eq!(u.reason.code(), "unreadable-sidecar", "{body}");
+                    assert!(
+                        u.reason.describe().contains("appears twice")
+                            || u.reason.describe().contains("did you mean"),
+                        "{body}: {}",
+                        u.reason.describe()
+                    );
+                }
+                other => panic!("{body} was accepted: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn other_fields_of_a_sidecar_stay_accepted() {
+        for body in [
+            r#"{"purposes":["disputes"],"agent":"x","queue":"q","notes":"n"}"#,
+            r#"{"purposes":["disputes"],"call_id":"C","id":7,"subject_name":"Ann"}"#,
+            r#"{"purposes":["disputes"],"agent":{"id":1,"name":"x"},"tags":[{"a":1},{"a":2}]}"#,
+            r#"{"purposes":["disputes"],"subject":"CUST-1","recorded_at":"2025-01-01T10:00:00Z"}"#,
+        ] {
+            let r = recording(run("calls/quality/2025/01/01/C.wav", Some(body)));
+            assert_eq!(r.purposes, vec!["disputes", "quality"], "{body}");
+        }
     }
 }
