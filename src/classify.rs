@@ -35,8 +35,15 @@ pub struct Recording {
     pub rules: Vec<String>,
     /// Sorted, without duplicates, all defined by the policy.
     pub purposes: Vec<String>,
+    /// A date without a time is its day's local midnight (holds match on
+    /// its calendar date); see `date_only`.
     pub recorded_at: DateTime<Utc>,
     pub recorded_from: DateSource,
+    /// The date has day precision (a key date format without a time, or a
+    /// bare sidecar date): periods end at the end of the day they fall on,
+    /// since the call may have been made at any hour of its day
+    /// (Regulation 1182/71 Art. 3: the day of the event is not counted).
+    pub date_only: bool,
     /// The calendar on which retention periods are counted.
     pub timezone: Tz,
     pub subject: Option<String>,
@@ -235,10 +242,11 @@ pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
 }
 
 /// Reads a date written in a sidecar: RFC 3339 with an offset, or a local
-/// date or date-time on the policy's calendar.
-pub fn parse_sidecar_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+/// date or date-time on the policy's calendar. The flag says the text was a
+/// bare date (day precision; its local midnight is returned).
+pub fn parse_sidecar_date(text: &str, tz: Tz) -> Result<(DateTime<Utc>, bool), String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+        return Ok((t.with_timezone(&Utc), false));
     }
     for fmt in [
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -246,15 +254,43 @@ pub fn parse_sidecar_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
         "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(text, fmt) {
-            return Ok(resolve_local(n, tz));
+            return Ok((resolve_local(n, tz), false));
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(resolve_local(d.and_time(chrono::NaiveTime::MIN), tz));
+        return Ok((resolve_local(d.and_time(chrono::NaiveTime::MIN), tz), true));
     }
     Err(format!(
         "recorded_at {text:?} is not a date (use RFC 3339, e.g. 2025-05-31T14:03:00Z, or 2025-05-31)"
     ))
+}
+
+/// The end of the local day (the next local midnight on the calendar `tz`)
+/// on which `at` falls. A period counted from a date without a time ends
+/// there: the day of the event is not counted, so the period ends with the
+/// last hour of its last day (Regulation 1182/71 Art. 3(1) and 3(2)(c)).
+pub fn end_of_day(at: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    match at.with_timezone(&tz).date_naive().succ_opt() {
+        Some(next) => resolve_local(next.and_time(chrono::NaiveTime::MIN), tz),
+        None => at,
+    }
+}
+
+/// The last instant a date may stand for: the end of its day if it has no time.
+fn latest_instant((at, date_only): (DateTime<Utc>, bool), tz: Tz) -> DateTime<Utc> {
+    if date_only { end_of_day(at, tz) } else { at }
+}
+
+/// Of two dates of one recording, the one that may stand for the later instant.
+fn later_date(
+    current: Option<(DateTime<Utc>, bool)>,
+    new: (DateTime<Utc>, bool),
+    tz: Tz,
+) -> (DateTime<Utc>, bool) {
+    match current {
+        Some(c) if latest_instant(c, tz) >= latest_instant(new, tz) => c,
+        _ => new,
+    }
 }
 
 /// Classifies one scanned entry.
@@ -300,7 +336,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         .matches
         .iter()
         .find_map(|m| m.captures.get("call_id").cloned());
-    let mut key_date: Option<DateTime<Utc>> = None;
+    let mut key_date: Option<(DateTime<Utc>, bool)> = None;
     let mut companions: Vec<String> = Vec::new();
     for m in &c.matches {
         if let Some(p) = m.captures.get("purpose") {
@@ -317,9 +353,9 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
             match format.parse_value(raw) {
                 Ok(local) => {
                     recorded_local = Some(local);
-                    let at = resolve_local(local, m.rule.timezone);
+                    let at = (resolve_local(local, m.rule.timezone), format.is_date_only());
                     // Several rules may date the key differently: the later date keeps longer.
-                    key_date = Some(key_date.map_or(at, |d| d.max(at)));
+                    key_date = Some(later_date(key_date, at, timezone));
                 }
                 Err(e) => return unclassified(Reason::UnreadableDate(e)),
             }
@@ -334,7 +370,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         }
     }
 
-    let mut sidecar_date: Option<DateTime<Utc>> = None;
+    let mut sidecar_date: Option<(DateTime<Utc>, bool)> = None;
     let mut sidecars = Vec::new();
     for s in c.sidecars {
         match s.state {
@@ -361,7 +397,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
                 }
                 if let Some(text) = parsed.recorded_at {
                     match parse_sidecar_date(&text, timezone) {
-                        Ok(at) => sidecar_date = Some(sidecar_date.map_or(at, |d| d.max(at))),
+                        Ok(at) => sidecar_date = Some(later_date(sidecar_date, at, timezone)),
                         Err(detail) => {
                             return unclassified(Reason::UnreadableSidecar { key: s.key, detail });
                         }
@@ -384,10 +420,10 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
     if !undefined.is_empty() {
         return unclassified(Reason::UndefinedPurpose(undefined));
     }
-    let (recorded_at, recorded_from) = match (key_date, sidecar_date) {
+    let ((recorded_at, date_only), recorded_from) = match (key_date, sidecar_date) {
         (Some(d), _) => (d, DateSource::Key),
         (None, Some(d)) => (d, DateSource::Sidecar),
-        (None, None) => (c.object.last_modified, DateSource::LastModified),
+        (None, None) => ((c.object.last_modified, false), DateSource::LastModified),
     };
     Classified::Recording(Recording {
         object: c.object,
@@ -395,6 +431,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         purposes: purposes.into_iter().collect(),
         recorded_at,
         recorded_from,
+        date_only,
         timezone,
         subject,
         call_id,
@@ -594,6 +631,43 @@ recordings:
             )),
             Reason::UndefinedPurpose(vec!["gossip".into()])
         );
+    }
+
+    #[test]
+    fn a_date_without_a_time_is_marked_as_such() {
+        let r = recording(run("calls/quality/2025/05/31/C-1.wav", None));
+        assert!(r.date_only);
+        let r = recording(run(
+            "orders/CUST-9/O-1.wav",
+            Some(r#"{"recorded_at":"2021-03-04"}"#),
+        ));
+        assert!(r.date_only);
+        for timed in [
+            "2021-03-04T05:06:07Z",
+            "2021-03-04T05:06",
+            "2021-03-04 05:06:07",
+        ] {
+            let body = format!(r#"{{"recorded_at":"{timed}"}}"#);
+            let r = recording(run("orders/CUST-9/O-1.wav", Some(&body)));
+            assert!(!r.date_only, "{timed}");
+        }
+        let r = recording(run("orders/CUST-9/O-1.wav", None));
+        assert!(!r.date_only, "last-modified has a time");
+        let warsaw = Tz::Europe__Warsaw;
+        for at in [
+            (2021, 11, 30, 23, 0),
+            (2021, 12, 1, 12, 0),
+            (2021, 12, 1, 22, 59),
+        ] {
+            let at = Utc
+                .with_ymd_and_hms(at.0, at.1, at.2, at.3, at.4, 0)
+                .unwrap();
+            assert_eq!(
+                end_of_day(at, warsaw),
+                Utc.with_ymd_and_hms(2021, 12, 1, 23, 0, 0).unwrap(),
+                "{at}"
+            );
+        }
     }
 
     #[test]
