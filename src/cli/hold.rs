@@ -5,12 +5,13 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use chrono::{NaiveDate, Utc};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::plan::{PlanFailure, plan_store};
 use super::{
     Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, open_store, output_error,
 };
+use crate::config::Settings;
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
 use crate::ledger::{HoldRecord, Ledger, LedgerError, Release, ReleaseState};
@@ -27,6 +28,8 @@ pub(crate) struct Placement {
     pub recorded_between: Vec<String>,
     pub store: Option<String>,
     pub review: Option<String>,
+    /// Skip counting what the hold covers now.
+    pub no_scan: bool,
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -82,12 +85,12 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
     selectors.extend(
         p.keys
             .iter()
-            .map(|s| required("key", s).map(|key| Selector::Key { key })),
+            .map(|s| required("key", s).and_then(|k| Selector::key(&k).map_err(usage))),
     );
     selectors.extend(
         p.prefixes
             .iter()
-            .map(|s| required("prefix", s).map(|prefix| Selector::Prefix { prefix })),
+            .map(|s| required("prefix", s).and_then(|k| Selector::prefix(&k).map_err(usage))),
     );
     selectors.extend(
         p.recorded_between
@@ -137,7 +140,101 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
         describe(&hold)
     )
     .map_err(output_error)?;
+    if !p.no_scan {
+        report_coverage(&settings, &hold, out).await?;
+    }
     Ok(Exit::Success)
+}
+
+/// Counts what a freshly placed hold covers now, from a scan of the stores,
+/// and warns when that is nothing: a selector that names no key (a typo, a
+/// key written as another tool shows it) would otherwise hold nothing while
+/// everyone believes the recordings are safe. The hold stays placed either
+/// way: a subject's recordings may only arrive later.
+async fn report_coverage(
+    settings: &Settings,
+    hold: &Hold,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let case = hold.case.as_str();
+    let policy = match load_policy(settings) {
+        Ok(p) => p,
+        Err(f) => {
+            warn!(
+                case,
+                error = format!("{:#}", f.error),
+                "cannot count what the hold covers"
+            );
+            writeln!(
+                out,
+                "WARNING: cannot count what hold {case} covers now: {:#}",
+                f.error
+            )
+            .map_err(output_error)?;
+            return Ok(());
+        }
+    };
+    let orders = crate::decide::Orders::with_holds(vec![hold.clone()]);
+    let (mut recordings, mut objects) = (0u64, 0u64);
+    let mut unscanned = Vec::new();
+    for sc in &settings.stores {
+        if hold.store.as_ref().is_some_and(|s| *s != sc.name) {
+            continue;
+        }
+        let store = match open_store(settings, sc) {
+            Ok(s) => s,
+            Err(e) => {
+                unscanned.push(format!("{}: {e}", sc.name));
+                continue;
+            }
+        };
+        let hidden = super::progress::Progress::hidden();
+        let result = plan_store(
+            &store,
+            &policy,
+            &orders,
+            Utc::now(),
+            None,
+            &hidden,
+            &mut |item| {
+                if item.hold.as_deref() == Some(case) {
+                    recordings += 1;
+                    objects += 1 + item.sidecars.len() as u64;
+                }
+                Ok(())
+            },
+        )
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(PlanFailure::Store(e)) => unscanned.push(format!("{}: {e}", sc.name)),
+            Err(PlanFailure::Sink(e)) => return Err(output_error(e)),
+        }
+    }
+    for failure in &unscanned {
+        warn!(case, store = %failure, "cannot count what the hold covers in this store");
+        writeln!(out, "WARNING: store {failure}: not scanned").map_err(output_error)?;
+    }
+    info!(case, recordings, objects, "hold coverage counted");
+    writeln!(
+        out,
+        "it covers {recordings} recording(s) now ({objects} object(s) with their sidecars; companions are held with them)"
+    )
+    .map_err(output_error)?;
+    if recordings == 0 {
+        warn!(
+            case,
+            "the hold covers no recording now: check its selectors"
+        );
+        writeln!(
+            out,
+            "WARNING: hold {case} covers NO recording now. Check the selectors against `lethe plan` \
+             (keys are relative to the store, e.g. calls/disputes/2025/); if they are wrong, place \
+             a corrected hold under a new case id and release this one"
+        )
+        .map_err(output_error)?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn release(

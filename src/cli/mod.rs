@@ -214,6 +214,9 @@ enum HoldCommand {
         /// A date by which the hold should be reviewed (reported by plans; never released by itself)
         #[arg(long, value_name = "DATE")]
         review: Option<String>,
+        /// Do not scan the stores to count the recordings the hold covers now
+        #[arg(long)]
+        no_scan: bool,
     },
     /// Release a hold: its recordings return to their normal retention
     Release {
@@ -453,6 +456,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 recorded_between,
                 store,
                 review,
+                no_scan,
             } => {
                 let placement = hold::Placement {
                     case,
@@ -465,6 +469,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                     recorded_between,
                     store,
                     review,
+                    no_scan,
                 };
                 hold::place(&config_path(), placement, out).await
             }
