@@ -104,7 +104,7 @@ enum Command {
     },
     /// One retention pass: delete what expired, verify, record, certify
     Run {
-        /// Plan and check the safety limits, but delete and record nothing
+        /// Check what a run would (signing key, ledger, safety limits) and plan, but delete and record nothing
         #[arg(long)]
         dry_run: bool,
         /// Delete only items of this approved plan (from `plan --out`) that are still expired and unheld
