@@ -265,7 +265,7 @@ pub fn main() -> ExitCode {
     } else {
         "info"
     };
-    init_logging(cli.log_format, default_level);
+    let json_logs = init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -285,7 +285,10 @@ pub fn main() -> ExitCode {
         // A closed output pipe is not an error worth a message.
         Err(f) if f.exit == Exit::Success => Exit::Success,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            // With JSON logs stderr is JSON lines only: the error is the event below.
+            if !json_logs || !tracing::enabled!(tracing::Level::ERROR) {
+                eprintln!("error: {:#}", f.error);
+            }
             tracing::error!(
                 error = format!("{:#}", f.error),
                 exit_code = f.exit as u8,
@@ -488,7 +491,8 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
     }
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+/// Sets up logging on stderr; returns whether its lines are JSON.
+fn init_logging(format: LogFormat, default_level: &str) -> bool {
     let filter = EnvFilter::try_from_env("LETHE_LOG")
         // sqlx reports PostgreSQL notices and slow statements at info, and the
         // scheduler its own start-up: noise for operators.
@@ -516,6 +520,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
     } else {
         builder.with_target(false).with_ansi(terminal).init();
     }
+    json
 }
 
 /// Reads the config file (exit 2 on any problem).

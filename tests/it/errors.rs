@@ -305,3 +305,51 @@ fn a_signing_key_mounted_like_a_kubernetes_secret_works_for_a_non_root_user() {
     assert_exit(&out, 0);
     assert!(!w.exists(&key));
 }
+
+#[test]
+fn with_json_logs_the_final_error_is_a_json_event_and_nothing_else() {
+    let w = World::new();
+    std::fs::write(w.path("policies/retention.yaml"), "purposes: [").unwrap();
+    let out = w.lethe(&["--log-format", "json", "run"]);
+    assert_exit(&out, 2);
+    let raw = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!raw.trim().is_empty());
+    for line in raw.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\n{raw}"));
+        if event["fields"]["message"] == "command failed" {
+            assert!(
+                event["fields"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("retention.yaml")),
+                "{line}"
+            );
+            assert_eq!(event["fields"]["exit_code"], 2, "{line}");
+        }
+    }
+    assert!(raw.contains("command failed"), "{raw}");
+    // With text logs the error stays one plain line.
+    let out = w.lethe(&["--log-format", "text", "run"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_newline_in_a_name_is_escaped_in_the_reason_of_a_text_plan() {
+    let w = World::new();
+    let old = months_ago(30);
+    w.put(&format!("calls/quality/{old}/C-1.wav"), "audio");
+    // The sidecar's name has a newline; its reason quotes it.
+    w.put(&format!("calls/quality/{old}/C\nDELETE x.wav"), "audio");
+    let out = w.lethe(&["plan"]);
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .all(|l| !l.starts_with("DELETE x.wav") && !l.starts_with("x.wav")),
+        "{text}"
+    );
+    assert!(text.contains("C\\nDELETE x.wav"), "{text}");
+}
