@@ -182,6 +182,14 @@ pub fn subject_digest(subject: &str) -> String {
     hex::encode(Sha256::digest(subject.as_bytes()))
 }
 
+/// Whether two names given as `--by` are the same person: compared trimmed
+/// and case-folded, so that `alice`, `ALICE` and `"alice "` cannot make up
+/// the two people a release may require.
+pub fn same_person(a: &str, b: &str) -> bool {
+    let fold = |s: &str| s.trim().to_lowercase();
+    fold(a) == fold(b)
+}
+
 /// The first active hold that covers `target`.
 pub fn covering<'h>(holds: &'h [Hold], target: &HoldTarget) -> Option<&'h Hold> {
     holds.iter().find(|h| h.covers(target))
@@ -262,6 +270,20 @@ mod tests {
             check("prefix", ok, None);
         }
         check("key", "calls/quality/2020/01/01/C-2.wav", None);
+    }
+
+    #[test]
+    fn one_person_under_several_spellings_is_one_person() {
+        for (a, b) in [
+            ("alice", "ALICE"),
+            ("alice", "alice "),
+            (" Alice", "aLiCe"),
+            ("Łukasz", "ŁUKASZ"),
+        ] {
+            assert!(same_person(a, b), "{a:?} {b:?}");
+        }
+        assert!(!same_person("alice", "bob"));
+        assert!(!same_person("j.kowalska", "j.kowalski"));
     }
 
     #[test]

@@ -352,9 +352,14 @@ pub(crate) async fn list(config: &Path, all: bool, format: Format, out: &mut dyn
     for h in &holds {
         let status = match &h.released {
             Some(r) => format!(
-                "released {} by {} ({})",
+                "released {} (requested by {}{}): {}",
                 r.at.format("%Y-%m-%d"),
                 r.by,
+                if r.approved_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", approved by {}", r.approved_by.join(", "))
+                },
                 r.reason
             ),
             None => match &h.release_requested {

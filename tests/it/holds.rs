@@ -599,6 +599,23 @@ async fn a_release_can_require_a_second_person(db: Db) {
         "{}",
         stderr(&own)
     );
+    // Nor under another spelling of the same name.
+    for alias in ["J.KOWALSKA", " j.kowalska ", "J.Kowalska"] {
+        let out = w.lethe(&[
+            "hold",
+            "approve-release",
+            "--case",
+            "CASE-4E",
+            "--by",
+            alias,
+        ]);
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("another person must approve it"),
+            "{alias:?}: {}",
+            stderr(&out)
+        );
+    }
     assert_exit(
         &w.lethe(&[
             "hold", "release", "--case", "CASE-4E", "--by", "m.nowak", "--reason", "x",
@@ -621,6 +638,11 @@ async fn a_release_can_require_a_second_person(db: Db) {
     );
     assert_exit(&w.lethe(&["run"]), 0);
     assert!(!w.exists(&s.subject_held));
+    let text = stdout(&w.lethe(&["hold", "list", "--all"]));
+    assert!(
+        text.contains("(requested by j.kowalska, approved by m.nowak): settled"),
+        "{text}"
+    );
     let all = w.lethe(&["hold", "list", "--all", "--format", "json"]);
     let holds: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
     assert_eq!(holds[0]["released"]["by"], "j.kowalska");
