@@ -353,3 +353,69 @@ fn a_newline_in_a_name_is_escaped_in_the_reason_of_a_text_plan() {
     );
     assert!(text.contains("C\\nDELETE x.wav"), "{text}");
 }
+
+/// The subcommands listed under `Commands:` in a help text.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn every_argument_of_every_command_has_a_help_text() {
+    let mut missing = Vec::new();
+    let mut queue: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = 0;
+    while let Some(path) = queue.pop() {
+        let mut args = path.clone();
+        args.push("--help".into());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let help = stdout(&out);
+        seen += 1;
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            if !(line.starts_with("  ") && (t.starts_with('-') || t.starts_with('<'))) {
+                continue;
+            }
+            // Text on the same line, or (long help) on the lines below it.
+            let same_line = t.split("  ").skip(1).any(|s| !s.trim().is_empty());
+            let below = lines.get(i + 1).is_some_and(|n| {
+                let nt = n.trim_start();
+                !nt.is_empty() && !nt.starts_with('-') && n.len() - nt.len() > line.len() - t.len()
+            });
+            if !same_line && !below {
+                missing.push(format!("lethe {}: {}", path.join(" "), t.trim_end()));
+            }
+        }
+        for c in subcommands(&help) {
+            let mut next = path.clone();
+            next.push(c);
+            queue.push(next);
+        }
+    }
+    assert!(seen > 15, "only {seen} help pages walked");
+    assert!(
+        missing.is_empty(),
+        "arguments without help:\n{}",
+        missing.join("\n")
+    );
+    // `hold place` says that a selector is required.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["hold", "place", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("at least one selector"),
+        "{}",
+        stdout(&out)
+    );
+}
