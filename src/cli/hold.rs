@@ -118,11 +118,13 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
         ),
         None => None,
     };
+    let placed_at = Utc::now();
+    let review_passed = review.filter(|r| *r < placed_at.date_naive());
     let hold = Hold {
         case: case.clone(),
         reason,
         placed_by: by.clone(),
-        placed_at: Utc::now(),
+        placed_at,
         selectors,
         store: p.store.clone(),
         review,
@@ -140,6 +142,16 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
         describe(&hold)
     )
     .map_err(output_error)?;
+    if let Some(review) = review_passed {
+        // Accepted (a hold is never refused for it), but plans will report
+        // it overdue from the first one on: most likely a typo in the year.
+        warn!(case = %case, review = %review, "the review date is already past");
+        writeln!(
+            out,
+            "WARNING: the review date {review} is already past; every plan will report the hold as due for review"
+        )
+        .map_err(output_error)?;
+    }
     if !p.no_scan {
         report_coverage(&settings, &hold, out).await?;
     }

@@ -67,23 +67,28 @@ async fn held_recordings_stay_and_released_ones_go(db: Db) {
         "{}",
         stdout(&out)
     );
-    assert_exit(
-        &place(
-            &w,
-            &[
-                "--case",
-                "CASE-2026-118",
-                "--prefix",
-                "calls/disputes/",
-                "--store",
-                "recordings",
-                "--review",
-                "2020-01-01",
-            ],
-        ),
-        0,
+    let out = place(
+        &w,
+        &[
+            "--case",
+            "CASE-2026-118",
+            "--prefix",
+            "calls/disputes/",
+            "--store",
+            "recordings",
+            "--review",
+            "2020-01-01",
+        ],
     );
-
+    // A review date already past is accepted, with a warning.
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("WARNING: the review date 2020-01-01 is already past")
+            && stderr(&out).contains("the review date is already past"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let plan = w.lethe(&["plan"]);
     assert_exit(&plan, 0);
     let text = stdout(&plan);
