@@ -35,8 +35,15 @@ pub struct Recording {
     pub rules: Vec<String>,
     /// Sorted, without duplicates, all defined by the policy.
     pub purposes: Vec<String>,
+    /// A date without a time is its day's local midnight (holds match on
+    /// its calendar date); see `date_only`.
     pub recorded_at: DateTime<Utc>,
     pub recorded_from: DateSource,
+    /// The date has day precision (a key date format without a time, or a
+    /// bare sidecar date): periods end at the end of the day they fall on,
+    /// since the call may have been made at any hour of its day
+    /// (Regulation 1182/71 Art. 3: the day of the event is not counted).
+    pub date_only: bool,
     /// The calendar on which retention periods are counted.
     pub timezone: Tz,
     pub subject: Option<String>,
@@ -120,7 +127,8 @@ impl Reason {
     }
 }
 
-/// The sidecar fields lethe reads; other fields are allowed and ignored.
+/// The sidecar fields lethe reads; other fields are allowed and ignored,
+/// unless their name is a near miss of one of these (see [`parse_sidecar`]).
 #[derive(Debug, Default, Deserialize)]
 pub struct Sidecar {
     #[serde(default)]
@@ -131,13 +139,11 @@ pub struct Sidecar {
     pub recorded_at: Option<String>,
 }
 
-/// Near misses of the fields above: a typo must not silently drop a purpose.
-const SUSPICIOUS_FIELDS: &[(&str, &str)] = &[
-    ("purpose", "purposes"),
-    ("Purposes", "purposes"),
-    ("recorded", "recorded_at"),
-    ("recordedAt", "recorded_at"),
-    ("Subject", "subject"),
+/// The fields of [`Sidecar`], each with the stem its near misses reduce to.
+const SIDECAR_FIELDS: &[(&str, &[&str])] = &[
+    ("purposes", &["purpose"]),
+    ("subject", &["subject"]),
+    ("recorded_at", &["recordedat", "recorded"]),
 ];
 
 /// The subject a sidecar names, read leniently (any top-level string field
@@ -166,17 +172,100 @@ fn subject_in(bytes: &[u8]) -> Option<String> {
     })
 }
 
+/// The known field a name is a near miss of: it differs from it only by
+/// case, whitespace, `-`/`_`, a trailing `s` or an `id` suffix. A typo must
+/// not silently drop a purpose, a subject or a date.
+fn near_miss(name: &str) -> Option<&'static str> {
+    if SIDECAR_FIELDS.iter().any(|(field, _)| *field == name) {
+        return None;
+    }
+    let folded: String = name
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-' && *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect();
+    let mut stems = vec![folded.as_str()];
+    for _ in 0..2 {
+        let more: Vec<&str> = stems
+            .iter()
+            .flat_map(|s| [s.strip_suffix('s'), s.strip_suffix("id")])
+            .flatten()
+            .collect();
+        stems.extend(more);
+    }
+    SIDECAR_FIELDS
+        .iter()
+        .find(|(_, known)| known.iter().any(|k| stems.contains(k)))
+        .map(|(field, _)| *field)
+}
+
+/// Walks a JSON document and refuses a key that appears twice in one object,
+/// at any depth: a JSON reader keeps only one of them, and which one is not
+/// something to guess a retention on.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "field {key:?} appears twice"
+                )));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
+}
+
 /// Reads a sidecar's JSON; the error says what is wrong (the caller names the key).
+/// A duplicate key anywhere, or a near miss of a field lethe reads, makes
+/// the sidecar unreadable: the recording is kept and reported.
 pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
+    serde_json::from_slice::<NoDuplicateKeys>(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = value
         .as_object()
         .ok_or("the sidecar must be a JSON object")?;
-    for (wrong, right) in SUSPICIOUS_FIELDS {
-        if obj.contains_key(*wrong) {
+    for name in obj.keys() {
+        if let Some(right) = near_miss(name) {
             return Err(format!(
-                "field {wrong:?} is not understood; did you mean {right:?}?"
+                "field {name:?} is not understood; did you mean {right:?}?"
             ));
         }
     }
@@ -184,10 +273,11 @@ pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
 }
 
 /// Reads a date written in a sidecar: RFC 3339 with an offset, or a local
-/// date or date-time on the policy's calendar.
-pub fn parse_sidecar_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
+/// date or date-time on the policy's calendar. The flag says the text was a
+/// bare date (day precision; its local midnight is returned).
+pub fn parse_sidecar_date(text: &str, tz: Tz) -> Result<(DateTime<Utc>, bool), String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
+        return Ok((t.with_timezone(&Utc), false));
     }
     for fmt in [
         "%Y-%m-%dT%H:%M:%S%.f",
@@ -195,15 +285,43 @@ pub fn parse_sidecar_date(text: &str, tz: Tz) -> Result<DateTime<Utc>, String> {
         "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(text, fmt) {
-            return Ok(resolve_local(n, tz));
+            return Ok((resolve_local(n, tz), false));
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(resolve_local(d.and_time(chrono::NaiveTime::MIN), tz));
+        return Ok((resolve_local(d.and_time(chrono::NaiveTime::MIN), tz), true));
     }
     Err(format!(
         "recorded_at {text:?} is not a date (use RFC 3339, e.g. 2025-05-31T14:03:00Z, or 2025-05-31)"
     ))
+}
+
+/// The end of the local day (the next local midnight on the calendar `tz`)
+/// on which `at` falls. A period counted from a date without a time ends
+/// there: the day of the event is not counted, so the period ends with the
+/// last hour of its last day (Regulation 1182/71 Art. 3(1) and 3(2)(c)).
+pub fn end_of_day(at: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+    match at.with_timezone(&tz).date_naive().succ_opt() {
+        Some(next) => resolve_local(next.and_time(chrono::NaiveTime::MIN), tz),
+        None => at,
+    }
+}
+
+/// The last instant a date may stand for: the end of its day if it has no time.
+fn latest_instant((at, date_only): (DateTime<Utc>, bool), tz: Tz) -> DateTime<Utc> {
+    if date_only { end_of_day(at, tz) } else { at }
+}
+
+/// Of two dates of one recording, the one that may stand for the later instant.
+fn later_date(
+    current: Option<(DateTime<Utc>, bool)>,
+    new: (DateTime<Utc>, bool),
+    tz: Tz,
+) -> (DateTime<Utc>, bool) {
+    match current {
+        Some(c) if latest_instant(c, tz) >= latest_instant(new, tz) => c,
+        _ => new,
+    }
 }
 
 /// Classifies one scanned entry.
@@ -282,7 +400,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         .matches
         .iter()
         .find_map(|m| m.captures.get("call_id").cloned());
-    let mut key_date: Option<DateTime<Utc>> = None;
+    let mut key_date: Option<(DateTime<Utc>, bool)> = None;
     let mut companions: Vec<String> = Vec::new();
     for m in &c.matches {
         if let Some(p) = m.captures.get("purpose") {
@@ -299,9 +417,9 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
             match format.parse_value(raw) {
                 Ok(local) => {
                     recorded_local = Some(local);
-                    let at = resolve_local(local, m.rule.timezone);
+                    let at = (resolve_local(local, m.rule.timezone), format.is_date_only());
                     // Several rules may date the key differently: the later date keeps longer.
-                    key_date = Some(key_date.map_or(at, |d| d.max(at)));
+                    key_date = Some(later_date(key_date, at, timezone));
                 }
                 Err(e) => return unclassified(Reason::UnreadableDate(e)),
             }
@@ -316,7 +434,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         }
     }
 
-    let mut sidecar_date: Option<DateTime<Utc>> = None;
+    let mut sidecar_date: Option<(DateTime<Utc>, bool)> = None;
     let mut sidecars = Vec::new();
     for s in c.sidecars {
         match s.state {
@@ -343,7 +461,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
                 }
                 if let Some(text) = parsed.recorded_at {
                     match parse_sidecar_date(&text, timezone) {
-                        Ok(at) => sidecar_date = Some(sidecar_date.map_or(at, |d| d.max(at))),
+                        Ok(at) => sidecar_date = Some(later_date(sidecar_date, at, timezone)),
                         Err(detail) => {
                             return unclassified(Reason::UnreadableSidecar { key: s.key, detail });
                         }
@@ -366,10 +484,10 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
     if !undefined.is_empty() {
         return unclassified(Reason::UndefinedPurpose(undefined));
     }
-    let (recorded_at, recorded_from) = match (key_date, sidecar_date) {
+    let ((recorded_at, date_only), recorded_from) = match (key_date, sidecar_date) {
         (Some(d), _) => (d, DateSource::Key),
         (None, Some(d)) => (d, DateSource::Sidecar),
-        (None, None) => (c.object.last_modified, DateSource::LastModified),
+        (None, None) => ((c.object.last_modified, false), DateSource::LastModified),
     };
     Classified::Recording(Recording {
         object: c.object,
@@ -377,6 +495,7 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         purposes: purposes.into_iter().collect(),
         recorded_at,
         recorded_from,
+        date_only,
         timezone,
         subject,
         call_id,
@@ -576,5 +695,98 @@ recordings:
             )),
             Reason::UndefinedPurpose(vec!["gossip".into()])
         );
+    }
+
+    #[test]
+    fn a_date_without_a_time_is_marked_as_such() {
+        let r = recording(run("calls/quality/2025/05/31/C-1.wav", None));
+        assert!(r.date_only);
+        let r = recording(run(
+            "orders/CUST-9/O-1.wav",
+            Some(r#"{"recorded_at":"2021-03-04"}"#),
+        ));
+        assert!(r.date_only);
+        for timed in [
+            "2021-03-04T05:06:07Z",
+            "2021-03-04T05:06",
+            "2021-03-04 05:06:07",
+        ] {
+            let body = format!(r#"{{"recorded_at":"{timed}"}}"#);
+            let r = recording(run("orders/CUST-9/O-1.wav", Some(&body)));
+            assert!(!r.date_only, "{timed}");
+        }
+        let r = recording(run("orders/CUST-9/O-1.wav", None));
+        assert!(!r.date_only, "last-modified has a time");
+        let warsaw = Tz::Europe__Warsaw;
+        for at in [
+            (2021, 11, 30, 23, 0),
+            (2021, 12, 1, 12, 0),
+            (2021, 12, 1, 22, 59),
+        ] {
+            let at = Utc
+                .with_ymd_and_hms(at.0, at.1, at.2, at.3, at.4, 0)
+                .unwrap();
+            assert_eq!(
+                end_of_day(at, warsaw),
+                Utc.with_ymd_and_hms(2021, 12, 1, 23, 0, 0).unwrap(),
+                "{at}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_near_miss_or_a_duplicate_field_makes_the_sidecar_unreadable() {
+        for body in [
+            r#"{"purposes":["disputes"],"purposes":[]}"#,
+            r#"{"purposes":["disputes"],"subject":"A","subject":"B"}"#,
+            r#"{"purposes":["disputes"],"agent":{"id":1,"id":2}}"#,
+            r#"{"purposes":["disputes"],"notes":[{"a":1},{"b":1,"b":2}]}"#,
+            r#"{"purposes":["disputes"],"\u0073ubject":"A","subject":"B"}"#,
+            r#"{"Purpose":["disputes"]}"#,
+            r#"{"purpose":["disputes"]}"#,
+            r#"{"Purposes":["disputes"]}"#,
+            r#"{"PURPOSES":["disputes"]}"#,
+            r#"{"purposes ":["disputes"]}"#,
+            r#"{" purposes":["disputes"]}"#,
+            r#"{"pur-poses":["disputes"]}"#,
+            r#"{"purpose_id":"disputes"}"#,
+            r#"{"recorded-at":"2021-01-01"}"#,
+            r#"{"recordedAt":"2021-01-01"}"#,
+            r#"{"RECORDED_AT":"2021-01-01"}"#,
+            r#"{"recorded":"2021-01-01"}"#,
+            r#"{"recorded_ats":"2021-01-01"}"#,
+            r#"{"subject_id":"CUST-1"}"#,
+            r#"{"subjectId":"CUST-1"}"#,
+            r#"{"Subject":"CUST-1"}"#,
+            r#"{"subjects":["CUST-1"]}"#,
+            r#"{"subject-ids":["CUST-1"]}"#,
+        ] {
+            let got = run("calls/quality/2025/01/01/C.wav", Some(body));
+            match got {
+                Classified::Unclassified(u) => {
+                    assert_eq!(u.reason.code(), "unreadable-sidecar", "{body}");
+                    assert!(
+                        u.reason.describe().contains("appears twice")
+                            || u.reason.describe().contains("did you mean"),
+                        "{body}: {}",
+                        u.reason.describe()
+                    );
+                }
+                other => panic!("{body} was accepted: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn other_fields_of_a_sidecar_stay_accepted() {
+        for body in [
+            r#"{"purposes":["disputes"],"agent":"x","queue":"q","notes":"n"}"#,
+            r#"{"purposes":["disputes"],"call_id":"C","id":7,"subject_name":"Ann"}"#,
+            r#"{"purposes":["disputes"],"agent":{"id":1,"name":"x"},"tags":[{"a":1},{"a":2}]}"#,
+            r#"{"purposes":["disputes"],"subject":"CUST-1","recorded_at":"2025-01-01T10:00:00Z"}"#,
+        ] {
+            let r = recording(run("calls/quality/2025/01/01/C.wav", Some(body)));
+            assert_eq!(r.purposes, vec!["disputes", "quality"], "{body}");
+        }
     }
 }

@@ -936,12 +936,24 @@ pub fn parse_cron(cron: &str) -> Result<croner::Cron, String> {
             "cron {cron:?} has {fields} fields; it needs six, seconds first, in UTC (e.g. \"0 0 3 * * *\" for 03:00 every day)"
         ));
     }
-    croner::parser::CronParser::builder()
+    let parsed = croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)
         .build()
         .parse(cron)
-        .map_err(|e| format!("cron {cron:?} is not valid: {e}"))
+        .map_err(|e| format!("cron {cron:?} is not valid: {e}"))?;
+    // A valid expression may still name no instant (31 February): the daemon
+    // would wait forever. Six fields have no year, so an expression that
+    // fires at all fires after any fixed date; searching from one keeps this
+    // check free of the clock.
+    let start = chrono::DateTime::<chrono::Utc>::from_timestamp(946_684_800, 0)
+        .expect("2000-01-01T00:00:00Z is representable");
+    if parsed.find_next_occurrence(&start, true).is_err() {
+        return Err(format!(
+            "cron {cron:?} never fires (no date matches it, e.g. 31 February); the daemon would wait forever"
+        ));
+    }
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -1036,6 +1048,22 @@ url = "recordings"
         assert!(
             err.contains(":9:8: cron \"0 0 25 * * *\" is not valid"),
             "{err}"
+        );
+        for never in ["0 0 3 31 2 *", "0 0 3 30 2 *", "0 0 0 31 4,6,9,11 *"] {
+            let err = parse(&format!("{MINIMAL}\n[schedule]\ncron = \"{never}\"\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(":9:8: cron \"{never}\" never fires")),
+                "{err}"
+            );
+        }
+        // Rare is not never: 29 February that is a Monday (every 28 years or so).
+        assert!(
+            parse(&format!(
+                "{MINIMAL}\n[schedule]\ncron = \"0 0 0 29 2 MON\"\n"
+            ))
+            .is_ok()
         );
         let err = parse(&format!("{MINIMAL}\n[daemon]\nlisten = \"localhost\"\n"))
             .unwrap_err()

@@ -5,7 +5,7 @@
 //! never reads the clock, so a plan "as of" any date is the same computation
 //! as a run today. A recording expires at the latest end over all its
 //! purposes, each end being `recorded_at + max(retain, minimum)` on the
-//! policy's calendar. Anything dated in the future is kept and reported. The
+//! policy's calendar (to the end of that day when the date has no time). Anything dated in the future is kept and reported. The
 //! safety limits on a whole plan live here too.
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,10 +14,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{Classified, Recording};
+use crate::classify::{Classified, Recording, end_of_day};
 use crate::config::Safety;
 use crate::hold::{self, Hold, HoldTarget};
 use crate::policy::Policy;
+use crate::policy::duration::CalendarDuration;
 use crate::store::ObjectRef;
 
 /// Why a recording may go, or until when it stays.
@@ -124,7 +125,7 @@ fn minimum_in_force(recording: &Recording, policy: &Policy, now: DateTime<Utc>) 
         .iter()
         .filter_map(|name| {
             let p = policy.purpose(name)?;
-            let end = p.minimum?.add_to(recording.recorded_at, recording.timezone);
+            let end = period_end(&p.minimum?, recording);
             // An end beyond representable dates is "never": in force.
             (end.is_none_or(|end| end > now)).then(|| Expiry {
                 at: end,
@@ -200,16 +201,27 @@ pub fn decide(
 /// The purpose name deletions for an erasure request carry.
 pub const ERASURE: &str = "erasure";
 
+/// Where a period of the recording ends on its calendar (`None`: never). A
+/// recording dated without a time may have been made at any hour of its day,
+/// so the period ends at the end of the day it falls on (the day of the event
+/// is not counted, Regulation 1182/71 Art. 3).
+fn period_end(period: &CalendarDuration, recording: &Recording) -> Option<DateTime<Utc>> {
+    let end = period.add_to(recording.recorded_at, recording.timezone)?;
+    Some(if recording.date_only {
+        end_of_day(end, recording.timezone)
+    } else {
+        end
+    })
+}
+
 /// The purpose whose period ends last, and when.
 fn governing_expiry(recording: &Recording, policy: &Policy) -> Expiry {
     let mut governing: Option<Expiry> = None;
     for name in &recording.purposes {
         let expiry = match policy.purpose(name) {
             Some(p) => {
-                let retain_end = p.retain.add_to(recording.recorded_at, recording.timezone);
-                let minimum_end = p
-                    .minimum
-                    .and_then(|m| m.add_to(recording.recorded_at, recording.timezone));
+                let retain_end = period_end(&p.retain, recording);
+                let minimum_end = p.minimum.and_then(|m| period_end(&m, recording));
                 let at = match (retain_end, p.minimum.map(|_| minimum_end)) {
                     (None, _) | (_, Some(None)) => None,
                     (Some(r), Some(Some(m))) => Some(r.max(m)),
@@ -474,6 +486,19 @@ fn recording_item(store: &str, r: Recording, decision: Decision) -> Planned {
             None,
         ),
     };
+    let counted_by_calendar = expiry
+        .as_ref()
+        .is_some_and(|e| e.purpose != ERASURE && e.at.is_some());
+    let reason = if r.date_only && counted_by_calendar {
+        format!(
+            "{reason}; counted to the end of the day, as {} ({}) has no time of day in the {}",
+            r.recorded_at.with_timezone(&r.timezone).date_naive(),
+            r.timezone,
+            r.recorded_from.as_str()
+        )
+    } else {
+        reason
+    };
     Planned {
         store: store.to_string(),
         key: r.object.location.to_string(),
@@ -647,6 +672,7 @@ recordings:
             purposes: purposes.iter().map(|s| s.to_string()).collect(),
             recorded_at: recorded,
             recorded_from: DateSource::Key,
+            date_only: false,
             timezone: Tz::UTC,
             subject: None,
             call_id: None,
@@ -766,6 +792,72 @@ recordings:
             decide(&r, "s", &p, &Orders::default(), day(2025, 2, 28)),
             Decision::Delete(_)
         ));
+    }
+
+    #[test]
+    fn a_date_without_a_time_counts_from_the_end_of_that_day() {
+        let p = policy();
+        let warsaw = Tz::Europe__Warsaw;
+        let at = |y, m, d, h| Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap();
+        // days/mifid/2021-12-01/G.wav: local midnight of 1 December in Warsaw.
+        let dated = Recording {
+            timezone: warsaw,
+            date_only: true,
+            subject: Some("CUST-1".into()),
+            ..rec(&["orders"], at(2021, 11, 30, 23))
+        };
+        // The call may have been made at 23:59 on 1 December 2021: five
+        // years end with 1 December 2026, local time.
+        match decide(&dated, "s", &p, &Orders::default(), at(2026, 11, 30, 23)) {
+            Decision::Keep(e) => assert_eq!(e.at, Some(at(2026, 12, 1, 23))),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            decide(&dated, "s", &p, &Orders::default(), at(2026, 12, 1, 23)),
+            Decision::Delete(_)
+        ));
+        // The minimum that protects it from an erasure request too.
+        let erasing = Orders {
+            erasures: [(hold::subject_digest("CUST-1"), "DSR-1".to_string())].into(),
+            ..Orders::default()
+        };
+        assert!(matches!(
+            decide(&dated, "s", &p, &erasing, at(2026, 12, 1, 12)),
+            Decision::Keep(e) if e.at == Some(at(2026, 12, 1, 23))
+        ));
+        // An instant (a time is known) counts from the instant.
+        let timed = Recording {
+            date_only: false,
+            ..dated.clone()
+        };
+        assert!(matches!(
+            decide(&timed, "s", &p, &Orders::default(), at(2026, 11, 30, 23)),
+            Decision::Delete(_)
+        ));
+        // Thirty August plus six months: February has no thirtieth, so the
+        // period ends with the last day of February (not a day before it).
+        let august = Recording {
+            date_only: true,
+            ..rec(&["quality"], day(2025, 8, 30))
+        };
+        assert!(matches!(
+            decide(&august, "s", &p, &Orders::default(), at(2026, 2, 28, 12)),
+            Decision::Keep(e) if e.at == Some(day(2026, 3, 1))
+        ));
+        // The plan says how it counted.
+        let item = plan_item(
+            "s",
+            Classified::Recording(dated),
+            &p,
+            &Orders::default(),
+            at(2026, 1, 1, 0),
+        )
+        .unwrap();
+        assert_eq!(
+            item.reason,
+            "kept until 2026-12-01T23:00:00Z for orders (5 years); counted to the end of the \
+             day, as 2021-12-01 (Europe/Warsaw) has no time of day in the key"
+        );
     }
 
     fn limits(max_deletions: u64, max_fraction: f64) -> Safety {

@@ -41,6 +41,22 @@ impl Selector {
         Ok(Selector::RecordedBetween { from, to })
     }
 
+    /// `--key KEY`: refused if no listed key can ever be written that way.
+    pub fn key(text: &str) -> Result<Self, String> {
+        check_path("key", text)?;
+        Ok(Selector::Key {
+            key: text.to_string(),
+        })
+    }
+
+    /// `--prefix PREFIX`: refused if no listed key can ever start that way.
+    pub fn prefix(text: &str) -> Result<Self, String> {
+        check_path("prefix", text)?;
+        Ok(Selector::Prefix {
+            prefix: text.to_string(),
+        })
+    }
+
     fn matches(&self, target: &HoldTarget) -> bool {
         match self {
             Selector::Subject { subject } => target.subject.as_deref() == Some(subject.as_str()),
@@ -69,6 +85,58 @@ impl Selector {
             Selector::RecordedBetween { from, to } => format!("recorded {from}..{to}"),
         }
     }
+}
+
+/// Refuses a key or prefix that cannot name a key as stores list them:
+/// keys are relative to the store, made of non-empty segments other than
+/// `.` and `..`, and `--key`/`--prefix` compare them literally (no globs).
+/// A hold that can never match would be placed, then hold nothing.
+fn check_path(flag: &str, text: &str) -> Result<(), String> {
+    let segments: Vec<&str> = text.split('/').collect();
+    // A prefix may end with `/` (all keys in that folder); a key may not.
+    let inner = match flag {
+        "prefix" => &segments[..segments.len() - 1],
+        _ => &segments[..],
+    };
+    let why = if text.starts_with('/') {
+        "keys are relative to the store and never start with \"/\""
+    } else if segments.iter().any(|s| *s == "." || *s == "..") {
+        "keys have no \".\" or \"..\" segments"
+    } else if inner.iter().any(|s| s.is_empty()) {
+        "keys have no empty segments (\"//\", or a trailing \"/\" on a key)"
+    } else if text.contains(['*', '?', '[', ']']) {
+        if flag == "key" {
+            "--key is compared exactly, not as a pattern (* ? [ ] are not wildcards)"
+        } else {
+            "--prefix is compared literally, not as a pattern (* ? [ ] are not wildcards)"
+        }
+    } else {
+        return Ok(());
+    };
+    let mut suggestion: String = text
+        .split(['*', '?', '['])
+        .next()
+        .unwrap_or_default()
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect::<Vec<_>>()
+        .join("/");
+    if flag == "prefix" && (text.ends_with('/') || text.contains(['*', '?', '['])) {
+        let cut = text.split(['*', '?', '[']).next().unwrap_or_default();
+        if cut.ends_with('/') && !suggestion.is_empty() {
+            suggestion.push('/');
+        }
+    }
+    let instead = if segments.contains(&"..") || suggestion.is_empty() {
+        "write the key as `lethe plan` lists it, relative to the store".to_string()
+    } else if flag == "key" && text.contains(['*', '?', '[', ']']) {
+        format!("use --prefix {suggestion} for every key that starts with it")
+    } else {
+        format!("write --{flag} {suggestion}")
+    };
+    Err(format!(
+        "--{flag} {text:?} can never match: {why}; {instead}"
+    ))
 }
 
 /// A legal hold as placed.
@@ -126,6 +194,14 @@ pub fn subject_digest(subject: &str) -> String {
     hex::encode(Sha256::digest(subject.as_bytes()))
 }
 
+/// Whether two names given as `--by` are the same person: compared trimmed
+/// and case-folded, so that `alice`, `ALICE` and `"alice "` cannot make up
+/// the two people a release may require.
+pub fn same_person(a: &str, b: &str) -> bool {
+    let fold = |s: &str| s.trim().to_lowercase();
+    fold(a) == fold(b)
+}
+
 /// The first active hold that covers `target`.
 pub fn covering<'h>(holds: &'h [Hold], target: &HoldTarget) -> Option<&'h Hold> {
     holds.iter().find(|h| h.covers(target))
@@ -158,6 +234,69 @@ mod tests {
             store: store.map(str::to_string),
             review: None,
         }
+    }
+
+    #[test]
+    fn a_key_or_prefix_that_can_never_match_is_refused_with_what_to_write() {
+        let check = |flag: &str, text: &str, expected: Option<&str>| {
+            let got = match flag {
+                "key" => Selector::key(text),
+                _ => Selector::prefix(text),
+            };
+            match (got, expected) {
+                (Ok(_), None) => {}
+                (Err(e), Some(want)) => assert!(e.contains(want), "--{flag} {text}: {e}"),
+                (got, want) => panic!("--{flag} {text}: {got:?}, expected {want:?}"),
+            }
+        };
+        check(
+            "prefix",
+            "/calls/quality/",
+            Some("write --prefix calls/quality/"),
+        );
+        check(
+            "key",
+            "./calls/quality/C-2.wav",
+            Some("write --key calls/quality/C-2.wav"),
+        );
+        check("key", "calls/../C-2.wav", Some("as `lethe plan` lists it"));
+        check(
+            "prefix",
+            "calls//quality/",
+            Some("write --prefix calls/quality/"),
+        );
+        check("key", "calls/quality/", Some("no empty segments"));
+        check(
+            "prefix",
+            "calls/quality/2020/01/0*",
+            Some("write --prefix calls/quality/2020/01/0"),
+        );
+        check("prefix", "calls/*/2020/", Some("write --prefix calls/"));
+        check("prefix", "calls/[ab]", Some("not as a pattern"));
+        check("key", "calls/C-?.wav", Some("use --prefix calls/C-"));
+        for ok in [
+            "calls/quality/",
+            "calls/quality/2020/01/0",
+            "calls",
+            "c.d/e..f/",
+        ] {
+            check("prefix", ok, None);
+        }
+        check("key", "calls/quality/2020/01/01/C-2.wav", None);
+    }
+
+    #[test]
+    fn one_person_under_several_spellings_is_one_person() {
+        for (a, b) in [
+            ("alice", "ALICE"),
+            ("alice", "alice "),
+            (" Alice", "aLiCe"),
+            ("Łukasz", "ŁUKASZ"),
+        ] {
+            assert!(same_person(a, b), "{a:?} {b:?}");
+        }
+        assert!(!same_person("alice", "bob"));
+        assert!(!same_person("j.kowalska", "j.kowalski"));
     }
 
     #[test]

@@ -14,7 +14,8 @@ use crate::decide::{Action, Planned, StoreStats, fmt_time};
 use crate::policy::PolicyFile;
 use crate::store::DeletionStatement;
 
-/// Makes a key safe to print on a terminal: control characters are escaped.
+/// Makes a key (or a reason, which may quote one) safe to print on a
+/// terminal, one line each: control characters, newlines included, are escaped.
 pub fn printable(key: &str) -> String {
     if !key.chars().any(char::is_control) {
         return key.to_string();
@@ -142,7 +143,7 @@ impl PlanSink for TextPlan<'_> {
             self.out,
             "  {label} {}  {}",
             printable(&item.key),
-            item.reason
+            printable(&item.reason)
         )?;
         if item.action == Action::Delete {
             if !item.sidecars.is_empty() {
@@ -181,7 +182,7 @@ impl PlanSink for TextPlan<'_> {
 
     fn store_end(&mut self, stats: &StoreStats, error: Option<&str>) -> io::Result<()> {
         if let Some(e) = error {
-            writeln!(self.out, "  ERROR  {e}")?;
+            writeln!(self.out, "  ERROR  {}", printable(e))?;
             writeln!(self.out, "  nothing in this store will be deleted")?;
             return Ok(());
         }

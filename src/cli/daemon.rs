@@ -83,14 +83,15 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
         .context("cannot start the scheduler")
         .or_exit(Exit::Runtime)?;
     let mut scheduler = scheduler;
+    // The next tick as logs print times: RFC 3339, UTC ("never" if none).
     let next = |s: JobScheduler| async move {
         let mut s = s;
-        s.next_tick_for_job(job_id).await.ok().flatten()
+        crate::decide::fmt_time(s.next_tick_for_job(job_id).await.ok().flatten())
     };
     info!(
         schedule = %cron,
         metrics = %format!("http://{address}/metrics"),
-        next = ?next(scheduler.clone()).await,
+        next = %next(scheduler.clone()).await,
         "daemon started"
     );
 
@@ -120,10 +121,10 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
         running.store(false, Ordering::SeqCst);
         match result {
             Ok(code) => {
-                info!(exit_code = code as u8, next = ?next(scheduler.clone()).await, "pass finished")
+                info!(exit_code = code as u8, next = %next(scheduler.clone()).await, "pass finished")
             }
             Err(f) => {
-                error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), next = ?next(scheduler.clone()).await, "pass failed; the daemon goes on")
+                error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), next = %next(scheduler.clone()).await, "pass failed; the daemon goes on")
             }
         }
         let _ = out.flush();

@@ -5,11 +5,12 @@ use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use chrono::{NaiveDate, Utc};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, open_store, output_error,
 };
+use crate::config::Settings;
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
 use crate::ledger::{HoldRecord, Ledger, LedgerError, Release, ReleaseState};
@@ -27,6 +28,8 @@ pub(crate) struct Placement {
     pub recorded_between: Vec<String>,
     pub store: Option<String>,
     pub review: Option<String>,
+    /// Skip counting what the hold covers now.
+    pub no_scan: bool,
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -82,12 +85,12 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
     selectors.extend(
         p.keys
             .iter()
-            .map(|s| required("key", s).map(|key| Selector::Key { key })),
+            .map(|s| required("key", s).and_then(|k| Selector::key(&k).map_err(usage))),
     );
     selectors.extend(
         p.prefixes
             .iter()
-            .map(|s| required("prefix", s).map(|prefix| Selector::Prefix { prefix })),
+            .map(|s| required("prefix", s).and_then(|k| Selector::prefix(&k).map_err(usage))),
     );
     selectors.extend(
         p.recorded_between
@@ -115,11 +118,13 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
         ),
         None => None,
     };
+    let placed_at = Utc::now();
+    let review_passed = review.filter(|r| *r < placed_at.date_naive());
     let hold = Hold {
         case: case.clone(),
         reason,
         placed_by: by.clone(),
-        placed_at: Utc::now(),
+        placed_at,
         selectors,
         store: p.store.clone(),
         review,
@@ -137,7 +142,110 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
         describe(&hold)
     )
     .map_err(output_error)?;
+    if let Some(review) = review_passed {
+        // Accepted (a hold is never refused for it), but plans will report
+        // it overdue from the first one on: most likely a typo in the year.
+        warn!(case = %case, review = %review, "the review date is already past");
+        writeln!(
+            out,
+            "WARNING: the review date {review} is already past; every plan will report the hold as due for review"
+        )
+        .map_err(output_error)?;
+    }
+    if !p.no_scan {
+        report_coverage(&settings, &hold, out).await?;
+    }
     Ok(Exit::Success)
+}
+
+/// Counts what a freshly placed hold covers now, from a scan of the stores,
+/// and warns when that is nothing: a selector that names no key (a typo, a
+/// key written as another tool shows it) would otherwise hold nothing while
+/// everyone believes the recordings are safe. The hold stays placed either
+/// way: a subject's recordings may only arrive later.
+async fn report_coverage(
+    settings: &Settings,
+    hold: &Hold,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let case = hold.case.as_str();
+    let policy = match load_policy(settings) {
+        Ok(p) => p,
+        Err(f) => {
+            warn!(
+                case,
+                error = format!("{:#}", f.error),
+                "cannot count what the hold covers"
+            );
+            writeln!(
+                out,
+                "WARNING: cannot count what hold {case} covers now: {:#}",
+                f.error
+            )
+            .map_err(output_error)?;
+            return Ok(());
+        }
+    };
+    let orders = crate::decide::Orders::with_holds(vec![hold.clone()]);
+    let (mut recordings, mut objects) = (0u64, 0u64);
+    let mut unscanned = Vec::new();
+    for sc in &settings.stores {
+        if hold.store.as_ref().is_some_and(|s| *s != sc.name) {
+            continue;
+        }
+        let store = match open_store(settings, sc) {
+            Ok(s) => s,
+            Err(e) => {
+                unscanned.push(format!("{}: {e}", sc.name));
+                continue;
+            }
+        };
+        let result = plan_store(
+            &store,
+            &policy,
+            &orders,
+            Utc::now(),
+            Scope::default(),
+            &Quiet,
+            &mut |item| {
+                if item.hold.as_deref() == Some(case) {
+                    recordings += 1;
+                    objects += 1 + item.sidecars.len() as u64;
+                }
+                Ok(())
+            },
+        )
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(PlanFailure::Store(e)) => unscanned.push(format!("{}: {e}", sc.name)),
+            Err(PlanFailure::Sink(e)) => return Err(output_error(e)),
+        }
+    }
+    for failure in &unscanned {
+        warn!(case, store = %failure, "cannot count what the hold covers in this store");
+        writeln!(out, "WARNING: store {failure}: not scanned").map_err(output_error)?;
+    }
+    info!(case, recordings, objects, "hold coverage counted");
+    writeln!(
+        out,
+        "it covers {recordings} recording(s) now ({objects} object(s) with their sidecars; companions are held with them)"
+    )
+    .map_err(output_error)?;
+    if recordings == 0 {
+        warn!(
+            case,
+            "the hold covers no recording now: check its selectors"
+        );
+        writeln!(
+            out,
+            "WARNING: hold {case} covers NO recording now. Check the selectors against `lethe plan` \
+             (keys are relative to the store, e.g. calls/disputes/2025/); if they are wrong, place \
+             a corrected hold under a new case id and release this one"
+        )
+        .map_err(output_error)?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn release(
@@ -255,9 +363,14 @@ pub(crate) async fn list(config: &Path, all: bool, format: Format, out: &mut dyn
     for h in &holds {
         let status = match &h.released {
             Some(r) => format!(
-                "released {} by {} ({})",
+                "released {} (requested by {}{}): {}",
                 r.at.format("%Y-%m-%d"),
                 r.by,
+                if r.approved_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(", approved by {}", r.approved_by.join(", "))
+                },
                 r.reason
             ),
             None => match &h.release_requested {

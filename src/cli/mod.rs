@@ -96,6 +96,7 @@ enum Command {
         /// Evaluate as of this time (RFC 3339, or a date YYYY-MM-DD meaning midnight UTC)
         #[arg(long, value_name = "TIME")]
         as_of: Option<String>,
+        /// Output format: text for people, json for programs
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Also write the exact list of deletions to FILE, for review and `run --plan FILE`
@@ -104,7 +105,7 @@ enum Command {
     },
     /// One retention pass: delete what expired, verify, record, certify
     Run {
-        /// Plan and check the safety limits, but delete and record nothing
+        /// Check what a run would (signing key, ledger, safety limits) and plan, but delete and record nothing
         #[arg(long)]
         dry_run: bool,
         /// Delete only items of this approved plan (from `plan --out`) that are still expired and unheld
@@ -175,11 +176,13 @@ enum Command {
     },
     /// Create a new Ed25519 key pair: FILE (private, mode 0600) and FILE.pub
     Keygen {
+        /// Where to write the private key; the public key goes to FILE.pub (neither is overwritten)
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
     /// Lay out a sample store, policy, key and config in DIR, then plan, run and verify
     Demo {
+        /// A new or empty folder to lay the demo out in
         #[arg(long, value_name = "DIR", default_value = "lethe-demo")]
         dir: PathBuf,
     },
@@ -187,25 +190,31 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum HoldCommand {
-    /// Place a hold; a recording matching any selector is held
+    /// Place a hold; a recording matching any selector is held (at least one selector is required:
+    /// --subject, --call-id, --key, --prefix or --recorded-between)
     Place {
         /// The case id; it can never be reused for another hold
         #[arg(long)]
         case: String,
+        /// Why the recordings are frozen (recorded in the ledger)
         #[arg(long)]
         reason: String,
         /// Who places it (recorded in the ledger)
         #[arg(long)]
         by: String,
+        /// Selector: recordings of this subject (the {subject} capture or a sidecar's subject); repeatable
         #[arg(long, value_name = "SUBJECT")]
         subject: Vec<String>,
+        /// Selector: the recording with this {call_id} capture; repeatable
         #[arg(long = "call-id", value_name = "CALL_ID")]
         call_id: Vec<String>,
+        /// Selector: exactly this key, relative to the store (as `lethe plan` lists it); repeatable
         #[arg(long, value_name = "KEY")]
         key: Vec<String>,
+        /// Selector: every key that starts with this text, literally (no wildcards), e.g. calls/disputes/2025/; repeatable
         #[arg(long, value_name = "PREFIX")]
         prefix: Vec<String>,
-        /// Inclusive dates: 2025-01-01..2025-03-31
+        /// Selector: recorded between these inclusive dates, e.g. 2025-01-01..2025-03-31; repeatable
         #[arg(long = "recorded-between", value_name = "FROM..TO")]
         recorded_between: Vec<String>,
         /// Limit the hold to one store
@@ -214,32 +223,45 @@ enum HoldCommand {
         /// A date by which the hold should be reviewed (reported by plans; never released by itself)
         #[arg(long, value_name = "DATE")]
         review: Option<String>,
+        /// Do not scan the stores to count the recordings the hold covers now
+        #[arg(long)]
+        no_scan: bool,
     },
     /// Release a hold: its recordings return to their normal retention
     Release {
+        /// The case id of the hold
         #[arg(long)]
         case: String,
+        /// Who releases it (recorded in the ledger)
         #[arg(long)]
         by: String,
+        /// Why it is released (recorded in the ledger)
         #[arg(long)]
         reason: String,
     },
     /// Approve a requested release (when [holds] release_approvals asks for more than one person)
     ApproveRelease {
+        /// The case id of the hold
         #[arg(long)]
         case: String,
+        /// Who approves (a person other than the requester and earlier approvers)
         #[arg(long)]
         by: String,
     },
     /// List the active holds (or all, with --all)
     List {
+        /// Also list released holds, with who requested and approved the release
         #[arg(long)]
         all: bool,
+        /// Output format: text for people, json for programs
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
     /// Show a hold and the recordings it holds now
-    Show { case: String },
+    Show {
+        /// The case id of the hold
+        case: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -262,7 +284,7 @@ pub fn main() -> ExitCode {
     } else {
         "info"
     };
-    init_logging(cli.log_format, default_level);
+    let json_logs = init_logging(cli.log_format, default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -282,7 +304,10 @@ pub fn main() -> ExitCode {
         // A closed output pipe is not an error worth a message.
         Err(f) if f.exit == Exit::Success => Exit::Success,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            // With JSON logs stderr is JSON lines only: the error is the event below.
+            if !json_logs || !tracing::enabled!(tracing::Level::ERROR) {
+                eprintln!("error: {:#}", f.error);
+            }
             tracing::error!(
                 error = format!("{:#}", f.error),
                 exit_code = f.exit as u8,
@@ -453,6 +478,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 recorded_between,
                 store,
                 review,
+                no_scan,
             } => {
                 let placement = hold::Placement {
                     case,
@@ -465,6 +491,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                     recorded_between,
                     store,
                     review,
+                    no_scan,
                 };
                 hold::place(&config_path(), placement, out).await
             }
@@ -483,7 +510,8 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
     }
 }
 
-fn init_logging(format: LogFormat, default_level: &str) {
+/// Sets up logging on stderr; returns whether its lines are JSON.
+fn init_logging(format: LogFormat, default_level: &str) -> bool {
     let filter = EnvFilter::try_from_env("LETHE_LOG")
         // sqlx reports PostgreSQL notices and slow statements at info, and the
         // scheduler its own start-up: noise for operators.
@@ -511,6 +539,7 @@ fn init_logging(format: LogFormat, default_level: &str) {
     } else {
         builder.with_target(false).with_ansi(terminal).init();
     }
+    json
 }
 
 /// Reads the config file (exit 2 on any problem).

@@ -140,14 +140,13 @@ async fn configured(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
     let dry_run = job.dry_run;
     let settings = load_settings(config)?;
     let policy = load_policy(&settings)?;
-    let identity = if dry_run {
-        None
-    } else {
-        Some(
-            Identity::load(&settings.signing.key_path, &settings.signing.key_id)
-                .or_exit(Exit::Usage)?,
-        )
-    };
+    // A dry run checks everything a run would except deleting and recording,
+    // so it loads and checks the signing key too (and reads the ledger, which
+    // must be reachable, for the orders in force); it signs nothing.
+    let identity = Some(
+        Identity::load(&settings.signing.key_path, &settings.signing.key_id)
+            .or_exit(Exit::Usage)?,
+    );
     let run_id = uuid::Uuid::new_v4().to_string();
     let span = info_span!("run", run_id = %run_id, dry_run);
     async move {

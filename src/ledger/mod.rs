@@ -826,7 +826,8 @@ impl Ledger {
         let Some(pending) = Self::pending_release_in(&mut tx, placed_seq).await? else {
             return Err(LedgerError::NoReleaseRequested(case.to_string()));
         };
-        if pending.by == by || pending.approved_by.iter().any(|a| a == by) {
+        let same = |other: &String| crate::hold::same_person(other, by);
+        if same(&pending.by) || pending.approved_by.iter().any(same) {
             return Err(LedgerError::SamePerson {
                 case: case.to_string(),
                 by: by.to_string(),

@@ -305,3 +305,117 @@ fn a_signing_key_mounted_like_a_kubernetes_secret_works_for_a_non_root_user() {
     assert_exit(&out, 0);
     assert!(!w.exists(&key));
 }
+
+#[test]
+fn with_json_logs_the_final_error_is_a_json_event_and_nothing_else() {
+    let w = World::new();
+    std::fs::write(w.path("policies/retention.yaml"), "purposes: [").unwrap();
+    let out = w.lethe(&["--log-format", "json", "run"]);
+    assert_exit(&out, 2);
+    let raw = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!raw.trim().is_empty());
+    for line in raw.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}\n{raw}"));
+        if event["fields"]["message"] == "command failed" {
+            assert!(
+                event["fields"]["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("retention.yaml")),
+                "{line}"
+            );
+            assert_eq!(event["fields"]["exit_code"], 2, "{line}");
+        }
+    }
+    assert!(raw.contains("command failed"), "{raw}");
+    // With text logs the error stays one plain line.
+    let out = w.lethe(&["--log-format", "text", "run"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("error: "),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_newline_in_a_name_is_escaped_in_the_reason_of_a_text_plan() {
+    let w = World::new();
+    let old = months_ago(30);
+    w.put(&format!("calls/quality/{old}/C-1.wav"), "audio");
+    // The sidecar's name has a newline; its reason quotes it.
+    w.put(&format!("calls/quality/{old}/C\nDELETE x.wav"), "audio");
+    let out = w.lethe(&["plan"]);
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .all(|l| !l.starts_with("DELETE x.wav") && !l.starts_with("x.wav")),
+        "{text}"
+    );
+    assert!(text.contains("C\\nDELETE x.wav"), "{text}");
+}
+
+/// The subcommands listed under `Commands:` in a help text.
+fn subcommands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|c| c != "help")
+        .collect()
+}
+
+#[test]
+fn every_argument_of_every_command_has_a_help_text() {
+    let mut missing = Vec::new();
+    let mut queue: Vec<Vec<String>> = vec![vec![]];
+    let mut seen = 0;
+    while let Some(path) = queue.pop() {
+        let mut args = path.clone();
+        args.push("--help".into());
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_exit(&out, 0);
+        let help = stdout(&out);
+        seen += 1;
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let t = line.trim_start();
+            if !(line.starts_with("  ") && (t.starts_with('-') || t.starts_with('<'))) {
+                continue;
+            }
+            // Text on the same line, or (long help) on the lines below it.
+            let same_line = t.split("  ").skip(1).any(|s| !s.trim().is_empty());
+            let below = lines.get(i + 1).is_some_and(|n| {
+                let nt = n.trim_start();
+                !nt.is_empty() && !nt.starts_with('-') && n.len() - nt.len() > line.len() - t.len()
+            });
+            if !same_line && !below {
+                missing.push(format!("lethe {}: {}", path.join(" "), t.trim_end()));
+            }
+        }
+        for c in subcommands(&help) {
+            let mut next = path.clone();
+            next.push(c);
+            queue.push(next);
+        }
+    }
+    assert!(seen > 15, "only {seen} help pages walked");
+    assert!(
+        missing.is_empty(),
+        "arguments without help:\n{}",
+        missing.join("\n")
+    );
+    // `hold place` says that a selector is required.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lethe"))
+        .args(["hold", "place", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).contains("at least one selector"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -67,23 +67,28 @@ async fn held_recordings_stay_and_released_ones_go(db: Db) {
         "{}",
         stdout(&out)
     );
-    assert_exit(
-        &place(
-            &w,
-            &[
-                "--case",
-                "CASE-2026-118",
-                "--prefix",
-                "calls/disputes/",
-                "--store",
-                "recordings",
-                "--review",
-                "2020-01-01",
-            ],
-        ),
-        0,
+    let out = place(
+        &w,
+        &[
+            "--case",
+            "CASE-2026-118",
+            "--prefix",
+            "calls/disputes/",
+            "--store",
+            "recordings",
+            "--review",
+            "2020-01-01",
+        ],
     );
-
+    // A review date already past is accepted, with a warning.
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("WARNING: the review date 2020-01-01 is already past")
+            && stderr(&out).contains("the review date is already past"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let plan = w.lethe(&["plan"]);
     assert_exit(&plan, 0);
     let text = stdout(&plan);
@@ -637,6 +642,23 @@ async fn a_release_can_require_a_second_person(db: Db) {
         "{}",
         stderr(&own)
     );
+    // Nor under another spelling of the same name.
+    for alias in ["J.KOWALSKA", " j.kowalska ", "J.Kowalska"] {
+        let out = w.lethe(&[
+            "hold",
+            "approve-release",
+            "--case",
+            "CASE-4E",
+            "--by",
+            alias,
+        ]);
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("another person must approve it"),
+            "{alias:?}: {}",
+            stderr(&out)
+        );
+    }
     assert_exit(
         &w.lethe(&[
             "hold", "release", "--case", "CASE-4E", "--by", "m.nowak", "--reason", "x",
@@ -659,6 +681,11 @@ async fn a_release_can_require_a_second_person(db: Db) {
     );
     assert_exit(&w.lethe(&["run"]), 0);
     assert!(!w.exists(&s.subject_held));
+    let text = stdout(&w.lethe(&["hold", "list", "--all"]));
+    assert!(
+        text.contains("(requested by j.kowalska, approved by m.nowak): settled"),
+        "{text}"
+    );
     let all = w.lethe(&["hold", "list", "--all", "--format", "json"]);
     let holds: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
     assert_eq!(holds[0]["released"]["by"], "j.kowalska");
@@ -675,4 +702,80 @@ async fn a_release_can_require_a_second_person(db: Db) {
 
 for_each_db! {
     two_person_release => a_release_can_require_a_second_person,
+}
+
+#[test]
+fn a_selector_that_can_never_match_is_refused_and_nothing_is_placed() {
+    let w = World::new();
+    let s = sample(&w);
+    for (args, instead) in [
+        (
+            ["--prefix", "/calls/disputes/"],
+            "write --prefix calls/disputes/",
+        ),
+        (
+            ["--key", &format!("./{}", s.prefix_held)],
+            &format!("write --key {}", s.prefix_held),
+        ),
+        (
+            ["--prefix", "calls/disputes/20*"],
+            "write --prefix calls/disputes/20",
+        ),
+        (["--key", "calls//disputes/x.wav"], "no empty segments"),
+    ] {
+        let mut all = vec!["--case", "CASE-BAD"];
+        all.extend_from_slice(&args);
+        let out = place(&w, &all);
+        assert_exit(&out, 2);
+        assert!(
+            stderr(&out).contains("can never match") && stderr(&out).contains(instead),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(stdout(&w.lethe(&["hold", "list", "--all"])).contains("no holds"));
+    // The case id is still free for the corrected hold, which holds.
+    let out = place(&w, &["--case", "CASE-BAD", "--prefix", "calls/disputes/"]);
+    assert_exit(&out, 0);
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(w.exists(&s.prefix_held));
+    assert!(!w.exists(&s.free));
+}
+
+#[test]
+fn placing_a_hold_counts_what_it_covers_and_warns_when_nothing() {
+    let w = World::new();
+    let s = sample(&w);
+    let out = place(&w, &["--case", "CASE-C1", "--subject", "CUST-123"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("it covers 1 recording(s) now (2 object(s) with their sidecars"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("WARNING"), "{}", stdout(&out));
+
+    // A prefix no key starts with: placed (exit 0), but loudly reported.
+    let out = place(&w, &["--case", "CASE-C2", "--prefix", "calls/Disputes/"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("it covers 0 recording(s) now")
+            && stdout(&out).contains("WARNING: hold CASE-C2 covers NO recording now"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("the hold covers no recording now"),
+        "{}",
+        stderr(&out)
+    );
+    // --no-scan places it without counting.
+    let out = place(
+        &w,
+        &["--case", "CASE-C3", "--key", &s.prefix_held, "--no-scan"],
+    );
+    assert_exit(&out, 0);
+    assert!(!stdout(&out).contains("it covers 1"), "{}", stdout(&out));
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(w.exists(&s.subject_held) && w.exists(&s.prefix_held));
 }

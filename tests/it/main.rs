@@ -221,8 +221,22 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The process's stderr; with JSON logs (the default off a terminal) the
+/// final error is a log event, whose `error` field is appended decoded, as
+/// `error: ...`, so that tests read the message as an operator would.
 pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    let raw = String::from_utf8_lossy(&o.stderr).into_owned();
+    let errors: Vec<String> = raw
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "command failed")
+        .filter_map(|v| {
+            v["fields"]["error"]
+                .as_str()
+                .map(|e| format!("error: {e}\n"))
+        })
+        .collect();
+    raw + &errors.concat()
 }
 
 pub fn code(o: &Output) -> i32 {

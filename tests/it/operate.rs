@@ -283,6 +283,12 @@ impl Daemon {
         let started = d.wait_line("daemon started", Duration::from_secs(30));
         let v: serde_json::Value = serde_json::from_str(&started).unwrap();
         let metrics = v["fields"]["metrics"].as_str().unwrap().to_string();
+        // Times in logs are RFC 3339, not Rust's Debug of an Option.
+        let next = v["fields"]["next"].as_str().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(next).is_ok(),
+            "next tick {next:?} in {started}"
+        );
         (d, metrics)
     }
 
@@ -423,6 +429,15 @@ fn the_daemon_refuses_to_start_without_a_schedule_or_with_a_bad_one() {
     let out = w.lethe(&["daemon"]);
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("has 5 fields"), "{}", stderr(&out));
+    // Valid, but no date matches it: a config error, not a daemon waiting forever.
+    let w = daemon_world("0 0 3 31 2 *");
+    let out = w.lethe(&["daemon"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("cron \"0 0 3 31 2 *\" never fires"),
+        "{}",
+        stderr(&out)
+    );
     // Its address taken: a clear runtime error, not a daemon without metrics.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut w = daemon_world("0 0 3 * * *");

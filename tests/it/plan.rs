@@ -19,14 +19,15 @@ fn world_with_dates() -> World {
 #[test]
 fn plan_as_of_applies_calendar_months() {
     let w = world_with_dates();
-    // 31 May + 6 months = 30 November (not 1 December, not 27 November).
-    let before = w.lethe(&["plan", "--as-of", "2025-11-29T23:59:59Z"]);
+    // 31 May + 6 months = 30 November (not 1 December, not 27 November); the
+    // key has no time of day, so the period ends with the end of 30 November.
+    let before = w.lethe(&["plan", "--as-of", "2025-11-30T23:59:59Z"]);
     assert_exit(&before, 0);
-    assert!(stdout(&before).contains("KEEP   calls/quality/2025/05/31/C-1.wav  kept until 2025-11-30T00:00:00Z for quality (6 months)"), "{}", stdout(&before));
-    let after = w.lethe(&["plan", "--as-of", "2025-11-30"]);
+    assert!(stdout(&before).contains("KEEP   calls/quality/2025/05/31/C-1.wav  kept until 2025-12-01T00:00:00Z for quality (6 months); counted to the end of the day, as 2025-05-31 (UTC) has no time of day in the key"), "{}", stdout(&before));
+    let after = w.lethe(&["plan", "--as-of", "2025-12-01"]);
     assert_exit(&after, 0);
     let text = stdout(&after);
-    assert!(text.contains("DELETE calls/quality/2025/05/31/C-1.wav  quality expired 2025-11-30T00:00:00Z (6 months retention); with sidecar calls/quality/2025/05/31/C-1.json; with companions if present: transcripts/C-1.txt"), "{text}");
+    assert!(text.contains("DELETE calls/quality/2025/05/31/C-1.wav  quality expired 2025-12-01T00:00:00Z (6 months retention); counted to the end of the day, as 2025-05-31 (UTC) has no time of day in the key; with sidecar calls/quality/2025/05/31/C-1.json; with companions if present: transcripts/C-1.txt"), "{text}");
     // Everything that cannot be established is reported with its reason.
     assert!(
         text.contains("REPORT calls/training/2099/01/01/C-2.wav  kept: recorded in the future"),
@@ -64,7 +65,7 @@ fn plan_json_is_one_document_with_every_item() {
     assert_eq!(c1["action"], "delete");
     assert_eq!(c1["purposes"], serde_json::json!(["feedback", "quality"]));
     assert_eq!(c1["purpose"], "quality");
-    assert_eq!(c1["expires_at"], "2025-11-30T00:00:00Z");
+    assert_eq!(c1["expires_at"], "2025-12-01T00:00:00Z");
     assert_eq!(
         c1["sidecars"][0]["key"],
         "calls/quality/2025/05/31/C-1.json"

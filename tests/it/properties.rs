@@ -1,7 +1,8 @@
 //! Decision properties (proptest) over random policies, recordings, holds
 //! and clocks: `decide` never deletes a held, unexpired, future-dated or
 //! unclassified recording; expiry is monotone in `retain`; the calendar
-//! arithmetic agrees with a reference computation written independently here.
+//! arithmetic agrees with a reference computation written independently here,
+//! also for a date without a time (counted to the end of the last day).
 //!
 //! `PROPTEST_CASES` sets the cases per property (CI: 256; long mode: 20000).
 
@@ -116,6 +117,7 @@ fn recording(
         purposes,
         recorded_at: at,
         recorded_from: DateSource::Key,
+        date_only: false,
         timezone: tz,
         subject,
         call_id: Some("C-1".into()),
@@ -145,7 +147,12 @@ fn reference_end(at: DateTime<Utc>, tz: Tz, (n, unit): (u32, Unit)) -> DateTime<
     for _ in 0..days {
         date = date.succ_opt().unwrap();
     }
-    let mut wall = date.and_time(local.time());
+    reference_instant(date.and_time(local.time()), tz)
+}
+
+/// A local wall time as an instant: the latest matching one, or the first
+/// one after a gap.
+fn reference_instant(mut wall: chrono::NaiveDateTime, tz: Tz) -> DateTime<Utc> {
     loop {
         let candidates: Vec<DateTime<Utc>> = tz
             .from_local_datetime(&wall)
@@ -255,6 +262,27 @@ proptest! {
             _ => {}
         }
         prop_assert!(ea > at, "a positive period ends after it starts");
+    }
+
+    /// A recording dated by a day without a time (its local midnight): a
+    /// period ends at the end of the day it falls on, the next local midnight.
+    #[test]
+    fn a_date_without_a_time_counts_to_the_end_of_the_last_day(
+        period in period(),
+        at in instant(),
+        tz in prop::sample::select(ZONES),
+    ) {
+        let p = policy(&[PurposeSpec { retain: period, minimum: Some(period) }]);
+        let day = at.with_timezone(&tz).date_naive();
+        let midnight = reference_instant(day.and_time(chrono::NaiveTime::MIN), tz);
+        let r = Recording { date_only: true, ..recording(vec!["p0".into()], midnight, tz, None) };
+        let got = match decide(&r, "s", &p, &Orders::default(), midnight) {
+            Decision::Keep(e) => e.at.unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let last_day = reference_end(midnight, tz, period).with_timezone(&tz).date_naive();
+        let expected = reference_instant(last_day.succ_opt().unwrap().and_time(chrono::NaiveTime::MIN), tz);
+        prop_assert_eq!(got, expected, "{:?} from {} in {}", period, day, tz);
     }
 
     /// lethe's calendar agrees with the reference computation.

@@ -188,6 +188,40 @@ fn dry_run_deletes_and_records_nothing() {
 }
 
 #[test]
+fn a_dry_run_checks_the_signing_key_and_the_ledger_as_a_run_would() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new();
+    let (_, gone, _) = sample(&w);
+    let key = w.path("keys/lethe.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = w.lethe(&["run", "--dry-run"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("lethe.key"), "{}", stderr(&out));
+    std::fs::remove_file(&key).unwrap();
+    let out = w.lethe(&["run", "--dry-run"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("lethe.key"), "{}", stderr(&out));
+    assert!(gone.iter().all(|k| w.exists(k)));
+    assert!(!w.path("lethe.db").exists(), "a dry run creates no ledger");
+
+    // A ledger that cannot be reached fails the dry run as it would the run.
+    let mut w = World::new();
+    let (_, gone, _) = sample(&w);
+    w.env.push((
+        "LETHE_DATABASE".into(),
+        "postgres://lethe@127.0.0.1:1/none".into(),
+    ));
+    let out = w.lethe(&["run", "--dry-run"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("cannot read the legal holds"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(gone.iter().all(|k| w.exists(k)));
+}
+
+#[test]
 fn run_refuses_as_of() {
     let w = World::new();
     let (_, gone, _) = sample(&w);
