@@ -7,6 +7,7 @@ mod cloud;
 mod concurrency;
 mod crash;
 mod deploy;
+mod destination;
 mod erasure;
 mod errors;
 mod evidence;
