@@ -40,6 +40,17 @@ pub enum CertificateError {
     },
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A file of that name is already there with other bytes: certificates
+    /// and manifests are created, never replaced.
+    #[error(
+        "{path} already exists with SHA-256 {found}, and lethe's certificate #{sequence} would have SHA-256 {expected} there; it was not replaced"
+    )]
+    Exists {
+        path: PathBuf,
+        sequence: u64,
+        found: String,
+        expected: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertificateError + '_ {
@@ -296,15 +307,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Writes the manifest, then the certificate, under their final names in
-/// `dir` (each via a temporary file and a rename, so that a reader never
-/// sees half a file). Returns the certificate's path.
+/// `dir` (each via a temporary file and a link that never replaces a file,
+/// so that a reader never sees half a file and nothing already there is
+/// overwritten). A file already there with the same bytes is accepted (a
+/// rebuild after a crash); one with other bytes is an error. Returns the
+/// certificate's path.
 pub fn publish(
     dir: &Path,
     sequence: u64,
     certificate: &[u8],
     manifest: ManifestDigest,
 ) -> Result<PathBuf, CertificateError> {
-    persist_manifest(manifest, &dir.join(manifest_file_name(sequence)))?;
+    persist_manifest(manifest, sequence, &dir.join(manifest_file_name(sequence)))?;
     let cert_path = dir.join(certificate_file_name(sequence));
     let mut tmp = tempfile::Builder::new()
         .prefix(".lethe-cert-")
@@ -312,26 +326,57 @@ pub fn publish(
         .map_err(io_err(dir))?;
     tmp.write_all(certificate).map_err(io_err(&cert_path))?;
     tmp.as_file().sync_all().map_err(io_err(&cert_path))?;
-    tmp.persist(&cert_path).map_err(|e| CertificateError::Io {
-        path: cert_path.clone(),
-        source: e.error,
-    })?;
+    persist_new(tmp, &cert_path, sequence, &sha256_hex(certificate))?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(cert_path)
 }
 
-/// Gives a finished manifest its final name.
-pub fn persist_manifest(manifest: ManifestDigest, path: &Path) -> Result<(), CertificateError> {
-    manifest
-        .file
-        .persist(path)
-        .map_err(|e| CertificateError::Io {
+/// Gives a finished manifest its final name (never replacing a file).
+pub fn persist_manifest(
+    manifest: ManifestDigest,
+    sequence: u64,
+    path: &Path,
+) -> Result<(), CertificateError> {
+    persist_new(manifest.file, path, sequence, &manifest.sha256)
+}
+
+/// Links `tmp` to `path` unless a file is there; one with the expected
+/// SHA-256 is fine, another is [`CertificateError::Exists`].
+fn persist_new(
+    tmp: tempfile::NamedTempFile,
+    path: &Path,
+    sequence: u64,
+    expected: &str,
+) -> Result<(), CertificateError> {
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let found = file_sha256(path)?;
+            if found == expected {
+                return Ok(());
+            }
+            Err(CertificateError::Exists {
+                path: path.to_path_buf(),
+                sequence,
+                found,
+                expected: expected.to_string(),
+            })
+        }
+        Err(e) => Err(CertificateError::Io {
             path: path.to_path_buf(),
             source: e.error,
-        })?;
-    Ok(())
+        }),
+    }
+}
+
+/// The hex SHA-256 of a file, read in chunks.
+pub fn file_sha256(path: &Path) -> Result<String, CertificateError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut sha = Sha256::new();
+    std::io::copy(&mut file, &mut sha).map_err(io_err(path))?;
+    Ok(hex::encode(sha.finalize()))
 }
 
 /// The result of one verification step.

@@ -377,6 +377,61 @@ impl Store {
             })
     }
 
+    /// Creates a small object whole (a certificate), never replacing one:
+    /// a conditional put (`PutMode::Create`: `If-None-Match: *` on S3 and
+    /// Azure, generation 0 on GCS). `Exists` if the key is taken.
+    ///
+    /// A `head` comes first: fake-gcs-server (the GCS emulator of the test
+    /// suite) ignores the generation precondition and would overwrite, so
+    /// there the `head` is the only check (a writer creating the key between
+    /// the two is not detected); moto, Azurite and the real services refuse
+    /// the conditional put themselves.
+    pub async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<Written> {
+        let path = self.path(key)?;
+        if self.head(key).await?.is_some() {
+            return Ok(Written::Exists);
+        }
+        let options = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&path, object_store::PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(Written::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Written::Exists),
+            Err(source) => Err(StoreError::Object {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Creates an object from a local file, never replacing one. Up to
+    /// [`CONDITIONAL_PUT_LIMIT`] bytes it is one conditional put; a larger
+    /// file (a manifest of more than some 15,000 lines) goes up in parts,
+    /// which object_store cannot make conditional, so it is checked with a
+    /// `head` first: a writer that creates the key between the two is not
+    /// detected.
+    pub async fn put_file_new(&self, key: &str, file: &std::path::Path) -> Result<Written> {
+        let err = |e: std::io::Error| StoreError::Refused {
+            key: key.to_string(),
+            reason: e.to_string(),
+        };
+        let size = tokio::fs::metadata(file).await.map_err(err)?.len();
+        if size <= CONDITIONAL_PUT_LIMIT {
+            let bytes = tokio::fs::read(file).await.map_err(err)?;
+            return self.put_new(key, bytes).await;
+        }
+        if self.head(key).await?.is_some() {
+            return Ok(Written::Exists);
+        }
+        self.put_file(key, file).await?;
+        Ok(Written::Created)
+    }
+
     /// Uploads a local file, streaming it (multipart when it is large: a
     /// manifest of a million lines).
     pub async fn put_file(&self, key: &str, file: &std::path::Path) -> Result<()> {
@@ -571,6 +626,17 @@ impl Store {
             .map(|r| r.expect("every key answered"))
             .collect()
     }
+}
+
+/// The largest file [`Store::put_file_new`] sends as one conditional put.
+pub const CONDITIONAL_PUT_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// What a create-new write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    /// The key was taken; nothing was written.
+    Exists,
 }
 
 /// The store's answer for one key of a bulk delete.

@@ -15,11 +15,20 @@ const CATCH_ALL: &str = "purposes:\n  now: { retain: 0 days, basis: \"test\" }\n
 enum Layout {
     /// A local store `recordings/` and `certificates = VALUE`.
     Local(&'static str),
-    /// An S3 store at `s3://BUCKET/STORE` and certificates at `s3://BUCKET/CERTS`.
-    S3 {
+    /// A store at `s3://BUCKET/STORE` (or Azure, GCS) and certificates at `s3://BUCKET/CERTS`.
+    Object {
+        kind: Kind,
         store: &'static str,
         certs: &'static str,
     },
+}
+
+fn s3(store: &'static str, certs: &'static str) -> Layout {
+    Layout::Object {
+        kind: Kind::S3,
+        store,
+        certs,
+    }
 }
 
 /// A world laid out as `layout` says, with one expired recording `calls/A.json`.
@@ -47,8 +56,8 @@ impl Case {
                     recording: "calls/A.json".into(),
                 }
             }
-            Layout::S3 { store, certs } => {
-                let bucket = Bucket::new(Kind::S3).await;
+            Layout::Object { kind, store, certs } => {
+                let bucket = Bucket::new(*kind).await;
                 w.stores = bucket.store_toml("recordings", store, "");
                 let (url, options) = bucket.url_and_options(certs);
                 w.certificates = format!("\"{url}\"");
@@ -146,9 +155,320 @@ destination_cases! {
     a_local_destination_at_the_store_root_is_a_config_error: Layout::Local("recordings") => 2,
     a_local_destination_spelled_otherwise_at_the_root_is_a_config_error: Layout::Local("./recordings/calls/..") => 2,
     a_local_destination_containing_the_store_is_a_config_error: Layout::Local(".") => 2,
-    an_s3_destination_inside_the_store_is_invisible_to_it: Layout::S3 { store: "", certs: "certificates" } => 0,
-    an_s3_destination_beside_the_store_is_used: Layout::S3 { store: "calls-store", certs: "certificates" } => 0,
-    an_s3_destination_in_a_sibling_prefix_is_beside_the_store: Layout::S3 { store: "rec", certs: "rec-certificates" } => 0,
-    an_s3_destination_at_the_store_root_is_a_config_error: Layout::S3 { store: "rec", certs: "rec" } => 2,
-    an_s3_destination_containing_the_store_is_a_config_error: Layout::S3 { store: "tenant/rec", certs: "tenant" } => 2,
+    an_s3_destination_inside_the_store_is_invisible_to_it: s3("", "certificates") => 0,
+    an_s3_destination_beside_the_store_is_used: s3("calls-store", "certificates") => 0,
+    an_s3_destination_in_a_sibling_prefix_is_beside_the_store: s3("rec", "rec-certificates") => 0,
+    an_s3_destination_at_the_store_root_is_a_config_error: s3("rec", "rec") => 2,
+    an_s3_destination_containing_the_store_is_a_config_error: s3("tenant/rec", "tenant") => 2,
+}
+
+/// A world with certificate #1 issued, and a second expired recording to delete.
+async fn one_certificate_issued(layout: &Layout) -> Case {
+    let case = Case::new(layout).await;
+    assert_exit(&case.w.lethe(&["run"]), 0);
+    assert!(case.has_file("lethe-cert-000001.json").await);
+    case.put_recording(&case.recording).await;
+    case
+}
+
+impl Case {
+    /// The bytes of lethe's file `name` in the certificate destination.
+    async fn file(&self, name: &str) -> Vec<u8> {
+        match &self.bucket {
+            None => read(&self.w.path(&self.certs).join(name)),
+            Some(b) => {
+                use object_store::ObjectStoreExt;
+                let path =
+                    object_store::path::Path::parse(format!("{}/{name}", self.certs)).unwrap();
+                b.client
+                    .get(&path)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+                    .to_vec()
+            }
+        }
+    }
+
+    /// Runs lethe expecting a refusal because the ledger does not know the
+    /// destination's certificates; checks that nothing changed.
+    async fn assert_refused(&self, out: &std::process::Output, before: &[Vec<u8>]) {
+        assert_exit(out, 2);
+        let err = stderr(out);
+        assert!(
+            err.contains("lethe-cert-000001.json is not this ledger's")
+                && err.contains("nothing was deleted")
+                && err.contains("Restore that ledger")
+                && err.contains("point `certificates` at a new destination"),
+            "{err}"
+        );
+        assert!(self.exists(&self.recording).await, "nothing is deleted");
+        assert_eq!(
+            [
+                self.file("lethe-cert-000001.json").await,
+                self.file("lethe-cert-000001.manifest.jsonl").await
+            ],
+            before,
+            "the certificate and its manifest are untouched byte for byte"
+        );
+        assert!(!self.has_file("lethe-cert-000002.json").await);
+    }
+}
+
+async fn a_lost_ledger_then_restored(layout: Layout) {
+    let case = one_certificate_issued(&layout).await;
+    let before = [
+        case.file("lethe-cert-000001.json").await,
+        case.file("lethe-cert-000001.manifest.jsonl").await,
+    ];
+    // The ledger is lost (moved away): the fresh one knows no certificate.
+    std::fs::rename(case.w.path("lethe.db"), case.w.path("lethe.db.lost")).unwrap();
+    let out = case.w.lethe(&["run"]);
+    case.assert_refused(&out, &before).await;
+    // A typo in LETHE_DATABASE is another fresh ledger.
+    let mut typo = case.w.command(&["run"]);
+    typo.env("LETHE_DATABASE", "sqlite://lethe-typo.db?mode=rwc");
+    case.assert_refused(&typo.output().unwrap(), &before).await;
+    // The old ledger restored: the run proceeds and continues the chain.
+    std::fs::remove_file(case.w.path("lethe.db")).unwrap();
+    std::fs::rename(case.w.path("lethe.db.lost"), case.w.path("lethe.db")).unwrap();
+    assert_exit(&case.w.lethe(&["run"]), 0);
+    assert!(!case.exists(&case.recording).await);
+    assert_eq!(case.file("lethe-cert-000001.json").await, before[0]);
+    assert!(case.has_file("lethe-cert-000002.json").await);
+    assert_exit(&case.w.lethe(&["ledger", "verify"]), 0);
+}
+
+/// A second installation shares the destination: its ledger has a
+/// certificate #1 of its own, which is not the #1 there.
+async fn another_ledgers_certificate_of_the_same_number(layout: Layout) {
+    let mut case = one_certificate_issued(&layout).await;
+    let before = [
+        case.file("lethe-cert-000001.json").await,
+        case.file("lethe-cert-000001.manifest.jsonl").await,
+    ];
+    // The other installation's ledger issues its #1 into a folder of its own...
+    std::fs::rename(case.w.path("lethe.db"), case.w.path("lethe.db.mine")).unwrap();
+    let (shared, tail) = (case.w.certificates.clone(), case.w.tail.clone());
+    case.w.certificates = "\"elsewhere\"".into();
+    case.w.tail.clear();
+    case.w.write_config();
+    assert_exit(&case.w.lethe(&["run"]), 0);
+    case.put_recording(&case.recording).await;
+    // ...then is pointed at the shared destination.
+    (case.w.certificates, case.w.tail) = (shared, tail);
+    case.w.write_config();
+    let out = case.w.lethe(&["run"]);
+    case.assert_refused(&out, &before).await;
+    assert!(
+        stderr(&out).contains("this ledger recorded another certificate #1"),
+        "{}",
+        stderr(&out)
+    );
+    // The destination's own ledger is still welcome.
+    std::fs::rename(case.w.path("lethe.db.mine"), case.w.path("lethe.db")).unwrap();
+    assert_exit(&case.w.lethe(&["run"]), 0);
+    assert!(case.has_file("lethe-cert-000002.json").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_ledger_refuses_to_run_and_the_restored_one_continues() {
+    a_lost_ledger_then_restored(Layout::Local("certificates")).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_ledger_refuses_to_run_with_certificates_on_s3() {
+    a_lost_ledger_then_restored(s3("rec", "certificates")).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_installation_sharing_the_folder_refuses_to_run() {
+    another_ledgers_certificate_of_the_same_number(Layout::Local("certificates")).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_installation_sharing_the_s3_prefix_refuses_to_run() {
+    another_ledgers_certificate_of_the_same_number(s3("rec", "certificates")).await
+}
+
+/// A file lethe did not write sits under the name of the next manifest:
+/// the run does not replace it (a conditional put on object stores, a link
+/// that never replaces on a folder) and says so; once it is moved away, the
+/// next run writes the certificate from the ledger.
+async fn a_foreign_file_is_never_replaced(layout: Layout) {
+    let case = one_certificate_issued(&layout).await;
+    let name = "lethe-cert-000002.manifest.jsonl";
+    let foreign_key = format!("{}/{name}", case.certs);
+    match &case.bucket {
+        None => case.w.write(&foreign_key, "foreign"),
+        Some(b) => b.put(&foreign_key, "foreign").await,
+    }
+    let out = case.w.lethe(&["run"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains(&format!("{name} already exists with SHA-256"))
+            && stderr(&out).contains("lethe's certificate #2 would have SHA-256"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(case.file(name).await, b"foreign");
+    assert!(!case.has_file("lethe-cert-000002.json").await);
+    match &case.bucket {
+        None => std::fs::remove_file(case.w.path(&foreign_key)).unwrap(),
+        Some(b) => {
+            use object_store::ObjectStoreExt;
+            b.client
+                .delete(&object_store::path::Path::parse(&foreign_key).unwrap())
+                .await
+                .unwrap()
+        }
+    }
+    assert_exit(&case.w.lethe(&["run"]), 0);
+    assert!(case.has_file("lethe-cert-000002.json").await);
+    assert_ne!(case.file(name).await, b"foreign");
+    assert_exit(&case.w.lethe(&["ledger", "verify"]), 0);
+}
+
+mod a_file_already_under_the_next_name_is_never_replaced {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn local() {
+        a_foreign_file_is_never_replaced(Layout::Local("certificates")).await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn s3() {
+        a_foreign_file_is_never_replaced(super::s3("rec", "certificates")).await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn azure() {
+        a_foreign_file_is_never_replaced(Layout::Object {
+            kind: Kind::Azure,
+            store: "rec",
+            certs: "certificates",
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn gcs() {
+        a_foreign_file_is_never_replaced(Layout::Object {
+            kind: Kind::Gcs,
+            store: "rec",
+            certs: "certificates",
+        })
+        .await
+    }
+}
+
+/// A store whose `head` never finds anything, so that a create-new write
+/// rests on the store's conditional put alone (as when another writer
+/// creates the key between lethe's `head` and its put).
+#[derive(Debug)]
+struct BlindHead(std::sync::Arc<dyn object_store::ObjectStore>);
+
+impl std::fmt::Display for BlindHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlindHead({})", self.0)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for BlindHead {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.0.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        if options.head {
+            return Err(object_store::Error::NotFound {
+                path: location.to_string(),
+                source: "blind".into(),
+            });
+        }
+        self.0.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.0.delete_stream(locations)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.0.list(prefix)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+}
+
+/// moto and Azurite refuse a second `PutMode::Create` of one key themselves.
+/// (fake-gcs-server ignores the precondition: on GCS the suite relies on
+/// lethe's `head` before the put, see `Store::put_new`.)
+async fn the_conditional_put_alone_never_replaces(kind: Kind) {
+    use lethe::store::Written;
+    let bucket = Bucket::new(kind).await;
+    let store = lethe::store::Store::from_object_store(
+        "certificates",
+        "test://",
+        std::sync::Arc::new(BlindHead(bucket.client.clone())),
+    );
+    let key = "lethe-cert-000001.json";
+    assert_eq!(
+        store.put_new(key, b"first".to_vec()).await.unwrap(),
+        Written::Created
+    );
+    assert_eq!(
+        store.put_new(key, b"second".to_vec()).await.unwrap(),
+        Written::Exists
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    assert!(store.get_to_file(key, file.path()).await.unwrap());
+    assert_eq!(read(file.path()), b"first");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_conditional_put_alone_never_replaces_on_s3() {
+    the_conditional_put_alone_never_replaces(Kind::S3).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_conditional_put_alone_never_replaces_on_azure() {
+    the_conditional_put_alone_never_replaces(Kind::Azure).await
 }
