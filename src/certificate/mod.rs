@@ -394,22 +394,48 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// Whether the certificate, its manifest (when present) and its chain
+    /// link (when the previous certificate is present) verify.
     pub fn passed(&self) -> bool {
         self.payload.is_some() && !self.checks.iter().any(|(_, c)| matches!(c, Check::Fail(_)))
+    }
+
+    /// Whether the link to the previous certificate was checked: `false`
+    /// when that certificate is missing.
+    pub fn chain_checked(&self) -> bool {
+        !self
+            .checks
+            .iter()
+            .any(|(name, c)| *name == "chain" && matches!(c, Check::Skip(_)))
     }
 }
 
 /// Verifies a certificate file: its form, payload type and signature; the
 /// payload; the manifest beside it (hash, Merkle root, line count) when it is
-/// there; and the link to the previous certificate when that one is there.
+/// there; and the link to the previous certificate when that one is there
+/// (when it is not, the chain check is [`CHAIN_NOT_CHECKED`] and
+/// [`Verification::chain_checked`] says so; the caller decides).
 pub fn verify(path: &Path, key: &VerifyingKey) -> Verification {
+    verify_showing(path, key, &|p: &Path| p.display().to_string())
+}
+
+/// The chain check's message when the previous certificate is missing.
+pub const CHAIN_NOT_CHECKED: &str = "chain not checked: previous certificate missing";
+
+/// [`verify`], naming files in its messages through `show` (a certificate
+/// fetched from an object store into a temporary folder is named by its URL).
+pub fn verify_showing(
+    path: &Path,
+    key: &VerifyingKey,
+    show: &dyn Fn(&Path) -> String,
+) -> Verification {
     let mut checks = Vec::new();
     let file = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             checks.push((
                 "certificate",
-                Check::Fail(format!("cannot read {}: {e}", path.display())),
+                Check::Fail(format!("cannot read {}: {e}", show(path))),
             ));
             return Verification {
                 payload: None,
@@ -475,25 +501,25 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Verification {
     checks.push(("payload", payload_check));
     checks.push((
         "manifest",
-        verify_manifest(&manifest_path_for(path), &payload),
+        verify_manifest(&manifest_path_for(path), &payload, show),
     ));
-    checks.push(("chain", verify_chain(path, &payload)));
+    checks.push(("chain", verify_chain(path, &payload, show)));
     Verification {
         payload: Some(payload),
         checks,
     }
 }
 
-fn verify_manifest(path: &Path, payload: &Payload) -> Check {
+fn verify_manifest(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> String) -> Check {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Check::Skip(format!(
                 "manifest {} not present: the object list was not checked",
-                path.display()
+                show(path)
             ));
         }
-        Err(e) => return Check::Fail(format!("cannot read manifest {}: {e}", path.display())),
+        Err(e) => return Check::Fail(format!("cannot read manifest {}: {e}", show(path))),
     };
     let mut reader = BufReader::new(file);
     let mut sha = Sha256::new();
@@ -552,7 +578,7 @@ fn verify_manifest(path: &Path, payload: &Payload) -> Check {
     ))
 }
 
-fn verify_chain(path: &Path, payload: &Payload) -> Check {
+fn verify_chain(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> String) -> Check {
     if payload.sequence <= 1 {
         return match &payload.previous_certificate_sha256 {
             None => Check::Pass("first certificate of the chain".into()),
@@ -571,19 +597,19 @@ fn verify_chain(path: &Path, payload: &Payload) -> Check {
         Ok(_) => {
             let got = sha256_hex(&bytes);
             if &got == expected {
-                Check::Pass(format!("links to {}", previous.display()))
+                Check::Pass(format!("links to {}", show(&previous)))
             } else {
                 Check::Fail(format!(
                     "{} has SHA-256 {got}, this certificate names {expected}",
-                    previous.display()
+                    show(&previous)
                 ))
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::Skip(format!(
-            "previous certificate {} not present: the chain link was not checked",
-            previous.display()
+            "{CHAIN_NOT_CHECKED} ({} is not there)",
+            show(&previous)
         )),
-        Err(e) => Check::Fail(format!("cannot read {}: {e}", previous.display())),
+        Err(e) => Check::Fail(format!("cannot read {}: {e}", show(&previous))),
     }
 }
 

@@ -210,7 +210,7 @@ impl Destination {
         }
     }
 
-    async fn contains(&self, name: &str) -> anyhow::Result<bool> {
+    pub(crate) async fn contains(&self, name: &str) -> anyhow::Result<bool> {
         Ok(match self {
             Destination::Folder(dir) => dir.join(name).exists(),
             Destination::Store { store, .. } => store.head(name).await?.is_some(),

@@ -472,3 +472,121 @@ async fn the_conditional_put_alone_never_replaces_on_s3() {
 async fn the_conditional_put_alone_never_replaces_on_azure() {
     the_conditional_put_alone_never_replaces(Kind::Azure).await
 }
+
+/// Two runs, two certificates (local folder), on `db`.
+async fn two_certificates(db: Db) -> World {
+    let mut w = World::new();
+    w.use_db(db).await;
+    w.put(&format!("calls/quality/{}/A.wav", months_ago(30)), "audio");
+    assert_exit(&w.lethe(&["run"]), 0);
+    w.put(&format!("calls/quality/{}/B.wav", months_ago(30)), "audio");
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(w.cert(2).exists());
+    w
+}
+
+fn last_line(out: &std::process::Output) -> String {
+    stdout(out).lines().last().unwrap_or_default().to_string()
+}
+
+async fn a_missing_certificate_fails_both_verifications(db: Db) {
+    let w = two_certificates(db).await;
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    std::fs::remove_file(w.cert(1)).unwrap();
+
+    let verify = w.lethe(&["verify", w.cert(2).to_str().unwrap()]);
+    assert_exit(&verify, 4);
+    assert_eq!(
+        last_line(&verify),
+        "VERIFICATION FAILED: chain not checked: previous certificate missing (--allow-missing-previous accepts that)"
+    );
+    let allowed = w.lethe(&[
+        "verify",
+        w.cert(2).to_str().unwrap(),
+        "--allow-missing-previous",
+    ]);
+    assert_exit(&allowed, 0);
+    assert_eq!(
+        last_line(&allowed),
+        "verified (chain not checked: previous certificate missing)"
+    );
+
+    let ledger = w.lethe(&["ledger", "verify"]);
+    assert_exit(&ledger, 4);
+    assert!(
+        stdout(&ledger).contains(&format!(
+            "FAIL  certificate #1 is recorded in the ledger but {} is missing",
+            w.cert(1).display()
+        )),
+        "{}",
+        stdout(&ledger)
+    );
+    assert_eq!(last_line(&ledger), "VERIFICATION FAILED");
+
+    // Another file under its name (a valid certificate, but not the recorded one).
+    std::fs::copy(w.cert(2), w.cert(1)).unwrap();
+    let ledger = w.lethe(&["ledger", "verify"]);
+    assert_exit(&ledger, 4);
+    assert!(
+        stdout(&ledger).contains("certificate #1 at ")
+            && stdout(&ledger).contains("the ledger records"),
+        "{}",
+        stdout(&ledger)
+    );
+
+    // A missing manifest is a missing part of the evidence too.
+    let w = two_certificates(db).await;
+    std::fs::remove_file(w.manifest(1)).unwrap();
+    let ledger = w.lethe(&["ledger", "verify"]);
+    assert_exit(&ledger, 4);
+    assert!(
+        stdout(&ledger).contains("certificate #1's manifest"),
+        "{}",
+        stdout(&ledger)
+    );
+}
+
+for_each_db! {
+    a_missing_certificate_fails_verify_and_ledger_verify => a_missing_certificate_fails_both_verifications,
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_missing_from_s3_is_named_by_its_url() {
+    let case = one_certificate_issued(&s3("rec", "certs")).await;
+    assert_exit(&case.w.lethe(&["run"]), 0);
+    let bucket = case.bucket.as_ref().unwrap();
+    let (url, _) = bucket.url_and_options("certs");
+    {
+        use object_store::ObjectStoreExt;
+        bucket
+            .client
+            .delete(&object_store::path::Path::parse("certs/lethe-cert-000001.json").unwrap())
+            .await
+            .unwrap();
+    }
+    let verify = case
+        .w
+        .lethe(&["verify", &format!("{url}/lethe-cert-000002.json")]);
+    assert_exit(&verify, 4);
+    let text = stdout(&verify);
+    assert!(
+        text.contains(&format!("{url}/lethe-cert-000001.json is not there")),
+        "{text}"
+    );
+    let tmp = std::env::temp_dir().display().to_string();
+    assert!(!text.contains(&tmp), "a temporary path is named: {text}");
+    assert!(
+        last_line(&verify).starts_with("VERIFICATION FAILED: chain not checked"),
+        "{text}"
+    );
+
+    let ledger = case.w.lethe(&["ledger", "verify"]);
+    assert_exit(&ledger, 4);
+    assert!(
+        stdout(&ledger).contains(&format!(
+            "certificate #1 is recorded in the ledger but {url}/lethe-cert-000001.json is missing"
+        )),
+        "{}",
+        stdout(&ledger)
+    );
+}
