@@ -633,6 +633,9 @@ pub(crate) async fn check_destination(
     ledger: &Ledger,
     destination: &Destination,
 ) -> anyhow::Result<Result<(), String>> {
+    // The destination is listed before the ledger is read: files are
+    // published after their row is appended, so a concurrent shard's newer
+    // certificate is then in the ledger whenever its file was listed.
     let Some(highest) = destination.highest_certificate().await? else {
         return Ok(Ok(()));
     };
