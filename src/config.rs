@@ -157,6 +157,10 @@ pub struct StoreConfig {
     /// `[stores.inject_faults]`: for testing only, makes the store's client
     /// fail on purpose (see `store::faults`).
     pub faults: Option<Box<FaultSettings>>,
+    /// The key prefix, inside this store, of the certificate destination
+    /// when it lies there (`""` never: a destination at the root is refused).
+    /// lethe's own files under it are invisible to the store's listing.
+    pub certificates_prefix: Option<String>,
 }
 
 /// `[stores.inject_faults]`: the chance of each fault per request (per key
@@ -551,6 +555,7 @@ impl Settings {
                 retry,
                 deletion_mode,
                 faults,
+                certificates_prefix: None,
             });
         }
 
@@ -578,6 +583,7 @@ impl Settings {
                     retry,
                     deletion_mode: None,
                     faults: None,
+                    certificates_prefix: None,
                 })
             }
         } else {
@@ -590,6 +596,16 @@ impl Settings {
             }
             Certificates::Folder(base.join(&raw.certificates))
         };
+
+        for store in &mut stores {
+            store.certificates_prefix =
+                certificates_within(store, &certificates).map_err(|message| {
+                    ConfigError::Invalid {
+                        path: path.into(),
+                        message,
+                    }
+                })?;
+        }
 
         let from_env = match (&env.database, &env.database_file) {
             (Some(_), Some(_)) => {
@@ -656,9 +672,9 @@ impl Settings {
         let mut public = self.signing.key_path.clone().into_os_string();
         public.push(".pub");
         paths.push(public.into());
-        if let Certificates::Folder(dir) = &self.certificates {
-            paths.push(dir.clone());
-        }
+        // The certificate folder is not among them: a store that contains it
+        // hides lethe's files there by name (`certificates_prefix`), and the
+        // recordings beside them stay the store's.
         if let Some(rest) = self.database.expose().strip_prefix("sqlite://") {
             let db = rest.split('?').next().unwrap_or(rest);
             for suffix in ["", "-wal", "-shm", "-journal"] {
@@ -671,6 +687,147 @@ impl Settings {
     pub fn store(&self, name: &str) -> Option<&StoreConfig> {
         self.stores.iter().find(|s| s.name == name)
     }
+}
+
+/// Where a store or a certificate destination is, normalised so that two
+/// spellings of one place compare equal: a local path made absolute, without
+/// `.` and `..`, its existing part resolved through links; an object-store URL
+/// as its service, bucket (or container) and path segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    Local(PathBuf),
+    Object {
+        service: &'static str,
+        bucket: String,
+        segments: Vec<String>,
+    },
+}
+
+impl Place {
+    fn of_url(url: &str) -> Option<Place> {
+        let parsed = url::Url::parse(url).ok()?;
+        let service = match parsed.scheme() {
+            "file" => return Some(Place::of_path(&parsed.to_file_path().ok()?)),
+            "s3" | "s3a" => "s3",
+            "az" | "azure" | "abfs" | "abfss" => "azure",
+            "gs" => "gcs",
+            _ => return None,
+        };
+        // `abfss://container@account.dfs.core.windows.net/path` names the container as the user.
+        let bucket = match parsed.username() {
+            "" => parsed.host_str().unwrap_or_default().to_string(),
+            container => format!("{container}@{}", parsed.host_str().unwrap_or_default()),
+        };
+        let segments = parsed
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        Some(Place::Object {
+            service,
+            bucket,
+            segments,
+        })
+    }
+
+    fn of_path(path: &Path) -> Place {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut clean = PathBuf::new();
+        for part in absolute.components() {
+            match part {
+                std::path::Component::CurDir => {}
+                std::path::Component::ParentDir => {
+                    clean.pop();
+                }
+                other => clean.push(other),
+            }
+        }
+        // The existing part through its links (the store's root is
+        // canonicalised when it is opened); the rest as written.
+        let mut existing = clean.as_path();
+        let mut rest = Vec::new();
+        let resolved = loop {
+            if let Ok(real) = std::fs::canonicalize(existing) {
+                break rest.iter().rev().fold(real, |p: PathBuf, n| p.join(n));
+            }
+            match (existing.file_name(), existing.parent()) {
+                (Some(name), Some(parent)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                _ => break clean.clone(),
+            }
+        };
+        Place::Local(resolved)
+    }
+
+    /// `Some(segments)` of `inner` below `self` when `inner` is `self` or lies inside it.
+    fn below(&self, inner: &Place) -> Option<Vec<String>> {
+        match (self, inner) {
+            (Place::Local(outer), Place::Local(inner)) => {
+                let rest = inner.strip_prefix(outer).ok()?;
+                Some(
+                    rest.components()
+                        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                        .collect(),
+                )
+            }
+            (
+                Place::Object {
+                    service: s1,
+                    bucket: b1,
+                    segments: outer,
+                },
+                Place::Object {
+                    service: s2,
+                    bucket: b2,
+                    segments: inner,
+                },
+            ) if s1 == s2 && b1 == b2 && inner.starts_with(outer) => {
+                Some(inner[outer.len()..].to_vec())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The key prefix of the certificate destination inside `store`, if it lies
+/// there. A destination that is the store's root, or that contains the
+/// store, is refused: lethe's own files and the recordings would share one
+/// listing (and a root destination would make every recording lethe's own).
+fn certificates_within(
+    store: &StoreConfig,
+    certificates: &Certificates,
+) -> std::result::Result<Option<String>, String> {
+    let Some(store_place) = Place::of_url(&store.url) else {
+        return Ok(None);
+    };
+    let (certs_place, shown) = match certificates {
+        Certificates::Folder(dir) => (Place::of_path(dir), dir.display().to_string()),
+        Certificates::Store(c) => match Place::of_url(&c.url) {
+            Some(p) => (p, redact_url(&c.url)),
+            None => return Ok(None),
+        },
+    };
+    let advice = "give certificates a folder or prefix of their own, beside the store or inside it";
+    if let Some(rest) = store_place.below(&certs_place) {
+        if rest.is_empty() {
+            return Err(format!(
+                "certificates: {shown} is the root of store {:?}; {advice}",
+                store.name
+            ));
+        }
+        return Ok(Some(rest.join("/")));
+    }
+    if certs_place.below(&store_place).is_some() {
+        return Err(format!(
+            "certificates: {shown} contains store {:?} ({}); {advice}",
+            store.name,
+            redact_url(&store.url)
+        ));
+    }
+    Ok(None)
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -1188,5 +1345,106 @@ url = "recordings"
             "postgres://***@host:5432/db"
         );
         assert_eq!(redact_url("file:///var/lib/x"), "file:///var/lib/x");
+    }
+
+    /// What `certificates_within` should say: `Ok(prefix)`, or `Err(start of the message)`.
+    type Nesting = std::result::Result<Option<&'static str>, &'static str>;
+
+    /// Checks a store URL and a certificates value, as `lethe.toml` would spell them.
+    fn check_nesting(store: &str, certificates: &str, expected: Nesting) {
+        let text = format!(
+            "certificates = \"{certificates}\"\n[signing]\nkey_id = \"k1\"\n[[stores]]\nname = \"rec\"\nurl = \"{store}\"\n"
+        );
+        match (parse(&text), expected) {
+            (Ok(s), Ok(prefix)) => assert_eq!(
+                s.stores[0].certificates_prefix.as_deref(),
+                prefix,
+                "{store} / {certificates}"
+            ),
+            (Err(e), Err(start)) => {
+                let e = e.to_string();
+                assert!(
+                    e.starts_with(&format!("/etc/lethe/lethe.toml: certificates: {start}")),
+                    "{store} / {certificates}: {e}"
+                );
+            }
+            (got, _) => panic!("{store} / {certificates}: {:?}", got.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_certificate_destination_is_beside_or_inside_a_store_never_its_root_or_around_it() {
+        let cases: &[(&str, &str, Nesting)] = &[
+            ("recordings", "certificates", Ok(None)),
+            (
+                "recordings",
+                "recordings/certificates",
+                Ok(Some("certificates")),
+            ),
+            ("recordings", "recordings/calls", Ok(Some("calls"))),
+            ("recordings", "./recordings/a/../calls/", Ok(Some("calls"))),
+            (
+                "recordings",
+                "recordings",
+                Err("/etc/lethe/recordings is the root of store \"rec\""),
+            ),
+            (
+                "recordings",
+                "recordings/.",
+                Err("/etc/lethe/recordings/. is the root"),
+            ),
+            (
+                "recordings",
+                "file:///etc/lethe/recordings",
+                Err("/etc/lethe/recordings is the root"),
+            ),
+            (
+                "recordings",
+                ".",
+                Err("/etc/lethe/. contains store \"rec\""),
+            ),
+            ("/etc/lethe/recordings", "/etc", Err("/etc contains store")),
+            ("recordings", "recordings-certificates", Ok(None)),
+            (
+                "s3://rec",
+                "s3://rec/certificates",
+                Ok(Some("certificates")),
+            ),
+            ("s3://rec/calls", "s3://rec/calls/lethe", Ok(Some("lethe"))),
+            (
+                "s3://rec",
+                "s3://rec",
+                Err("s3://rec is the root of store \"rec\""),
+            ),
+            (
+                "s3://rec/calls",
+                "s3://rec/calls/",
+                Err("s3://rec/calls is the root"),
+            ),
+            (
+                "s3://rec/calls",
+                "s3a://rec/calls",
+                Err("s3a://rec/calls is the root"),
+            ),
+            (
+                "s3://rec/calls",
+                "s3://rec",
+                Err("s3://rec contains store \"rec\" (s3://rec/calls)"),
+            ),
+            ("s3://rec/calls", "s3://rec/certificates", Ok(None)),
+            ("s3://rec/calls", "s3://rec/calls-certificates", Ok(None)),
+            ("s3://rec", "s3://other/certificates", Ok(None)),
+            ("s3://rec", "gs://rec/certificates", Ok(None)),
+            ("s3://rec", "certificates", Ok(None)),
+            (
+                "az://rec/calls",
+                "azure://rec/calls/certs",
+                Ok(Some("certs")),
+            ),
+            ("gs://rec/a", "gs://rec", Err("gs://rec contains store")),
+        ];
+        for (store, certificates, expected) in cases {
+            check_nesting(store, certificates, *expected);
+        }
     }
 }

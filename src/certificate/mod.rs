@@ -40,6 +40,17 @@ pub enum CertificateError {
     },
     #[error("cannot encode: {0}")]
     Encode(#[from] serde_json::Error),
+    /// A file of that name is already there with other bytes: certificates
+    /// and manifests are created, never replaced.
+    #[error(
+        "{path} already exists with SHA-256 {found}, and lethe's certificate #{sequence} would have SHA-256 {expected} there; it was not replaced"
+    )]
+    Exists {
+        path: PathBuf,
+        sequence: u64,
+        found: String,
+        expected: String,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CertificateError + '_ {
@@ -307,15 +318,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Writes the manifest, then the certificate, under their final names in
-/// `dir` (each via a temporary file and a rename, so that a reader never
-/// sees half a file). Returns the certificate's path.
+/// `dir` (each via a temporary file and a link that never replaces a file,
+/// so that a reader never sees half a file and nothing already there is
+/// overwritten). A file already there with the same bytes is accepted (a
+/// rebuild after a crash); one with other bytes is an error. Returns the
+/// certificate's path.
 pub fn publish(
     dir: &Path,
     sequence: u64,
     certificate: &[u8],
     manifest: ManifestDigest,
 ) -> Result<PathBuf, CertificateError> {
-    persist_manifest(manifest, &dir.join(manifest_file_name(sequence)))?;
+    persist_manifest(manifest, sequence, &dir.join(manifest_file_name(sequence)))?;
     let cert_path = dir.join(certificate_file_name(sequence));
     let mut tmp = tempfile::Builder::new()
         .prefix(".lethe-cert-")
@@ -323,26 +337,57 @@ pub fn publish(
         .map_err(io_err(dir))?;
     tmp.write_all(certificate).map_err(io_err(&cert_path))?;
     tmp.as_file().sync_all().map_err(io_err(&cert_path))?;
-    tmp.persist(&cert_path).map_err(|e| CertificateError::Io {
-        path: cert_path.clone(),
-        source: e.error,
-    })?;
+    persist_new(tmp, &cert_path, sequence, &sha256_hex(certificate))?;
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(cert_path)
 }
 
-/// Gives a finished manifest its final name.
-pub fn persist_manifest(manifest: ManifestDigest, path: &Path) -> Result<(), CertificateError> {
-    manifest
-        .file
-        .persist(path)
-        .map_err(|e| CertificateError::Io {
+/// Gives a finished manifest its final name (never replacing a file).
+pub fn persist_manifest(
+    manifest: ManifestDigest,
+    sequence: u64,
+    path: &Path,
+) -> Result<(), CertificateError> {
+    persist_new(manifest.file, path, sequence, &manifest.sha256)
+}
+
+/// Links `tmp` to `path` unless a file is there; one with the expected
+/// SHA-256 is fine, another is [`CertificateError::Exists`].
+fn persist_new(
+    tmp: tempfile::NamedTempFile,
+    path: &Path,
+    sequence: u64,
+    expected: &str,
+) -> Result<(), CertificateError> {
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let found = file_sha256(path)?;
+            if found == expected {
+                return Ok(());
+            }
+            Err(CertificateError::Exists {
+                path: path.to_path_buf(),
+                sequence,
+                found,
+                expected: expected.to_string(),
+            })
+        }
+        Err(e) => Err(CertificateError::Io {
             path: path.to_path_buf(),
             source: e.error,
-        })?;
-    Ok(())
+        }),
+    }
+}
+
+/// The hex SHA-256 of a file, read in chunks.
+pub fn file_sha256(path: &Path) -> Result<String, CertificateError> {
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut sha = Sha256::new();
+    std::io::copy(&mut file, &mut sha).map_err(io_err(path))?;
+    Ok(hex::encode(sha.finalize()))
 }
 
 /// The result of one verification step.
@@ -360,22 +405,48 @@ pub struct Verification {
 }
 
 impl Verification {
+    /// Whether the certificate, its manifest (when present) and its chain
+    /// link (when the previous certificate is present) verify.
     pub fn passed(&self) -> bool {
         self.payload.is_some() && !self.checks.iter().any(|(_, c)| matches!(c, Check::Fail(_)))
+    }
+
+    /// Whether the link to the previous certificate was checked: `false`
+    /// when that certificate is missing.
+    pub fn chain_checked(&self) -> bool {
+        !self
+            .checks
+            .iter()
+            .any(|(name, c)| *name == "chain" && matches!(c, Check::Skip(_)))
     }
 }
 
 /// Verifies a certificate file: its form, payload type and signature; the
 /// payload; the manifest beside it (hash, Merkle root, line count) when it is
-/// there; and the link to the previous certificate when that one is there.
+/// there; and the link to the previous certificate when that one is there
+/// (when it is not, the chain check is [`CHAIN_NOT_CHECKED`] and
+/// [`Verification::chain_checked`] says so; the caller decides).
 pub fn verify(path: &Path, key: &VerifyingKey) -> Verification {
+    verify_showing(path, key, &|p: &Path| p.display().to_string())
+}
+
+/// The chain check's message when the previous certificate is missing.
+pub const CHAIN_NOT_CHECKED: &str = "chain not checked: previous certificate missing";
+
+/// [`verify`], naming files in its messages through `show` (a certificate
+/// fetched from an object store into a temporary folder is named by its URL).
+pub fn verify_showing(
+    path: &Path,
+    key: &VerifyingKey,
+    show: &dyn Fn(&Path) -> String,
+) -> Verification {
     let mut checks = Vec::new();
     let file = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
             checks.push((
                 "certificate",
-                Check::Fail(format!("cannot read {}: {e}", path.display())),
+                Check::Fail(format!("cannot read {}: {e}", show(path))),
             ));
             return Verification {
                 payload: None,
@@ -441,25 +512,25 @@ pub fn verify(path: &Path, key: &VerifyingKey) -> Verification {
     checks.push(("payload", payload_check));
     checks.push((
         "manifest",
-        verify_manifest(&manifest_path_for(path), &payload),
+        verify_manifest(&manifest_path_for(path), &payload, show),
     ));
-    checks.push(("chain", verify_chain(path, &payload)));
+    checks.push(("chain", verify_chain(path, &payload, show)));
     Verification {
         payload: Some(payload),
         checks,
     }
 }
 
-fn verify_manifest(path: &Path, payload: &Payload) -> Check {
+fn verify_manifest(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> String) -> Check {
     let file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Check::Skip(format!(
                 "manifest {} not present: the object list was not checked",
-                path.display()
+                show(path)
             ));
         }
-        Err(e) => return Check::Fail(format!("cannot read manifest {}: {e}", path.display())),
+        Err(e) => return Check::Fail(format!("cannot read manifest {}: {e}", show(path))),
     };
     let mut reader = BufReader::new(file);
     let mut sha = Sha256::new();
@@ -518,7 +589,7 @@ fn verify_manifest(path: &Path, payload: &Payload) -> Check {
     ))
 }
 
-fn verify_chain(path: &Path, payload: &Payload) -> Check {
+fn verify_chain(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> String) -> Check {
     if payload.sequence <= 1 {
         return match &payload.previous_certificate_sha256 {
             None => Check::Pass("first certificate of the chain".into()),
@@ -537,19 +608,19 @@ fn verify_chain(path: &Path, payload: &Payload) -> Check {
         Ok(_) => {
             let got = sha256_hex(&bytes);
             if &got == expected {
-                Check::Pass(format!("links to {}", previous.display()))
+                Check::Pass(format!("links to {}", show(&previous)))
             } else {
                 Check::Fail(format!(
                     "{} has SHA-256 {got}, this certificate names {expected}",
-                    previous.display()
+                    show(&previous)
                 ))
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Check::Skip(format!(
-            "previous certificate {} not present: the chain link was not checked",
-            previous.display()
+            "{CHAIN_NOT_CHECKED} ({} is not there)",
+            show(&previous)
         )),
-        Err(e) => Check::Fail(format!("cannot read {}: {e}", previous.display())),
+        Err(e) => Check::Fail(format!("cannot read {}: {e}", show(&previous))),
     }
 }
 

@@ -26,7 +26,7 @@ use crate::config::{Certificates, Settings};
 use crate::execute::{Role, VERIFICATION};
 use crate::ledger::{Ledger, NewRow, kind, timestamp};
 use crate::policy::PolicyFile;
-use crate::store::Store;
+use crate::store::{Store, Written};
 
 /// The body of a `certificate` ledger row.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -210,14 +210,17 @@ impl Destination {
         }
     }
 
-    async fn contains(&self, name: &str) -> anyhow::Result<bool> {
+    pub(crate) async fn contains(&self, name: &str) -> anyhow::Result<bool> {
         Ok(match self {
             Destination::Folder(dir) => dir.join(name).exists(),
             Destination::Store { store, .. } => store.head(name).await?.is_some(),
         })
     }
 
-    /// Publishes a manifest then its certificate (never a certificate without its manifest).
+    /// Publishes a manifest then its certificate (never a certificate
+    /// without its manifest). Both are created, never replaced: a file
+    /// already there with the same bytes is accepted (a rebuild), one with
+    /// other bytes is an error naming both.
     async fn publish(
         &self,
         sequence: u64,
@@ -231,7 +234,10 @@ impl Destination {
             }
             Destination::Store { store, .. } => {
                 self.publish_manifest(sequence, manifest).await?;
-                store.put(&name, certificate.to_vec()).await?;
+                if store.put_new(&name, certificate.to_vec()).await? == Written::Exists {
+                    self.accept_existing(sequence, &name, &certificate::sha256_hex(certificate))
+                        .await?;
+                }
             }
         }
         Ok(self.location(&name))
@@ -244,10 +250,96 @@ impl Destination {
     ) -> anyhow::Result<()> {
         let name = certificate::manifest_file_name(sequence);
         match self {
-            Destination::Folder(dir) => certificate::persist_manifest(manifest, &dir.join(name))?,
-            Destination::Store { store, .. } => store.put_file(&name, manifest.path()).await?,
+            Destination::Folder(dir) => {
+                certificate::persist_manifest(manifest, sequence, &dir.join(name))?
+            }
+            Destination::Store { store, .. } => {
+                if store.put_file_new(&name, manifest.path()).await? == Written::Exists {
+                    self.accept_existing(sequence, &name, &manifest.sha256)
+                        .await?;
+                }
+            }
         }
         Ok(())
+    }
+
+    /// A create-new write found `name` taken: fine if it holds the bytes
+    /// lethe meant to write, an error otherwise.
+    async fn accept_existing(
+        &self,
+        sequence: u64,
+        name: &str,
+        expected: &str,
+    ) -> anyhow::Result<()> {
+        match self.sha256(name).await? {
+            Some(found) if found == expected => Ok(()),
+            found => bail!(
+                "{} already exists with SHA-256 {}, and lethe's certificate #{sequence} would have SHA-256 {expected} there; it was not replaced",
+                self.location(name),
+                found.as_deref().unwrap_or("(unreadable)")
+            ),
+        }
+    }
+
+    /// The SHA-256 of a file in the destination, `None` if it is not there.
+    async fn sha256(&self, name: &str) -> anyhow::Result<Option<String>> {
+        match self {
+            Destination::Folder(dir) => {
+                let path = dir.join(name);
+                match path.exists() {
+                    true => Ok(Some(certificate::file_sha256(&path)?)),
+                    false => Ok(None),
+                }
+            }
+            Destination::Store { store, .. } => {
+                let staging = tempfile::tempdir()?;
+                let file = staging.path().join("object");
+                match store.get_to_file(name, &file).await? {
+                    true => Ok(Some(certificate::file_sha256(&file)?)),
+                    false => Ok(None),
+                }
+            }
+        }
+    }
+
+    /// The highest-numbered certificate file in the destination, by its
+    /// name alone (the listing is streamed; only the maximum is kept).
+    async fn highest_certificate(&self) -> anyhow::Result<Option<u64>> {
+        let number = |name: &str| {
+            name.strip_prefix("lethe-cert-")
+                .and_then(|n| n.strip_suffix(".json"))
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        let mut highest = None;
+        match self {
+            Destination::Folder(dir) => {
+                let entries = match std::fs::read_dir(dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).context(format!("cannot read {}", dir.display())),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    if let Some(n) = entry.file_name().to_str().and_then(number) {
+                        highest = highest.max(Some(n));
+                    }
+                }
+            }
+            Destination::Store { store, .. } => {
+                let mut listing = store.list();
+                while let Some(entry) = listing.next().await {
+                    if let crate::store::Listed::Object(meta) = entry? {
+                        let key = meta.location.as_ref();
+                        if !key.contains('/')
+                            && let Some(n) = number(key)
+                        {
+                            highest = highest.max(Some(n));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(highest)
     }
 
     /// Copies a certificate and whatever lies beside it (manifest, previous
@@ -529,6 +621,70 @@ async fn try_certify(
     let location = destination.publish(sequence, &bytes, manifest).await?;
     info!(sequence, location = %location, items = row.payload.counts.items, "certificate issued");
     Ok(Some(location))
+}
+
+/// Refuses a destination that holds certificates this ledger does not
+/// know: its highest-numbered certificate must be one the ledger recorded,
+/// byte for byte. Otherwise the ledger is another one (lost, replaced, a
+/// fresh database, a second installation sharing the folder), and its next
+/// certificate would claim a number, and a chain, that are not its own.
+/// `Err` carries the explanation (a usage error: nothing was deleted).
+pub(crate) async fn check_destination(
+    ledger: &Ledger,
+    destination: &Destination,
+) -> anyhow::Result<Result<(), String>> {
+    // The destination is listed before the ledger is read: files are
+    // published after their row is appended, so a concurrent shard's newer
+    // certificate is then in the ledger whenever its file was listed.
+    let Some(highest) = destination.highest_certificate().await? else {
+        return Ok(Ok(()));
+    };
+    let last = match ledger.last_certificate().await? {
+        Some(row) => Some(
+            serde_json::from_str::<CertificateRow>(&row.body)
+                .context("the last certificate row cannot be read")?,
+        ),
+        None => None,
+    };
+    let recorded = match &last {
+        Some(last) if last.sequence == highest => Some(last.clone()),
+        Some(last) if last.sequence > highest => {
+            // Later files are missing (the last one is rebuilt); the highest
+            // present must still be this ledger's.
+            let mut rows = ledger.rows_of_kind(kind::CERTIFICATE, 1, i64::MAX);
+            let mut found = None;
+            while let Some(row) = rows.next().await {
+                let cert: CertificateRow =
+                    serde_json::from_str(&row?.body).context("a certificate row cannot be read")?;
+                if cert.sequence == highest {
+                    found = Some(cert);
+                    break;
+                }
+            }
+            found
+        }
+        _ => None,
+    };
+    let name = certificate::certificate_file_name(highest);
+    let known = match &recorded {
+        Some(cert) => destination.sha256(&name).await?.as_deref() == Some(&cert.certificate_sha256),
+        None => false,
+    };
+    if known {
+        return Ok(Ok(()));
+    }
+    let ledger_says = match &last {
+        None => "this ledger has issued no certificate".to_string(),
+        Some(l) if recorded.is_some() => format!(
+            "this ledger recorded another certificate #{highest} (its last is #{})",
+            l.sequence
+        ),
+        Some(l) => format!("this ledger's last certificate is #{}", l.sequence),
+    };
+    Ok(Err(format!(
+        "{} is not this ledger's: {ledger_says}. The destination belongs to another ledger, or to this one before it was lost or replaced; nothing was deleted. Restore that ledger (the `database` setting or LETHE_DATABASE), or point `certificates` at a new destination",
+        destination.location(&name)
+    )))
 }
 
 /// Rewrites the files of the last certificate if they are missing.

@@ -173,7 +173,18 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
             public.display()
         ),
     )?;
-    let code = verify::verify(&cert, Some(&public), true, None, Some(config.clone()), out).await?;
+    let code = verify::verify(
+        &cert,
+        verify::Options {
+            public_key: Some(&public),
+            check_store: true,
+            proof: None,
+            allow_missing_previous: false,
+        },
+        Some(config.clone()),
+        out,
+    )
+    .await?;
     if code != Exit::Success {
         return Ok(code);
     }

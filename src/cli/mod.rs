@@ -139,6 +139,9 @@ enum Command {
         /// Check an inclusion proof (from `lethe proof`) against the certificate; no manifest needed
         #[arg(long, value_name = "FILE")]
         proof: Option<PathBuf>,
+        /// Accept a certificate whose predecessor is missing (the chain link is then not checked)
+        #[arg(long)]
+        allow_missing_previous: bool,
     },
     /// Prove that one object is in a certificate, without revealing the others
     Proof {
@@ -425,6 +428,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             public_key,
             check_store,
             proof,
+            allow_missing_previous,
         } => {
             let config = cli
                 .config
@@ -432,9 +436,12 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 .or_else(|| std::env::var(config::ENV_CONFIG).ok().map(PathBuf::from));
             verify::verify(
                 &cert,
-                public_key.as_deref(),
-                check_store,
-                proof.as_deref(),
+                verify::Options {
+                    public_key: public_key.as_deref(),
+                    check_store,
+                    proof: proof.as_deref(),
+                    allow_missing_previous,
+                },
                 config,
                 out,
             )

@@ -363,13 +363,18 @@ async fn pass(
 
     let mut recovered = Report::default();
     if let (Some(ledger), Some(identity)) = (&ledger, identity) {
-        match certify::restore(
-            ledger,
-            identity,
-            destination.as_ref().expect("opened with the ledger"),
-        )
-        .await
+        let destination = destination.as_ref().expect("opened with the ledger");
+        if let Err(refusal) = certify::check_destination(ledger, destination)
+            .await
+            .context("cannot read the certificate destination; nothing was deleted")
+            .or_exit(Exit::Runtime)?
         {
+            return Err(Failure {
+                exit: Exit::Usage,
+                error: anyhow::anyhow!(refusal),
+            });
+        }
+        match certify::restore(ledger, identity, destination).await {
             Ok(Some(location)) => {
                 info!(location = %location, "rebuilt the last certificate's files from the ledger")
             }

@@ -21,14 +21,27 @@ fn print_check(out: &mut dyn Write, name: &str, check: &Check) -> std::io::Resul
     }
 }
 
+/// What `lethe verify` is asked to check beyond the certificate itself.
+pub(crate) struct Options<'a> {
+    pub public_key: Option<&'a Path>,
+    pub check_store: bool,
+    pub proof: Option<&'a Path>,
+    /// A missing previous certificate is accepted (the verdict still says so).
+    pub allow_missing_previous: bool,
+}
+
 pub(crate) async fn verify(
     cert: &Path,
-    public_key: Option<&Path>,
-    check_store: bool,
-    proof: Option<&Path>,
+    options: Options<'_>,
     config: Option<PathBuf>,
     out: &mut dyn Write,
 ) -> Outcome {
+    let Options {
+        public_key,
+        check_store,
+        proof,
+        allow_missing_previous,
+    } = options;
     let config_path = config.unwrap_or_else(|| PathBuf::from("lethe.toml"));
     let remote = cert.to_string_lossy().contains("://");
     let settings = if public_key.is_none() || check_store || remote {
@@ -54,14 +67,22 @@ pub(crate) async fn verify(
     let staging = tempfile::tempdir()
         .context("cannot create a temporary folder")
         .or_exit(Exit::Runtime)?;
-    let local = match (&settings, remote) {
-        (Some(Ok(s)), true) => fetch_remote(cert, s, staging.path()).await?,
+    let (local, remote_base) = match (&settings, remote) {
+        (Some(Ok(s)), true) => {
+            let (local, base) = fetch_remote(cert, s, staging.path()).await?;
+            (local, Some(base))
+        }
         (Some(Err(_)), true) => {
             return Err(settings.and_then(Result::err).expect("an error was loaded"));
         }
-        _ => cert.to_path_buf(),
+        _ => (cert.to_path_buf(), None),
     };
-    let verification = certificate::verify(&local, &key);
+    // Files fetched into the temporary folder are named by their URL.
+    let show = |p: &Path| match (&remote_base, p.strip_prefix(staging.path())) {
+        (Some(base), Ok(name)) => format!("{base}/{}", name.display()),
+        _ => p.display().to_string(),
+    };
+    let verification = certificate::verify_showing(&local, &key, &show);
     let mut checks = verification.checks.clone();
     if let Some(proof_path) = proof {
         let check = match (&verification.payload, read_proof(proof_path)) {
@@ -89,8 +110,10 @@ pub(crate) async fn verify(
     for (name, check) in &checks {
         print_check(out, name, check).map_err(output_error)?;
     }
-    let failed =
-        verification.payload.is_none() || checks.iter().any(|(_, c)| matches!(c, Check::Fail(_)));
+    let chain_missing = verification.payload.is_some() && !verification.chain_checked();
+    let failed = verification.payload.is_none()
+        || checks.iter().any(|(_, c)| matches!(c, Check::Fail(_)))
+        || (chain_missing && !allow_missing_previous);
     if let Some(p) = &verification.payload {
         writeln!(
             out,
@@ -104,16 +127,16 @@ pub(crate) async fn verify(
         )
         .map_err(output_error)?;
     }
-    writeln!(
-        out,
-        "{}",
-        if failed {
-            "VERIFICATION FAILED"
-        } else {
-            "verified"
-        }
-    )
-    .map_err(output_error)?;
+    let verdict = match (failed, chain_missing) {
+        (true, false) => "VERIFICATION FAILED".to_string(),
+        (true, true) => format!(
+            "VERIFICATION FAILED: {} (--allow-missing-previous accepts that)",
+            certificate::CHAIN_NOT_CHECKED
+        ),
+        (false, true) => format!("verified ({})", certificate::CHAIN_NOT_CHECKED),
+        (false, false) => "verified".to_string(),
+    };
+    writeln!(out, "{verdict}").map_err(output_error)?;
     Ok(if failed {
         Exit::Verification
     } else {
@@ -140,7 +163,7 @@ pub(crate) async fn proof(
         .or_exit(Exit::Runtime)?;
     let local = if cert.to_string_lossy().contains("://") {
         let settings = load_settings(&config.unwrap_or_else(|| PathBuf::from("lethe.toml")))?;
-        fetch_remote(cert, &settings, staging.path()).await?
+        fetch_remote(cert, &settings, staging.path()).await?.0
     } else {
         cert.to_path_buf()
     };
@@ -228,24 +251,64 @@ pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome
     // where no later row links to it, still shows against them.
     let mut certs = ledger.rows_of_kind(ledger::kind::CERTIFICATE, 1, i64::MAX);
     let mut listed: Vec<(u64, i64, String)> = Vec::new();
+    // (sequence, certificate file, its SHA-256, manifest file) as recorded.
+    let mut recorded: Vec<(u64, String, String, String)> = Vec::new();
     while let Some(row) = certs.next().await {
         let row = row.or_exit(Exit::Runtime)?;
         if let Ok(body) = row.body_json() {
             let p = &body["payload"]["ledger"];
+            let sequence = body["sequence"].as_u64().unwrap_or(0);
             listed.push((
-                body["sequence"].as_u64().unwrap_or(0),
+                sequence,
                 p["last_seq"].as_i64().unwrap_or(0),
                 p["last_row_sha256"].as_str().unwrap_or("").to_string(),
+            ));
+            let text = |k: &str| body[k].as_str().unwrap_or("").to_string();
+            recorded.push((
+                sequence,
+                text("certificate_file"),
+                text("certificate_sha256"),
+                text("manifest_file"),
             ));
         }
     }
     drop(certs);
     let destination = Destination::open(&settings).or_exit(Exit::Runtime)?;
-    let files = destination
+    let in_destination = destination
         .certificates()
         .await
         .context("cannot read the certificates")
-        .or_exit(Exit::Runtime)?
+        .or_exit(Exit::Runtime)?;
+    // Every certificate the ledger records must be in the destination, unchanged.
+    let hashes: HashMap<&str, String> = in_destination
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), certificate::sha256_hex(bytes)))
+        .collect();
+    for (sequence, file, sha256, manifest) in &recorded {
+        match hashes.get(file.as_str()) {
+            None => problems.push(format!(
+                "certificate #{sequence} is recorded in the ledger but {} is missing (the next run rebuilds the last certificate's files; an earlier one is lost)",
+                destination.location(file)
+            )),
+            Some(found) if found != sha256 => problems.push(format!(
+                "certificate #{sequence} at {} has SHA-256 {found}, the ledger records {sha256}",
+                destination.location(file)
+            )),
+            Some(_) => {}
+        }
+        if !destination
+            .contains(manifest)
+            .await
+            .context("cannot read the certificates")
+            .or_exit(Exit::Runtime)?
+        {
+            problems.push(format!(
+                "certificate #{sequence}'s manifest {} is missing",
+                destination.location(manifest)
+            ));
+        }
+    }
+    let files = in_destination
         .into_iter()
         .filter_map(|(_, bytes)| anchor(&bytes))
         .collect::<Vec<_>>();
@@ -272,6 +335,13 @@ pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome
         out,
         "  {} certificate anchors checked (ledger rows and files)",
         anchors.len()
+    )
+    .map_err(output_error)?;
+    writeln!(
+        out,
+        "  {} recorded certificates looked up in {}",
+        recorded.len(),
+        destination.location("").trim_end_matches('/')
     )
     .map_err(output_error)?;
     for p in &problems {
@@ -306,12 +376,13 @@ fn anchor(bytes: &[u8]) -> Option<(u64, i64, String)> {
     Some((p.sequence, p.ledger.last_seq, p.ledger.last_row_sha256))
 }
 
-/// Fetches `cert` (a URL under the configured certificates store).
+/// Fetches `cert` (a URL under the configured certificates store); returns
+/// its local copy and the URL of the folder it came from, for messages.
 async fn fetch_remote(
     cert: &Path,
     settings: &crate::config::Settings,
     dir: &Path,
-) -> Result<PathBuf, Failure> {
+) -> Result<(PathBuf, String), Failure> {
     let text = cert.to_string_lossy();
     let destination = Destination::open(settings).or_exit(Exit::Runtime)?;
     let name = match &settings.certificates {
@@ -328,8 +399,10 @@ async fn fetch_remote(
             ),
         });
     };
-    destination
+    let local = destination
         .fetch(&name, dir)
         .await
-        .or_exit(Exit::Verification)
+        .or_exit(Exit::Verification)?;
+    let base = destination.location("");
+    Ok((local, base.trim_end_matches('/').to_string()))
 }

@@ -110,6 +110,20 @@ pub struct Store {
     /// The listing yields each folder's objects in increasing name order (S3,
     /// GCS and Azure by their API's contract; the local guard's own walk).
     sorted: bool,
+    /// The key prefix of lethe's certificate destination inside this store:
+    /// the certificates, manifests and their temporary files there are never
+    /// listed, read or deleted.
+    certificates_prefix: Option<String>,
+}
+
+/// Whether `name` (a file name, no folder) is one lethe writes into a
+/// certificate destination: `lethe-cert-NNNNNN.json`, its
+/// `.manifest.jsonl`, and the temporary files they are staged in.
+pub fn is_certificate_file(name: &str) -> bool {
+    name.starts_with("lethe-cert-")
+        && (name.ends_with(".json") || name.ends_with(".manifest.jsonl"))
+        || name.starts_with(".lethe-cert-")
+        || name.starts_with(".lethe-manifest-")
 }
 
 impl Store {
@@ -153,6 +167,7 @@ impl Store {
             cloud,
             client_options: cloud::client_options(&config.options),
             sorted: true,
+            certificates_prefix: config.certificates_prefix.clone(),
         })
     }
 
@@ -166,7 +181,18 @@ impl Store {
             cloud: None,
             client_options: object_store::ClientOptions::new(),
             sorted: false,
+            certificates_prefix: None,
         }
+    }
+
+    /// Whether `key` is one of lethe's certificate files inside this store.
+    fn is_lethe_file(&self, key: &str) -> bool {
+        let Some(prefix) = &self.certificates_prefix else {
+            return false;
+        };
+        key.strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|name| !name.contains('/') && is_certificate_file(name))
     }
 
     /// Declares that the wrapped store lists in key order (see [`Store::lists_in_order`]).
@@ -204,8 +230,24 @@ impl Store {
         crate::config::redact_url(&self.url)
     }
 
-    /// Streams the whole store, entry by entry, with bounded memory.
+    /// Streams the whole store, entry by entry, with bounded memory. lethe's
+    /// certificate files, where the destination lies inside the store, are
+    /// left out: they are not the store's objects.
     pub fn list(&self) -> BoxStream<'static, Result<Listed>> {
+        let listing = self.list_all();
+        if self.certificates_prefix.is_none() {
+            return listing;
+        }
+        let this = self.clone();
+        listing
+            .filter(move |entry| {
+                let own = matches!(entry, Ok(Listed::Object(meta)) if this.is_lethe_file(meta.location.as_ref()));
+                futures::future::ready(!own)
+            })
+            .boxed()
+    }
+
+    fn list_all(&self) -> BoxStream<'static, Result<Listed>> {
         if let Some(local) = &self.local {
             let store = self.name.clone();
             return local
@@ -230,7 +272,17 @@ impl Store {
             .boxed()
     }
 
+    /// The key as an object path; lethe's certificate files inside the
+    /// store are refused, whatever asks for them.
     fn path(&self, key: &str) -> Result<ObjectPath> {
+        if self.is_lethe_file(key) {
+            return Err(StoreError::Refused {
+                key: key.to_string(),
+                reason:
+                    "a certificate file of lethe's own: never read or deleted as a store object"
+                        .into(),
+            });
+        }
         ObjectPath::parse(key).map_err(|e| StoreError::Refused {
             key: key.to_string(),
             reason: format!("not a valid object key: {e}"),
@@ -323,6 +375,61 @@ impl Store {
                 key: key.to_string(),
                 source,
             })
+    }
+
+    /// Creates a small object whole (a certificate), never replacing one:
+    /// a conditional put (`PutMode::Create`: `If-None-Match: *` on S3 and
+    /// Azure, generation 0 on GCS). `Exists` if the key is taken.
+    ///
+    /// A `head` comes first: fake-gcs-server (the GCS emulator of the test
+    /// suite) ignores the generation precondition and would overwrite, so
+    /// there the `head` is the only check (a writer creating the key between
+    /// the two is not detected); moto, Azurite and the real services refuse
+    /// the conditional put themselves.
+    pub async fn put_new(&self, key: &str, bytes: Vec<u8>) -> Result<Written> {
+        let path = self.path(key)?;
+        if self.head(key).await?.is_some() {
+            return Ok(Written::Exists);
+        }
+        let options = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .inner
+            .put_opts(&path, object_store::PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(Written::Created),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(Written::Exists),
+            Err(source) => Err(StoreError::Object {
+                key: key.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Creates an object from a local file, never replacing one. Up to
+    /// [`CONDITIONAL_PUT_LIMIT`] bytes it is one conditional put; a larger
+    /// file (a manifest of more than some 15,000 lines) goes up in parts,
+    /// which object_store cannot make conditional, so it is checked with a
+    /// `head` first: a writer that creates the key between the two is not
+    /// detected.
+    pub async fn put_file_new(&self, key: &str, file: &std::path::Path) -> Result<Written> {
+        let err = |e: std::io::Error| StoreError::Refused {
+            key: key.to_string(),
+            reason: e.to_string(),
+        };
+        let size = tokio::fs::metadata(file).await.map_err(err)?.len();
+        if size <= CONDITIONAL_PUT_LIMIT {
+            let bytes = tokio::fs::read(file).await.map_err(err)?;
+            return self.put_new(key, bytes).await;
+        }
+        if self.head(key).await?.is_some() {
+            return Ok(Written::Exists);
+        }
+        self.put_file(key, file).await?;
+        Ok(Written::Created)
     }
 
     /// Uploads a local file, streaming it (multipart when it is large: a
@@ -519,6 +626,17 @@ impl Store {
             .map(|r| r.expect("every key answered"))
             .collect()
     }
+}
+
+/// The largest file [`Store::put_file_new`] sends as one conditional put.
+pub const CONDITIONAL_PUT_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// What a create-new write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    /// The key was taken; nothing was written.
+    Exists,
 }
 
 /// The store's answer for one key of a bulk delete.

@@ -8,6 +8,7 @@ mod cloud;
 mod concurrency;
 mod crash;
 mod deploy;
+mod destination;
 mod erasure;
 mod errors;
 mod evidence;
