@@ -84,6 +84,18 @@ impl DatabaseUrl {
     }
 }
 
+/// The key prefix a store URL names: its path, percent-decoded exactly
+/// once (the URL parser encodes what the user typed: `s3://b/München` and
+/// `s3://b/my rec` name the folders `München` and `my rec`; a literal `%`
+/// is written `%25`), without leading or trailing slashes. Unicode is taken
+/// as typed, never normalised: NFC and NFD spellings are different keys.
+pub fn url_prefix(url: &url::Url) -> Result<String, String> {
+    let decoded = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|e| format!("the URL's path is not UTF-8 once decoded: {e}"))?;
+    Ok(decoded.trim_matches('/').to_string())
+}
+
 /// Removes `user:password@` and `?query` from a URL so it can be logged.
 pub fn redact_url(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
@@ -718,8 +730,8 @@ impl Place {
             "" => parsed.host_str().unwrap_or_default().to_string(),
             container => format!("{container}@{}", parsed.host_str().unwrap_or_default()),
         };
-        let segments = parsed
-            .path()
+        let segments = url_prefix(&parsed)
+            .ok()?
             .split('/')
             .filter(|s| !s.is_empty())
             .map(str::to_string)

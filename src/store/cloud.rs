@@ -84,8 +84,8 @@ fn retry_config(r: &RetrySettings) -> RetryConfig {
 /// the URL has a path) with its typed handle.
 pub(crate) fn open(config: &StoreConfig) -> Result<(Arc<dyn ObjectStore>, Cloud), String> {
     let url = url::Url::parse(&config.url).map_err(|e| e.to_string())?;
-    let prefix =
-        ObjectPath::parse(url.path()).map_err(|e| format!("invalid prefix in the URL: {e}"))?;
+    let prefix = ObjectPath::parse(crate::config::url_prefix(&url)?)
+        .map_err(|e| format!("invalid prefix in the URL: {e}"))?;
     let retry = retry_config(&config.retry);
     let bucket = url.host_str().unwrap_or_default().to_string();
     let (store, cloud): (Arc<dyn ObjectStore>, Cloud) = match url.scheme() {

@@ -802,6 +802,70 @@ async fn claims_keep_shared_objects(kind: Kind) {
     );
 }
 
+/// The prefix of a store URL names the folder the user typed: decoded
+/// exactly once, never normalised. Each case puts an expired recording under
+/// the folder meant and one under its look-alikes (the same name still
+/// percent-encoded, the other Unicode normal form); only the first goes, and
+/// `verify --check-store` looks in the same place.
+async fn a_url_prefix_names_exactly_the_folder_typed(kind: Kind) {
+    let nfc = "M\u{fc}nchen";
+    let nfd = "Mu\u{308}nchen";
+    // (as written in the URL, the folder it names, folders it must not touch)
+    let cases: Vec<(String, String, Vec<String>)> = vec![
+        (
+            nfc.into(),
+            nfc.into(),
+            vec!["M%C3%BCnchen".into(), nfd.into()],
+        ),
+        (nfd.into(), nfd.into(), vec![nfc.into()]),
+        (
+            "my rec".into(),
+            "my rec".into(),
+            vec!["my%20rec".into(), "my+rec".into()],
+        ),
+        (
+            "a+b".into(),
+            "a+b".into(),
+            vec!["a b".into(), "a%2Bb".into()],
+        ),
+        ("50%25".into(), "50%".into(), vec!["50%25".into()]),
+    ];
+    let old = months_ago(30);
+    for (written, folder, others) in cases {
+        let bucket = Bucket::new(kind).await;
+        let mut w = World::new();
+        w.stores = bucket.store_toml("recordings", &written, "");
+        w.env = bucket.env();
+        w.write_config();
+        let key = |f: &str, name: &str| format!("{f}/calls/quality/{old}/{name}.wav");
+        bucket.put(&key(&folder, "meant"), "audio").await;
+        for (i, o) in others.iter().enumerate() {
+            bucket.put(&key(o, &format!("other-{i}")), "audio").await;
+        }
+        let out = w.lethe(&["run"]);
+        assert_exit(&out, 0);
+        let left = bucket.keys().await;
+        assert!(
+            !left.contains(&key(&folder, "meant")),
+            "{kind:?} {written:?}: the recording in {folder:?} should be gone; left {left:?}"
+        );
+        for (i, o) in others.iter().enumerate() {
+            assert!(
+                left.contains(&key(o, &format!("other-{i}"))),
+                "{kind:?} {written:?}: {o:?} is another folder and must stay"
+            );
+        }
+        assert_eq!(
+            w.manifest_keys(1),
+            vec![format!("calls/quality/{old}/meant.wav")]
+        );
+        // The certified object comes back: --check-store looks in the same folder.
+        bucket.put(&key(&folder, "meant"), "restored").await;
+        let verify = w.lethe(&["verify", w.cert(1).to_str().unwrap(), "--check-store"]);
+        assert_exit(&verify, 4);
+    }
+}
+
 macro_rules! for_each_kind {
     ($($name:ident => $body:ident),* $(,)?) => {
         $(
@@ -826,4 +890,5 @@ for_each_kind! {
     the_deletion_mode_is_detected_or_asserted => deletion_mode_is_detected_or_asserted,
     certificates_can_live_in_an_object_store => certificates_in_an_object_store,
     claims_keep_objects_other_recordings_and_holds_keep => claims_keep_shared_objects,
+    a_url_prefix_names_exactly_the_folder_typed => a_url_prefix_names_exactly_the_folder_typed,
 }
