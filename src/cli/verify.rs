@@ -308,6 +308,16 @@ pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome
             ));
         }
     }
+    // ... and every certificate in the destination must be one the ledger
+    // records: a removed last row (the newest certificate's) shows here.
+    for (name, _) in &in_destination {
+        if !recorded.iter().any(|(_, file, _, _)| file == name) {
+            problems.push(format!(
+                "{} is in the destination but the ledger does not record it (ledger rows were removed, or it is another ledger's)",
+                destination.location(name)
+            ));
+        }
+    }
     let files = in_destination
         .into_iter()
         .filter_map(|(_, bytes)| anchor(&bytes))

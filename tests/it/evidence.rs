@@ -207,6 +207,24 @@ async fn ledger_verify_detects_edited_removed_and_truncated_rows(db: Db) {
         "{}",
         stdout(&out)
     );
+
+    // Only the last row removed (certificate #2's own row): its file in the
+    // destination is no longer recorded, and the next run refuses to reuse #2.
+    let w = certified_world_on(db).await;
+    let before = read(&w.cert(2));
+    w.exec("DELETE FROM ledger WHERE seq = (SELECT MAX(seq) FROM ledger)")
+        .await;
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 4);
+    assert!(
+        stdout(&out).contains(
+            "lethe-cert-000002.json is in the destination but the ledger does not record it"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert_exit(&w.lethe(&["run"]), 2);
+    assert_eq!(read(&w.cert(2)), before, "certificate #2 is never replaced");
 }
 
 for_each_db! {
