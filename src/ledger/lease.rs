@@ -21,6 +21,31 @@ use super::{Backend, Ledger, LedgerError, Result};
 /// The lease an unsharded run takes; a shard takes `retention/shard-I-of-N`.
 pub const RETENTION_LEASE: &str = "retention";
 
+/// The kinds of retention lease, for the rule of which may be held together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// `retention`: an unsharded run, or an erasure.
+    Whole,
+    /// `retention/shard-I-of-N`: one of N shards.
+    Shards(u32),
+}
+
+impl Family {
+    fn of(name: &str) -> Option<Family> {
+        if name == RETENTION_LEASE {
+            return Some(Family::Whole);
+        }
+        let rest = name.strip_prefix("retention/shard-")?;
+        let (_, n) = rest.split_once("-of-")?;
+        n.parse().ok().map(Family::Shards)
+    }
+
+    /// Only shards of the same split run side by side.
+    fn compatible(self, other: Family) -> bool {
+        matches!((self, other), (Family::Shards(a), Family::Shards(b)) if a == b)
+    }
+}
+
 /// Who holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
@@ -130,6 +155,35 @@ impl Ledger {
             .bind(name.to_string())
             .fetch_optional(&mut *tx)
             .await?;
+        // Runs that cover the same stores exclude each other whatever their
+        // sharding: an unsharded run or an erasure holds `retention` alone,
+        // and the shards of one split run (`retention/shard-I-of-N`, one N)
+        // hold theirs side by side, as the members of one pass.
+        if let Some(family) = Family::of(name) {
+            let others = sqlx::query("SELECT name, holder, expires_at FROM lease WHERE name <> $1")
+                .bind(name.to_string())
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &others {
+                let other_name: String = row.try_get("name")?;
+                match Family::of(&other_name) {
+                    Some(f) if !f.compatible(family) => {}
+                    _ => continue,
+                }
+                let until = parse_time(0, &row.try_get::<String, _>("expires_at")?)?;
+                let other: Holder = serde_json::from_str(&row.try_get::<String, _>("holder")?)
+                    .map_err(|e| LedgerError::Corrupt {
+                        seq: 0,
+                        message: format!("lease holder: {e}"),
+                    })?;
+                if until > now && other != *holder && !other.is_dead_here() {
+                    return Err(LeaseError::Held {
+                        holder: other,
+                        until,
+                    });
+                }
+            }
+        }
         let epoch = match &current {
             None => 1,
             Some(row) => {

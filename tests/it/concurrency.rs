@@ -237,7 +237,61 @@ async fn shards_split_a_store_between_concurrent_processes(db: Db) {
     assert_exit(&w.lethe(&["run", "--shard", "3/3"]), 2);
 }
 
+/// Runs that cover the same stores exclude each other whatever their
+/// sharding: while shard 0 of 2 holds its lease, an unsharded run, an
+/// erasure and a shard of another split are refused and delete nothing;
+/// shard 1 of the same split runs beside it.
+async fn runs_of_different_shardings_exclude_each_other(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let old = months_ago(30);
+    let keys: Vec<String> = (0..40)
+        .map(|i| format!("calls/quality/{old}/C-{i:03}.wav"))
+        .collect();
+    for k in &keys {
+        w.put(k, "audio");
+    }
+    w.put(&keys[0].replace(".wav", ".json"), r#"{"subject":"CUST-1"}"#);
+    let ledger = w.ledger().await;
+    // A live shard: this test process stands in for it.
+    let lease = ledger
+        .acquire_lease(
+            "retention/shard-0-of-2",
+            &lethe::ledger::Holder::this_process("shard-0"),
+            std::time::Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+    for args in [
+        vec!["run"],
+        vec!["run", "--shard", "0/3"],
+        vec!["erase", "--subject", "CUST-1", "--request", "DSR-1"],
+    ] {
+        let out = w.lethe(&args);
+        assert_exit(&out, 1);
+        assert!(
+            stderr(&out).contains("holds the run lease"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            keys.iter().all(|k| w.exists(k)),
+            "{args:?} deleted something"
+        );
+    }
+    let shard1 = lethe::decide::Shard::parse("1/2").unwrap();
+    assert_exit(&w.lethe(&["run", "--shard", "1/2"]), 0);
+    for k in &keys {
+        assert_eq!(w.exists(k), !shard1.owns("recordings", k), "{k}");
+    }
+    ledger.release_lease(&lease).await.unwrap();
+    ledger.close().await;
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(keys.iter().all(|k| !w.exists(k)));
+}
+
 for_each_db! {
+    runs_of_different_shardings_exclude_each_other => runs_of_different_shardings_exclude_each_other,
     shards_split_a_store => shards_split_a_store_between_concurrent_processes,
     two_concurrent_runs_delete_each_object_once => two_runs_at_once_delete_each_object_once,
     lease_fencing_stops_a_paused_worker => a_worker_whose_lease_passed_to_another_cannot_start_a_deletion,
