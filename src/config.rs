@@ -152,6 +152,9 @@ pub struct Safety {
     pub max_fraction: f64,
     /// The most this machine's clock may differ from the database's before a run refuses to delete.
     pub max_clock_skew: std::time::Duration,
+    /// How long a shard waits for the other shards of its pass to plan, so
+    /// that the limits are checked on the whole pass; then it deletes nothing.
+    pub shard_wait: std::time::Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -299,6 +302,8 @@ struct RawSafety {
     max_fraction: Option<toml::Spanned<f64>>,
     #[serde(default)]
     max_clock_skew: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    shard_wait: Option<toml::Spanned<String>>,
 }
 
 impl Default for RawSafety {
@@ -307,6 +312,7 @@ impl Default for RawSafety {
             max_deletions: default_max_deletions(),
             max_fraction: None,
             max_clock_skew: None,
+            shard_wait: None,
         }
     }
 }
@@ -502,6 +508,15 @@ impl Settings {
             })?,
             None => std::time::Duration::from_secs(300),
         };
+        let shard_wait = match &raw.safety.shard_wait {
+            Some(s) => humantime::parse_duration(s.get_ref().trim()).map_err(|e| {
+                at(
+                    s.span(),
+                    format!("shard_wait: expected a duration like \"10m\": {e}"),
+                )
+            })?,
+            None => std::time::Duration::from_secs(600),
+        };
         let signing = match raw.signing {
             Some(s) => {
                 if s.key_id.get_ref().trim().is_empty() {
@@ -665,6 +680,7 @@ impl Settings {
                 max_deletions: raw.safety.max_deletions,
                 max_fraction: fraction,
                 max_clock_skew,
+                shard_wait,
             },
             stores,
             release_approvals,
@@ -1163,7 +1179,8 @@ url = "recordings"
             Safety {
                 max_deletions: 100_000,
                 max_fraction: 0.5,
-                max_clock_skew: std::time::Duration::from_secs(300)
+                max_clock_skew: std::time::Duration::from_secs(300),
+                shard_wait: std::time::Duration::from_secs(600),
             }
         );
     }

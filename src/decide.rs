@@ -865,6 +865,7 @@ recordings:
             max_deletions,
             max_fraction,
             max_clock_skew: std::time::Duration::from_secs(300),
+            shard_wait: std::time::Duration::from_secs(600),
         }
     }
 

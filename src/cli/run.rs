@@ -289,6 +289,7 @@ async fn pass(
         Some((l, lease)) => (Some(l), Some(lease)),
         None => (None, None),
     };
+    let pass_id = lease.as_ref().and_then(|l| l.holder.pass.clone());
     let journal = ledger
         .zip(lease)
         .map(|(l, lease)| l.fenced_journal(run_id, lease));
@@ -566,12 +567,44 @@ async fn pass(
             ..settings.safety
         },
     };
-    let breaches = check_safety(
-        passes
-            .iter()
-            .filter_map(|p| p.stats.as_ref().map(|s| (p.name.as_str(), s))),
-        limits,
-    );
+    // The limits are a property of the pass, not of a shard: the shards of
+    // a pass record their plans' counts and check the limits on the sum,
+    // once all of them have planned, before any of them deletes.
+    let whole_pass = match (mode.shard(), ledger, &pass_id) {
+        (Some(shard), Some(l), Some(pass)) if !interrupted => Some(
+            whole_pass(
+                l,
+                run_id,
+                pass,
+                shard,
+                &passes,
+                settings.safety.shard_wait,
+                &job.ctx,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    let mut breaches = match &whole_pass {
+        Some(Ok(totals)) => check_safety(totals.iter().map(|(n, s)| (n.as_str(), s)), limits)
+            .into_iter()
+            .map(|b| {
+                format!(
+                    "the pass of {} shards: {b}",
+                    mode.shard().map_or(1, |s| s.count)
+                )
+            })
+            .collect(),
+        _ => check_safety(
+            passes
+                .iter()
+                .filter_map(|p| p.stats.as_ref().map(|s| (p.name.as_str(), s))),
+            limits,
+        ),
+    };
+    if let Some(Err(waited)) = whole_pass {
+        breaches.push(waited);
+    }
     for b in &breaches {
         error!(limit = %b, "safety limit exceeded; nothing is deleted");
     }
@@ -772,6 +805,84 @@ async fn pass(
         t.record_run(&figures, status, exit as i64, clock.elapsed(), Utc::now());
     }
     Ok(exit)
+}
+
+/// Records this shard's plan and waits until every shard of its pass has
+/// recorded one; returns the pass's totals per store, or (as a safety
+/// breach: nothing is deleted) why they could not be had in time.
+async fn whole_pass(
+    ledger: &Ledger,
+    run_id: &str,
+    pass: &str,
+    shard: Shard,
+    passes: &[StorePass],
+    wait: Duration,
+    ctx: &RunContext,
+) -> Result<Result<Vec<(String, StoreStats)>, String>, Failure> {
+    let plan = crate::ledger::ShardPlan {
+        pass: pass.to_string(),
+        shard: shard.index,
+        of: shard.count,
+        stores: passes
+            .iter()
+            .filter_map(|p| {
+                let s = p.stats.as_ref()?;
+                Some((p.name.clone(), (s.delete, s.recordings)))
+            })
+            .collect(),
+    };
+    ledger
+        .record_shard_plan(run_id, &plan)
+        .await
+        .context("cannot record this shard's plan; nothing was deleted")
+        .or_exit(Exit::Runtime)?;
+    let started = std::time::Instant::now();
+    let mut said = false;
+    loop {
+        let plans = ledger
+            .shard_plans(pass)
+            .await
+            .context("cannot read the other shards' plans; nothing was deleted")
+            .or_exit(Exit::Runtime)?;
+        if plans.len() as u32 >= shard.count {
+            let mut totals: std::collections::BTreeMap<String, StoreStats> = Default::default();
+            for p in plans.values() {
+                for (store, (delete, recordings)) in &p.stores {
+                    let t = totals.entry(store.clone()).or_default();
+                    t.delete += delete;
+                    t.recordings += recordings;
+                }
+            }
+            info!(
+                pass,
+                shards = shard.count,
+                "every shard of the pass has planned"
+            );
+            return Ok(Ok(totals.into_iter().collect()));
+        }
+        if started.elapsed() >= wait || ctx.stopping() {
+            let missing: Vec<String> = (0..shard.count)
+                .filter(|i| !plans.contains_key(i))
+                .map(|i| format!("{i}/{}", shard.count))
+                .collect();
+            return Ok(Err(format!(
+                "shards {} of this pass did not plan within {} (shard_wait), so the pass's size is unknown; run all {} shards at once (an Indexed Job with parallelism = completions)",
+                missing.join(", "),
+                humantime::format_duration(wait),
+                shard.count
+            )));
+        }
+        if !said {
+            info!(
+                pass,
+                shards = shard.count,
+                planned = plans.len(),
+                "waiting for the other shards of the pass to plan"
+            );
+            said = true;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Erasure items shown by name in a summary; the rest are counted.

@@ -52,6 +52,11 @@ pub struct Holder {
     pub run_id: String,
     pub host: String,
     pub pid: u32,
+    /// The pass a shard belongs to: the run id of the first shard of its
+    /// split to take a lease while no other was live. Shards of one pass
+    /// check the safety limits on their plans together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass: Option<String>,
 }
 
 impl Holder {
@@ -60,6 +65,7 @@ impl Holder {
             run_id: run_id.to_string(),
             host: hostname(),
             pid: std::process::id(),
+            pass: None,
         }
     }
 
@@ -159,31 +165,40 @@ impl Ledger {
         // sharding: an unsharded run or an erasure holds `retention` alone,
         // and the shards of one split run (`retention/shard-I-of-N`, one N)
         // hold theirs side by side, as the members of one pass.
+        let mut holder = holder.clone();
         if let Some(family) = Family::of(name) {
             let others = sqlx::query("SELECT name, holder, expires_at FROM lease WHERE name <> $1")
                 .bind(name.to_string())
                 .fetch_all(&mut *tx)
                 .await?;
+            let mut pass = None;
             for row in &others {
-                let other_name: String = row.try_get("name")?;
-                match Family::of(&other_name) {
-                    Some(f) if !f.compatible(family) => {}
-                    _ => continue,
-                }
+                let Some(other_family) = Family::of(&row.try_get::<String, _>("name")?) else {
+                    continue;
+                };
                 let until = parse_time(0, &row.try_get::<String, _>("expires_at")?)?;
                 let other: Holder = serde_json::from_str(&row.try_get::<String, _>("holder")?)
                     .map_err(|e| LedgerError::Corrupt {
                         seq: 0,
                         message: format!("lease holder: {e}"),
                     })?;
-                if until > now && other != *holder && !other.is_dead_here() {
+                if until <= now || other.is_dead_here() {
+                    continue;
+                }
+                if !other_family.compatible(family) {
                     return Err(LeaseError::Held {
                         holder: other,
                         until,
                     });
                 }
+                // A live shard of the same split: this one joins its pass.
+                pass = pass.or(other.pass);
+            }
+            if let Family::Shards(_) = family {
+                holder.pass = Some(pass.unwrap_or_else(|| holder.run_id.clone()));
             }
         }
+        let holder = &holder;
         let epoch = match &current {
             None => 1,
             Some(row) => {

@@ -78,6 +78,19 @@ pub mod kind {
     pub const HOLD_RELEASE_REQUESTED: &str = "hold-release-requested";
     pub const HOLD_RELEASE_APPROVED: &str = "hold-release-approved";
     pub const ERASURE_REQUESTED: &str = "erasure-requested";
+    /// A shard's plan counts, for the limits of its whole pass.
+    pub const SHARD_PLANNED: &str = "shard-planned";
+}
+
+/// What one shard of a pass plans to delete, store by store: the shards of
+/// a pass add these up and check the safety limits on the sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPlan {
+    pub pass: String,
+    pub shard: u32,
+    pub of: u32,
+    /// Store name -> (deletions, recordings) planned by this shard.
+    pub stores: BTreeMap<String, (u64, u64)>,
 }
 
 mod lease;
@@ -1045,6 +1058,43 @@ impl Ledger {
         for row in &rows {
             out.entry(row.try_get::<String, _>("subject_sha256")?)
                 .or_insert(row.try_get::<String, _>("request")?);
+        }
+        Ok(out)
+    }
+
+    /// Records a shard's plan counts (see [`ShardPlan`]).
+    pub async fn record_shard_plan(&self, run_id: &str, plan: &ShardPlan) -> Result<i64> {
+        let body = serde_json::to_value(plan).map_err(|e| LedgerError::Corrupt {
+            seq: 0,
+            message: e.to_string(),
+        })?;
+        Ok(self
+            .append(vec![NewRow {
+                kind: kind::SHARD_PLANNED,
+                run_id: run_id.to_string(),
+                store: None,
+                key: None,
+                ref_seq: None,
+                body,
+            }])
+            .await?[0])
+    }
+
+    /// The plans recorded so far by the shards of `pass`, one per shard (the
+    /// latest, if a shard planned twice).
+    pub async fn shard_plans(&self, pass: &str) -> Result<BTreeMap<u32, ShardPlan>> {
+        let mut out = BTreeMap::new();
+        let mut rows = self.rows_of_kind(kind::SHARD_PLANNED, 1, i64::MAX);
+        while let Some(row) = rows.next().await {
+            let row = row?;
+            let plan: ShardPlan =
+                serde_json::from_str(&row.body).map_err(|e| LedgerError::Corrupt {
+                    seq: row.seq,
+                    message: format!("shard plan: {e}"),
+                })?;
+            if plan.pass == pass {
+                out.insert(plan.shard, plan);
+            }
         }
         Ok(out)
     }

@@ -75,6 +75,7 @@ async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) 
         run_id: "run-a".into(),
         host: "node-a.example".into(),
         pid: 1,
+        pass: None,
     };
     let lease_a = ledger
         .acquire_lease("retention", &a, Duration::from_secs(1))
@@ -85,6 +86,7 @@ async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) 
         run_id: "run-b".into(),
         host: "node-b.example".into(),
         pid: 1,
+        pass: None,
     };
     assert!(matches!(
         ledger
@@ -279,6 +281,19 @@ async fn runs_of_different_shardings_exclude_each_other(db: Db) {
             "{args:?} deleted something"
         );
     }
+    // Shard 1 joins shard 0's pass; the pass's limits need shard 0's plan too.
+    ledger
+        .record_shard_plan(
+            "shard-0",
+            &lethe::ledger::ShardPlan {
+                pass: lease.holder.pass.clone().unwrap(),
+                shard: 0,
+                of: 2,
+                stores: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
     let shard1 = lethe::decide::Shard::parse("1/2").unwrap();
     assert_exit(&w.lethe(&["run", "--shard", "1/2"]), 0);
     for k in &keys {
@@ -290,7 +305,71 @@ async fn runs_of_different_shardings_exclude_each_other(db: Db) {
     assert!(keys.iter().all(|k| !w.exists(k)));
 }
 
+/// The safety limits are a property of the pass: shards that each stay
+/// under `max_deletions` but together exceed it all stop before deleting
+/// anything; within the limits they delete everything between them; a shard
+/// whose pass never completes its plan deletes nothing.
+async fn shards_check_the_limits_on_the_whole_pass(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let old = months_ago(30);
+    let keys: Vec<String> = (0..200)
+        .map(|i| format!("calls/quality/{old}/C-{i:03}.wav"))
+        .collect();
+    for k in &keys {
+        w.put(k, "audio");
+    }
+    let four_shards = |w: &World| -> Vec<std::process::Output> {
+        let children: Vec<_> = (0..4)
+            .map(|i| {
+                let mut cmd = w.command(&["run"]);
+                cmd.env("LETHE_SHARD", format!("{i}/4"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    };
+    w.safety = "max_deletions = 100\nmax_fraction = 1.0\n".into();
+    w.write_config();
+    for o in four_shards(&w) {
+        assert_exit(&o, 3);
+        assert!(
+            stdout(&o).contains("the pass of 4 shards: 200 recordings would be deleted, more than max_deletions = 100"),
+            "{}",
+            stdout(&o)
+        );
+    }
+    assert!(keys.iter().all(|k| w.exists(k)), "nothing deleted");
+
+    // A shard alone: its pass never completes its plan, it deletes nothing.
+    w.safety = "max_deletions = 1000\nmax_fraction = 1.0\nshard_wait = \"1s\"\n".into();
+    w.write_config();
+    let alone = w.lethe(&["run", "--shard", "2/4"]);
+    assert_exit(&alone, 3);
+    assert!(
+        stdout(&alone).contains("did not plan within 1s"),
+        "{}",
+        stdout(&alone)
+    );
+    assert!(keys.iter().all(|k| w.exists(k)), "nothing deleted");
+
+    w.safety = "max_deletions = 1000\nmax_fraction = 1.0\n".into();
+    w.write_config();
+    for o in four_shards(&w) {
+        assert_exit(&o, 0);
+    }
+    assert!(keys.iter().all(|k| !w.exists(k)));
+    assert_eq!(sorted(w.all_certified()), sorted(keys.clone()));
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
+
 for_each_db! {
+    shards_check_the_limits_on_the_whole_pass => shards_check_the_limits_on_the_whole_pass,
     runs_of_different_shardings_exclude_each_other => runs_of_different_shardings_exclude_each_other,
     shards_split_a_store => shards_split_a_store_between_concurrent_processes,
     two_concurrent_runs_delete_each_object_once => two_runs_at_once_delete_each_object_once,
