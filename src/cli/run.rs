@@ -126,6 +126,9 @@ pub(crate) async fn execute_mode(config: &Path, job: &Job, out: &mut dyn Write) 
     let started = std::time::Instant::now();
     if let Some(t) = &job.ctx.telemetry {
         t.run_started();
+        if let Mode::Retention { shard, .. } = &job.mode {
+            seed_last_success(config, shard.map(|s| s.to_string()).as_deref(), t).await;
+        }
     }
     let result = configured(config, job, out).await;
     // A pass that ran records its own figures; one that failed records the failure.
@@ -133,6 +136,38 @@ pub(crate) async fn execute_mode(config: &Path, job: &Job, out: &mut dyn Write) 
         t.record_run(&[], "failed", f.exit as i64, started.elapsed(), Utc::now());
     }
     result
+}
+
+/// Sets the last success from the ledger before the run, so that a run
+/// that fails (even before it reaches the ledger) reports the previous
+/// success, not 0. Without a readable ledger the gauge is left as it is.
+pub(crate) async fn seed_last_success(config: &Path, shard: Option<&str>, telemetry: &Telemetry) {
+    let Ok(settings) = Settings::load(config, &crate::config::EnvOverrides::from_process()) else {
+        return;
+    };
+    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
+        && !path.exists()
+    {
+        return;
+    }
+    let found = match Ledger::open(&settings.database).await {
+        Ok(ledger) => {
+            let found = ledger.last_success(shard).await;
+            ledger.close().await;
+            found.map_err(anyhow::Error::new)
+        }
+        Err(e) => Err(anyhow::Error::new(e)),
+    };
+    match found {
+        Ok(Some(at)) => telemetry.set_last_success(at),
+        Ok(None) => {}
+        Err(e) => {
+            warn!(
+                error = format!("{e:#}"),
+                "cannot read the last success from the ledger"
+            )
+        }
+    }
 }
 
 /// Loads the configuration, policy and key, then runs under the lease.
@@ -639,9 +674,12 @@ async fn pass(
     };
 
     let mut certificate = None;
+    // One instant for the ledger's end of run and the metrics' last success,
+    // so that the success a later run reads back from the ledger is this one.
+    let finished_at = Utc::now();
     if let (Some(ledger), Some(identity)) = (&ledger, identity) {
         let body = json!({
-            "finished_at": timestamp(Utc::now()),
+            "finished_at": timestamp(finished_at),
             "status": status,
             "safety_breaches": breaches,
             "stores": passes.iter().map(|p| json!({
@@ -764,7 +802,7 @@ async fn pass(
             .collect();
         // A dry run deleted nothing: it is no retention success.
         let status = if dry_run { "dry-run" } else { status };
-        t.record_run(&figures, status, exit as i64, clock.elapsed(), Utc::now());
+        t.record_run(&figures, status, exit as i64, clock.elapsed(), finished_at);
     }
     Ok(exit)
 }
