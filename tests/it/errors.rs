@@ -94,7 +94,7 @@ fn an_empty_policy_folder_is_refused() {
     let out = w.lethe(&["run"]);
     assert_exit(&out, 2);
     assert!(
-        stderr(&out).contains("no policy files (*.yaml) found"),
+        stderr(&out).contains("no policy files (*.yaml or *.yml) found"),
         "{}",
         stderr(&out)
     );
