@@ -143,7 +143,7 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
                 info!(exit_code = code as u8, next = %next(scheduler.clone()).await, "pass finished")
             }
             Err(f) => {
-                error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), next = %next(scheduler.clone()).await, "pass failed; the daemon goes on")
+                error!(exit_code = f.exit as u8, error = super::chain(&f.error), next = %next(scheduler.clone()).await, "pass failed; the daemon goes on")
             }
         }
         let _ = out.flush();

@@ -163,7 +163,7 @@ pub(crate) async fn seed_last_success(config: &Path, shard: Option<&str>, teleme
         Ok(None) => {}
         Err(e) => {
             warn!(
-                error = format!("{e:#}"),
+                error = super::chain(&e),
                 "cannot read the last success from the ledger"
             )
         }
@@ -175,6 +175,7 @@ async fn configured(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
     let dry_run = job.dry_run;
     let settings = load_settings(config)?;
     let policy = load_policy(&settings)?;
+    warn_about_skew(&settings, out)?;
     // A dry run checks everything a run would except deleting and recording,
     // so it loads and checks the signing key too (and reads the ledger, which
     // must be reachable, for the orders in force); it signs nothing.
@@ -189,12 +190,31 @@ async fn configured(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
         let result = locked(&settings, &policy, identity.as_ref(), &run_id, job, out).await;
         match &result {
             Ok(code) => info!(exit_code = *code as u8, "run finished"),
-            Err(f) => error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed"),
+            Err(f) => error!(exit_code = f.exit as u8, error = super::chain(&f.error), "run failed"),
         }
         result
     }
     .instrument(span)
     .await
+}
+
+/// The largest `max_clock_skew` accepted without a warning.
+const SKEW_WARNING: Duration = Duration::from_secs(3600);
+
+/// A `max_clock_skew` beyond an hour is allowed, but said in the log and in
+/// the run's output: it lets a machine whose clock is that far from the
+/// database's run, and stamp the ledger and certificates with its time.
+fn warn_about_skew(settings: &Settings, out: &mut dyn Write) -> Result<(), Failure> {
+    let skew = settings.safety.max_clock_skew;
+    if skew <= SKEW_WARNING {
+        return Ok(());
+    }
+    let text = format!(
+        "[safety] max_clock_skew is {} s, more than an hour: a machine whose clock is that far from the database's may run, and its times go into the ledger and certificates",
+        skew.as_secs()
+    );
+    warn!(max_clock_skew_seconds = skew.as_secs(), "{text}");
+    writeln!(out, "WARNING: {text}").map_err(output_error)
 }
 
 /// How long a run's lease lasts without renewal; it is renewed every third of it.
