@@ -611,3 +611,76 @@ fn a_root_owned_key_of_mode_0640_is_refused_to_root_with_the_reason_and_accepted
     assert_exit(&out, 0);
     assert!(!w.exists(&key));
 }
+
+/// In JSON log mode stderr is JSON lines and nothing else, whatever the
+/// failure: each of these fails with every stderr line a JSON event.
+#[tokio::test]
+async fn with_json_logs_every_failure_writes_only_json_lines_to_stderr() {
+    let w = World::new();
+    let ledger = w.ledger().await;
+    let other = lethe::ledger::Holder {
+        run_id: "run-elsewhere".into(),
+        host: "node-b.example".into(),
+        pid: 1,
+    };
+    let lease = ledger
+        .acquire_lease(
+            lethe::ledger::RETENTION_LEASE,
+            &other,
+            std::time::Duration::from_secs(600),
+        )
+        .await
+        .unwrap();
+    let missing = World::new();
+    std::fs::remove_file(missing.config()).unwrap();
+    // (what, where, arguments, exit code, what the error says)
+    let cases: Vec<(&str, &World, Vec<&str>, i32, &str)> = vec![
+        (
+            "missing config",
+            &missing,
+            vec!["run"],
+            2,
+            "cannot read config file",
+        ),
+        (
+            "bad --shard",
+            &w,
+            vec!["run", "--shard", "5/2"],
+            2,
+            "expected I/N",
+        ),
+        (
+            "unknown hold",
+            &w,
+            vec!["hold", "show", "NO-SUCH-CASE"],
+            2,
+            "no hold for case NO-SUCH-CASE",
+        ),
+        (
+            "bad --as-of",
+            &w,
+            vec!["plan", "--as-of", "yesterday-ish"],
+            2,
+            "is not a time",
+        ),
+        ("lease held", &w, vec!["run"], 1, "holds the run lease"),
+    ];
+    for (what, world, args, code, needle) in cases {
+        let mut all = vec!["--log-format", "json"];
+        all.extend(args);
+        let out = world.lethe(&all);
+        let raw = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(code), "{what}: {raw}");
+        assert!(
+            raw.contains("command failed") && raw.contains(needle),
+            "{what}: {raw}"
+        );
+        for line in raw.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "{what}: not a JSON line: {line:?}\n{raw}"
+            );
+        }
+    }
+    ledger.release_lease(&lease).await.unwrap();
+}
