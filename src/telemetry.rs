@@ -151,6 +151,13 @@ impl Telemetry {
         self.skipped.inc();
     }
 
+    /// The last success as the ledger remembers it, so that a failed run's
+    /// figures (or a restarted daemon's) do not report 0 over it.
+    pub fn set_last_success(&self, ended: DateTime<Utc>) {
+        self.last_success
+            .set(ended.timestamp_millis() as f64 / 1000.0);
+    }
+
     /// Records a finished run.
     pub fn record_run(
         &self,

@@ -111,7 +111,8 @@ pub fn generate() -> Result<SigningKey, getrandom::Error> {
 /// (0600, 0400); a key owned by root may also be readable by its group
 /// (0640, 0440), which is what a Kubernetes Secret volume with `defaultMode:
 /// 0400` and a pod `fsGroup` gives a non-root container. Never by others,
-/// never writable by the group, never owned by anyone else.
+/// never writable by the group, never owned by anyone else. lethe running
+/// as root owns a root-owned key: 0600 or 0400.
 pub fn key_permissions(mode: u32, owner: u32, me: u32) -> Result<(), String> {
     let mode = mode & 0o7777;
     if mode & 0o007 != 0 {
@@ -120,9 +121,17 @@ pub fn key_permissions(mode: u32, owner: u32, me: u32) -> Result<(), String> {
         ));
     }
     if owner == me {
+        // lethe running as root reads a root-owned key as its own, as
+        // PostgreSQL does: the group may read a root-owned key only so that
+        // a non-root lethe can, and root needs no group to read it.
         if mode & 0o070 != 0 {
+            let why = if me == 0 {
+                "; lethe runs as root, so the key is its own: a root-owned key may be group-readable (0640, 0440) only for a lethe that is not root"
+            } else {
+                ""
+            };
             return Err(format!(
-                "the file is readable by group or others (mode {mode:04o}); run chmod 600 on it"
+                "the file is readable by group or others (mode {mode:04o}); run chmod 600 on it{why}"
             ));
         }
         return Ok(());
@@ -390,7 +399,13 @@ mod tests {
         // anybody else's file.
         let e = key_permissions(0o100400, 1000, me).unwrap_err();
         assert!(e.contains("owned by uid 1000"), "{e}");
-        // root running lethe on root's file: strict.
-        assert!(key_permissions(0o100640, 0, 0).is_err());
+        // root running lethe on root's file: its own, so strict, and said why.
+        let e = key_permissions(0o100640, 0, 0).unwrap_err();
+        assert!(
+            e.contains("lethe runs as root, so the key is its own"),
+            "{e}"
+        );
+        assert!(key_permissions(0o100600, 0, 0).is_ok());
+        assert!(key_permissions(0o100400, 0, 0).is_ok());
     }
 }

@@ -18,13 +18,26 @@ use tracing::{error, info, warn};
 
 use super::run::{self, Job, Mode, RunContext};
 use super::{Exit, OrExit, Outcome, load_policy, load_settings, stop_on_signal};
+use crate::certificate::Identity;
+use crate::ledger::Ledger;
 use crate::telemetry::Telemetry;
 
 pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
-    // A broken config or policy stops the daemon before it starts (exit 2);
-    // each pass reads both again, so edits apply from the next pass on.
+    // What every pass needs is checked before the daemon starts: a broken
+    // config, policy, signing key or ledger stops it at once (exit 2, which
+    // systemd does not restart) instead of failing every pass. Each pass
+    // reads them again, so edits apply from the next pass on.
     let settings = load_settings(config)?;
     load_policy(&settings)?;
+    Identity::load(&settings.signing.key_path, &settings.signing.key_id)
+        .context("every pass signs its certificate with this key; the daemon does not start")
+        .or_exit(Exit::Usage)?;
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .context("every pass records itself in the ledger; the daemon does not start")
+        .or_exit(Exit::Usage)?;
+    let last_success = ledger.last_success(None).await;
+    ledger.close().await;
     let Some(cron) = settings.schedule.clone() else {
         return Err(anyhow::anyhow!(
             "{}: the daemon needs a schedule, e.g.\n[schedule]\ncron = \"0 0 3 * * *\"   # sec min hour day month weekday, UTC",
@@ -33,6 +46,12 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
         .or_exit(Exit::Usage);
     };
     let telemetry = Telemetry::new().or_exit(Exit::Runtime)?;
+    // A restarted daemon reports the last success the ledger remembers.
+    match last_success {
+        Ok(Some(at)) => telemetry.set_last_success(at),
+        Ok(None) => {}
+        Err(e) => warn!(error = %e, "cannot read the last success from the ledger"),
+    }
     let stop = stop_on_signal();
 
     let listener = tokio::net::TcpListener::bind(settings.daemon_listen)
@@ -124,7 +143,7 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
                 info!(exit_code = code as u8, next = %next(scheduler.clone()).await, "pass finished")
             }
             Err(f) => {
-                error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), next = %next(scheduler.clone()).await, "pass failed; the daemon goes on")
+                error!(exit_code = f.exit as u8, error = super::chain(&f.error), next = %next(scheduler.clone()).await, "pass failed; the daemon goes on")
             }
         }
         let _ = out.flush();

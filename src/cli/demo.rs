@@ -90,7 +90,10 @@ fn write(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 
 fn lay_out(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
-        let empty = std::fs::read_dir(dir)?.next().is_none();
+        let empty = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_none();
         if dir.join(MARKER).exists() {
             std::fs::remove_dir_all(dir)
                 .with_context(|| format!("cannot replace the earlier demo in {}", dir.display()))?;
@@ -101,7 +104,7 @@ fn lay_out(dir: &Path) -> anyhow::Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     write(
         &dir.join(MARKER),
         b"made by lethe demo; `lethe demo` may replace this folder\n",
@@ -138,6 +141,13 @@ fn lay_out(dir: &Path) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
+    if dir.exists() && !dir.is_dir() {
+        return Err(anyhow::anyhow!(
+            "--dir {}: not a folder; choose a folder (it is created if missing)",
+            dir.display()
+        ))
+        .or_exit(Exit::Usage);
+    }
     lay_out(dir).or_exit(Exit::Runtime)?;
     let config = dir.join("lethe.toml");
     let key = dsse::generate()

@@ -309,10 +309,10 @@ pub fn main() -> ExitCode {
         Err(f) => {
             // With JSON logs stderr is JSON lines only: the error is the event below.
             if !json_logs || !tracing::enabled!(tracing::Level::ERROR) {
-                eprintln!("error: {:#}", f.error);
+                eprintln!("error: {}", chain(&f.error));
             }
             tracing::error!(
-                error = format!("{:#}", f.error),
+                error = chain(&f.error),
                 exit_code = f.exit as u8,
                 "command failed"
             );
@@ -670,6 +670,21 @@ pub(crate) fn stop_on_signal() -> std::sync::Arc<std::sync::atomic::AtomicBool> 
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
     });
     stop
+}
+
+/// An error and its causes on one line, as `{:#}` prints them, less the
+/// causes whose text the one before already contains (sqlx and the key
+/// loader repeat their source in their own message): each said once.
+pub(crate) fn chain(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|p| p.contains(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
 }
 
 /// Output errors: a closed pipe (`lethe plan | head`) ends the command quietly.

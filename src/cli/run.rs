@@ -126,6 +126,9 @@ pub(crate) async fn execute_mode(config: &Path, job: &Job, out: &mut dyn Write) 
     let started = std::time::Instant::now();
     if let Some(t) = &job.ctx.telemetry {
         t.run_started();
+        if let Mode::Retention { shard, .. } = &job.mode {
+            seed_last_success(config, shard.map(|s| s.to_string()).as_deref(), t).await;
+        }
     }
     let result = configured(config, job, out).await;
     // A pass that ran records its own figures; one that failed records the failure.
@@ -135,11 +138,44 @@ pub(crate) async fn execute_mode(config: &Path, job: &Job, out: &mut dyn Write) 
     result
 }
 
+/// Sets the last success from the ledger before the run, so that a run
+/// that fails (even before it reaches the ledger) reports the previous
+/// success, not 0. Without a readable ledger the gauge is left as it is.
+pub(crate) async fn seed_last_success(config: &Path, shard: Option<&str>, telemetry: &Telemetry) {
+    let Ok(settings) = Settings::load(config, &crate::config::EnvOverrides::from_process()) else {
+        return;
+    };
+    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
+        && !path.exists()
+    {
+        return;
+    }
+    let found = match Ledger::open(&settings.database).await {
+        Ok(ledger) => {
+            let found = ledger.last_success(shard).await;
+            ledger.close().await;
+            found.map_err(anyhow::Error::new)
+        }
+        Err(e) => Err(anyhow::Error::new(e)),
+    };
+    match found {
+        Ok(Some(at)) => telemetry.set_last_success(at),
+        Ok(None) => {}
+        Err(e) => {
+            warn!(
+                error = super::chain(&e),
+                "cannot read the last success from the ledger"
+            )
+        }
+    }
+}
+
 /// Loads the configuration, policy and key, then runs under the lease.
 async fn configured(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
     let dry_run = job.dry_run;
     let settings = load_settings(config)?;
     let policy = load_policy(&settings)?;
+    warn_about_skew(&settings, out)?;
     // A dry run checks everything a run would except deleting and recording,
     // so it loads and checks the signing key too (and reads the ledger, which
     // must be reachable, for the orders in force); it signs nothing.
@@ -154,12 +190,31 @@ async fn configured(config: &Path, job: &Job, out: &mut dyn Write) -> Outcome {
         let result = locked(&settings, &policy, identity.as_ref(), &run_id, job, out).await;
         match &result {
             Ok(code) => info!(exit_code = *code as u8, "run finished"),
-            Err(f) => error!(exit_code = f.exit as u8, error = format!("{:#}", f.error), "run failed"),
+            Err(f) => error!(exit_code = f.exit as u8, error = super::chain(&f.error), "run failed"),
         }
         result
     }
     .instrument(span)
     .await
+}
+
+/// The largest `max_clock_skew` accepted without a warning.
+const SKEW_WARNING: Duration = Duration::from_secs(3600);
+
+/// A `max_clock_skew` beyond an hour is allowed, but said in the log and in
+/// the run's output: it lets a machine whose clock is that far from the
+/// database's run, and stamp the ledger and certificates with its time.
+fn warn_about_skew(settings: &Settings, out: &mut dyn Write) -> Result<(), Failure> {
+    let skew = settings.safety.max_clock_skew;
+    if skew <= SKEW_WARNING {
+        return Ok(());
+    }
+    let text = format!(
+        "[safety] max_clock_skew is {} s, more than an hour: a machine whose clock is that far from the database's may run, and its times go into the ledger and certificates",
+        skew.as_secs()
+    );
+    warn!(max_clock_skew_seconds = skew.as_secs(), "{text}");
+    writeln!(out, "WARNING: {text}").map_err(output_error)
 }
 
 /// How long a run's lease lasts without renewal; it is renewed every third of it.
@@ -677,9 +732,12 @@ async fn pass(
     };
 
     let mut certificate = None;
+    // One instant for the ledger's end of run and the metrics' last success,
+    // so that the success a later run reads back from the ledger is this one.
+    let finished_at = Utc::now();
     if let (Some(ledger), Some(identity)) = (&ledger, identity) {
         let body = json!({
-            "finished_at": timestamp(Utc::now()),
+            "finished_at": timestamp(finished_at),
             "status": status,
             "safety_breaches": breaches,
             "stores": passes.iter().map(|p| json!({
@@ -802,7 +860,7 @@ async fn pass(
             .collect();
         // A dry run deleted nothing: it is no retention success.
         let status = if dry_run { "dry-run" } else { status };
-        t.record_run(&figures, status, exit as i64, clock.elapsed(), Utc::now());
+        t.record_run(&figures, status, exit as i64, clock.elapsed(), finished_at);
     }
     Ok(exit)
 }

@@ -471,6 +471,41 @@ impl Ledger {
         Ok((started, finished))
     }
 
+    /// When the last retention run that completed without failures ended
+    /// (its `run-finished` row's `finished_at`), for the whole store set
+    /// (`shard` none) or one shard; `None` if there was none. Erasures are
+    /// not retention passes and do not count. Read newest first, so only the
+    /// runs since the last success are looked at.
+    pub async fn last_success(&self, shard: Option<&str>) -> Result<Option<DateTime<Utc>>> {
+        // One query (the SQLite pool has a single connection): each finished
+        // run with the row that started it.
+        let mut finished = sqlx::query(
+            "SELECT f.at AS at, f.body AS finished, s.body AS started FROM ledger f \
+             JOIN ledger s ON s.run_id = f.run_id AND s.kind = 'run-started' \
+             WHERE f.kind = 'run-finished' ORDER BY f.seq DESC",
+        )
+        .fetch(&self.pool);
+        while let Some(row) = finished.next().await {
+            let row = row?;
+            let body: Value =
+                serde_json::from_str(&row.try_get::<String, _>("finished")?).unwrap_or_default();
+            let started: Value =
+                serde_json::from_str(&row.try_get::<String, _>("started")?).unwrap_or_default();
+            if body["status"] != "completed"
+                || started["purpose"] != "retention"
+                || started["shard"].as_str() != shard
+            {
+                continue;
+            }
+            let at: String = row.try_get("at")?;
+            let at = body["finished_at"].as_str().unwrap_or(&at);
+            if let Ok(t) = DateTime::parse_from_rfc3339(at) {
+                return Ok(Some(t.with_timezone(&Utc)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Appends a certificate row if the last certificate is still the one
     /// (by ledger seq) the certificate was computed against; `Ok(None)` if
     /// another certificate was issued meanwhile (a concurrent shard), so the

@@ -205,20 +205,23 @@ impl Policy {
         let entries = std::fs::read_dir(dir)
             .map_err(|e| fail(format!("cannot read the policy folder: {e}")))?;
         let mut paths = Vec::new();
+        let mut ignored = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| fail(format!("cannot read the policy folder: {e}")))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
                 continue;
             }
-            paths.push((name.to_string(), entry.path()));
+            if !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+                ignored.push(name);
+                continue;
+            }
+            paths.push((name, entry.path()));
         }
         paths.sort();
+        ignored.sort();
         if paths.is_empty() {
-            return Err(fail(
-                "no policy files (*.yaml) found; refusing to run without a policy".into(),
-            ));
+            return Err(fail(no_policy_files(&ignored)));
         }
         let mut sources = Vec::new();
         let mut errors = Vec::new();
@@ -266,7 +269,7 @@ impl Policy {
             }
             match serde_saphyr::from_str::<RawFile>(text) {
                 Ok(raw) => parsed.push((path, raw)),
-                Err(e) => errors.push(yaml_error(&path, &e)),
+                Err(e) => errors.push(yaml_error(&path, text, &e)),
             }
         }
 
@@ -616,14 +619,61 @@ fn can_be_shorter(retain: CalendarDuration, minimum: CalendarDuration) -> bool {
     })
 }
 
-fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> PolicyError {
-    let message = first_line(&e.to_string());
-    match e.location() {
-        Some(loc) if loc.line() > 0 => PolicyError::At {
+/// Why a folder gave no policy: with the files it ignored, and why each.
+fn no_policy_files(ignored: &[String]) -> String {
+    let mut message =
+        "no policy files (*.yaml or *.yml) found; refusing to run without a policy".to_string();
+    if !ignored.is_empty() {
+        let why = |name: &str| {
+            let lower = name.to_lowercase();
+            if lower.ends_with(".yaml") || lower.ends_with(".yml") {
+                "the extension must be lower case"
+            } else {
+                "not .yaml or .yml"
+            }
+        };
+        let shown: Vec<String> = ignored
+            .iter()
+            .take(10)
+            .map(|n| format!("{n:?} ({})", why(n)))
+            .collect();
+        let more = ignored.len().saturating_sub(shown.len());
+        message.push_str(&format!("; ignored: {}", shown.join(", ")));
+        if more > 0 {
+            message.push_str(&format!(" and {more} more"));
+        }
+    }
+    message
+}
+
+fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> PolicyError {
+    let mut message = first_line(&e.to_string());
+    let mut location = e.location().map(|l| (l.line(), l.column()));
+    // The parser's advice is for programmers ("use from_str_multiple"), and
+    // it points past the marker: name the rule, and the `---` that starts
+    // the second document.
+    if message.starts_with("multiple YAML documents") {
+        message = "a second YAML document: one YAML document per policy file (put the second in a file of its own)".into();
+        if let Some((line, _)) = location {
+            // The last marker at or before the first thing the parser read of it.
+            let marker = text
+                .lines()
+                .take(line as usize)
+                .enumerate()
+                .filter(|(_, l)| l.starts_with("---"))
+                .map(|(i, _)| i + 1)
+                .last();
+            if let Some(marker) = marker {
+                location = Some((marker as _, 1));
+            }
+        }
+    }
+    match location {
+        Some((line, column)) if line > 0 => PolicyError::At {
             origin: Origin {
                 file: path.to_path_buf(),
-                line: loc.line() as u32,
-                column: loc.column() as u32,
+                line: line as u32,
+                column: column as u32,
             },
             message,
         },
@@ -719,6 +769,35 @@ mod tests {
         assert!(errs[0].starts_with("policies/bad.yaml:"), "{errs:?}");
         let parts: Vec<&str> = errs[0].splitn(4, ':').collect();
         assert!(parts[1].parse::<u32>().unwrap() >= 2, "{errs:?}");
+    }
+
+    #[test]
+    fn a_second_yaml_document_names_the_rule_and_the_line_of_its_marker() {
+        let errs = errors(&[(
+            "two.yaml",
+            "# two policies in one file\npurposes: {}\n---\npurposes: {}\n",
+        )]);
+        assert_eq!(
+            errs,
+            [
+                "policies/two.yaml:3:1: a second YAML document: one YAML document per policy file (put the second in a file of its own)"
+            ],
+        );
+    }
+
+    #[test]
+    fn a_folder_without_policy_files_names_the_files_it_ignored_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("retention.YAML"), "purposes: {}").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "").unwrap();
+        std::fs::write(dir.path().join(".hidden.yaml"), "").unwrap();
+        let err = Policy::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "no policy files (*.yaml or *.yml) found; refusing to run without a policy; ignored: \"notes.txt\" (not .yaml or .yml), \"retention.YAML\" (the extension must be lower case)"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

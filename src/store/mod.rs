@@ -485,7 +485,8 @@ impl Store {
     /// batches, bounded concurrency elsewhere). Answers come back in the order
     /// of `keys`. A bulk request can fail as a whole without saying which keys
     /// it concerned: those keys are `Unanswered`, and the caller must find out
-    /// with a `head` what became of them.
+    /// with a `head` what became of them. An error that names one key (S3
+    /// answers each key of a DeleteObjects with its own) is that key's alone.
     pub async fn delete_many(&self, keys: &[String]) -> Vec<DeleteAnswer> {
         if let Some(local) = &self.local {
             return self.delete_many_local(local, keys).await;
@@ -530,7 +531,17 @@ impl Store {
                         None => unattributed.push(format!("not found: {source}")),
                     }
                 }
-                Err(e) => unattributed.push(e.to_string()),
+                Err(e) => {
+                    // A key's own error (S3 DeleteObjects answers each key
+                    // with its own code and message) is that key's answer;
+                    // only an error of the whole request goes to every key.
+                    let text = e.to_string();
+                    let key = key_named_in(&text, index.keys());
+                    match key.and_then(|k| index.get_mut(&k)?.pop_front()) {
+                        Some(i) => answers[i] = DeleteAnswer::Unanswered(Some(text)),
+                        None => unattributed.push(text),
+                    }
+                }
             }
         }
         if let Some(first) = unattributed.first() {
@@ -546,6 +557,23 @@ impl Store {
             }
         }
         answers
+    }
+}
+
+/// The one key of a bulk delete an error message is about: the keys it names,
+/// less those only named as part of a longer key it names (`a.wav` inside
+/// `a.wav.json`); `None` when it names none or several (an error of a whole
+/// request, which may list every key).
+fn key_named_in<'a>(text: &str, keys: impl Iterator<Item = &'a String>) -> Option<String> {
+    let named: Vec<&String> = keys.filter(|k| text.contains(k.as_str())).collect();
+    let mut own = named.iter().filter(|k| {
+        !named
+            .iter()
+            .any(|o| o.len() > k.len() && o.contains(k.as_str()))
+    });
+    match (own.next(), own.next()) {
+        (Some(k), None) => Some((*k).clone()),
+        _ => None,
     }
 }
 

@@ -321,3 +321,122 @@ fn the_systemd_unit_verifies_and_stops_lethe_the_way_it_stops_cleanly() {
     );
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
 }
+
+/// A path in `ReadWritePaths=` that may be missing on a host (a local
+/// store's folder) carries systemd's "-" prefix, or the unit fails with
+/// 226/NAMESPACE where it is absent; only the StateDirectory may go without.
+#[test]
+fn the_systemd_unit_starts_on_a_host_without_a_recordings_folder() {
+    let unit = read("systemd/lethe.service");
+    let setting = |key: &str| -> Vec<String> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+            .flat_map(|v| v.split_whitespace().map(str::to_string))
+            .collect()
+    };
+    let state: Vec<String> = setting("StateDirectory")
+        .iter()
+        .map(|d| format!("/var/lib/{d}"))
+        .collect();
+    let paths = setting("ReadWritePaths");
+    assert!(
+        paths.iter().any(|p| p == "-/var/lib/recordings"),
+        "{paths:?}"
+    );
+    for p in &paths {
+        assert!(p.starts_with('-') || state.contains(p), "{p} without '-'");
+    }
+}
+
+/// The install steps in the unit's header, run as written in a temporary
+/// root (every absolute path moved under it; the steps that need a real
+/// system user or systemd, `useradd`, `chown` and `systemctl`, left out),
+/// give a configuration the daemon starts with: the key keygen writes is the
+/// one lethe.toml names, the policies are where it looks, the ledger can be
+/// created.
+#[test]
+fn the_systemd_units_install_steps_followed_as_written_give_a_daemon_that_starts() {
+    use std::path::Path;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let unit = read("systemd/lethe.service");
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path().to_str().unwrap().to_string();
+    for dir in ["usr/local/bin", "etc/systemd/system", "var/lib"] {
+        std::fs::create_dir_all(root.path().join(dir)).unwrap();
+    }
+    // A checkout with the built binary in ./lethe, as the header assumes.
+    let checkout = tempfile::tempdir().unwrap();
+    let c = checkout.path();
+    std::fs::copy(env!("CARGO_BIN_EXE_lethe"), c.join("lethe")).unwrap();
+    std::fs::create_dir_all(c.join("deploy/systemd")).unwrap();
+    std::fs::create_dir_all(c.join("policies")).unwrap();
+    for rel in ["deploy/lethe.toml", "deploy/systemd/lethe.service"] {
+        std::fs::copy(repo.join(rel), c.join(rel)).unwrap();
+    }
+    for e in std::fs::read_dir(repo.join("policies")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), c.join("policies").join(e.file_name())).unwrap();
+    }
+    let path = format!(
+        "{r}/usr/local/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = Vec::new();
+    for line in unit.lines().filter_map(|l| l.strip_prefix("#   ")) {
+        for step in line.split(" && ") {
+            let step = step.trim();
+            if ["useradd ", "chown ", "systemctl "]
+                .iter()
+                .any(|s| step.starts_with(s))
+            {
+                continue;
+            }
+            let step = step
+                .replace(" -o lethe -g lethe", "")
+                .replace(" /", &format!(" {r}/"));
+            let out = std::process::Command::new("sh")
+                .args(["-c", &step])
+                .current_dir(c)
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{step}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran.push(step);
+        }
+    }
+    assert!(
+        ran.iter().any(|s| s.starts_with("lethe keygen")) && ran.len() >= 5,
+        "{ran:?}"
+    );
+    // lethe.toml as copied, its absolute paths moved under the root too (and
+    // /metrics on a free port).
+    let config = root.path().join("etc/lethe/lethe.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(":///", &format!("://{r}/"))
+        .replace("= \"/", &format!("= \"{r}/"))
+        .replace("127.0.0.1:9464", "127.0.0.1:0");
+    std::fs::write(&config, text).unwrap();
+    let env = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("Environment=LETHE_CONFIG="))
+        .expect("the unit sets LETHE_CONFIG");
+    let mut cmd = std::process::Command::new(format!("{r}/usr/local/bin/lethe"));
+    cmd.args(["daemon", "--log-format", "json"])
+        .env("LETHE_CONFIG", format!("{r}{env}"));
+    for var in [
+        "LETHE_DATABASE",
+        "LETHE_DATABASE_FILE",
+        "LETHE_SIGNING_KEY",
+        "LETHE_LOG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let (daemon, _) = crate::operate::Daemon::spawn(cmd);
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, 0, "{log}");
+}

@@ -309,3 +309,114 @@ async fn a_stop_request_finishes_the_batch_in_progress_and_starts_no_other() {
     );
     assert!(ledger.verify().await.unwrap().problems.is_empty());
 }
+
+/// Denies every deletion the way S3's DeleteObjects does: one answer per key,
+/// each naming its key with its own code and message (answers in reverse
+/// order, since nothing promises the order).
+#[derive(Debug)]
+struct DeniedStore {
+    inner: Arc<LocalFileSystem>,
+}
+
+impl fmt::Display for DeniedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DeniedStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for DeniedStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        futures::stream::once(async move {
+            let mut all: Vec<object_store::Result<Path>> = locations.collect().await;
+            all.reverse();
+            futures::stream::iter(all.into_iter().map(|p| {
+                let p = p?;
+                let code = if p.as_ref().ends_with(".json") { "AccessDenied" } else { "AllAccessDisabled" };
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: format!(
+                        "DeleteObjects request failed for key {p}: Access Denied to {p} (code: {code})"
+                    )
+                    .into(),
+                })
+            }))
+        })
+        .flatten()
+        .boxed()
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test]
+async fn each_key_a_bulk_delete_denies_is_reported_with_its_own_error() {
+    let w = World::new();
+    // Twenty recordings, and a sidecar whose key contains one of them.
+    let mut keys: Vec<String> = (0..20).map(|i| format!("calls/a{i}.wav")).collect();
+    keys.push("calls/a0.wav.json".into());
+    for k in &keys {
+        w.put(k, "audio");
+    }
+    let inner = Arc::new(LocalFileSystem::new_with_prefix(w.store()).unwrap());
+    let store = Store::from_object_store(
+        "recordings",
+        "file:///test",
+        Arc::new(DeniedStore { inner }),
+    );
+    let results = execute::delete_verified(&store, &keys, 4).await;
+    for (key, (status, detail)) in keys.iter().zip(&results) {
+        assert_eq!(*status, Status::Failed, "{key}");
+        let detail = detail.as_deref().unwrap_or_default();
+        let code = if key.ends_with(".json") {
+            "AccessDenied)"
+        } else {
+            "AllAccessDisabled)"
+        };
+        assert!(
+            detail.contains(&format!(
+                "failed for key {key}: Access Denied to {key} (code: {code}"
+            )),
+            "{key}: {detail}"
+        );
+        assert!(!detail.contains("more errors"), "{key}: {detail}");
+        assert!(w.exists(key), "{key} must remain");
+    }
+}

@@ -185,6 +185,58 @@ fn a_failed_run_is_visible_in_the_metrics_and_has_no_success_time() {
     );
 }
 
+/// A failed run keeps the last success (read back from the ledger) in the
+/// textfile and in its Pushgateway group, instead of writing 0 over it: the
+/// "no success for 26 hours" alert must not fire on the first failure.
+#[test]
+fn a_failed_run_after_a_success_keeps_the_last_success_time_in_the_textfile_and_the_pushgateway() {
+    let w = World::new();
+    seed(&w);
+    let file = w.path("lethe.prom");
+    let job = format!("lethe-it-{}", uuid::Uuid::new_v4().simple());
+    let group = format!("{}/metrics/job/{job}", pushgateway());
+    let pushed_success = || {
+        let url = format!("{}/metrics", pushgateway());
+        let m = parse_metrics(&["--url", &url, "--ignore-prefix", "push_"], &[]);
+        value(&m, "lethe_last_success_timestamp_seconds", &[("job", &job)])
+    };
+    let run = || {
+        w.lethe(&[
+            "run",
+            "--metrics-file",
+            file.to_str().unwrap(),
+            "--pushgateway",
+            &group,
+        ])
+    };
+    assert_exit(&run(), 0);
+    let m = parse_metrics(&[file.to_str().unwrap()], &[]);
+    let success = value(&m, "lethe_last_success_timestamp_seconds", &[]).unwrap();
+    assert!(
+        (unix_now() - success).abs() < 120.0,
+        "last success {success}"
+    );
+    assert_eq!(pushed_success(), Some(success));
+
+    // The key broken: the next run fails before it opens the ledger.
+    std::fs::write(w.path("keys/lethe.key"), "not a key").unwrap();
+    assert_exit(&run(), 2);
+    let m = parse_metrics(&[file.to_str().unwrap()], &[]);
+    assert_eq!(value(&m, "lethe_last_exit_code", &[]), Some(2.0));
+    assert_eq!(
+        value(&m, "lethe_runs_total", &[("status", "failed")]),
+        Some(1.0)
+    );
+    // The ledger keeps milliseconds; the gauge said the same instant.
+    let kept = value(&m, "lethe_last_success_timestamp_seconds", &[]).unwrap();
+    assert!((kept - success).abs() < 0.01, "{kept} != {success}");
+    let pushed = pushed_success().unwrap();
+    assert!((pushed - success).abs() < 0.01, "{pushed} != {success}");
+    let _ = std::process::Command::new("curl")
+        .args(["-s", "-X", "DELETE", &group])
+        .output();
+}
+
 #[test]
 fn a_bad_pushgateway_url_is_refused_before_anything_is_deleted() {
     let w = World::new();
@@ -263,7 +315,7 @@ fn a_batch_run_pushes_its_metrics_to_the_pushgateway_per_shard() {
 }
 
 /// A running daemon, its stderr lines arriving on a channel.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -271,8 +323,12 @@ struct Daemon {
 
 impl Daemon {
     fn start(w: &World) -> (Daemon, String) {
-        let mut child = w
-            .command(&["daemon", "--log-format", "json"])
+        Self::spawn(w.command(&["daemon", "--log-format", "json"]))
+    }
+
+    /// Starts `cmd` (a `lethe daemon --log-format json`) and waits for it to say it started.
+    pub(crate) fn spawn(mut cmd: std::process::Command) -> (Daemon, String) {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -322,7 +378,7 @@ impl Daemon {
         }
     }
 
-    fn terminate(mut self) -> (i32, String) {
+    pub(crate) fn terminate(mut self) -> (i32, String) {
         let pid = self.child.id().to_string();
         let ok = std::process::Command::new("kill")
             .args(["-TERM", &pid])
@@ -462,6 +518,63 @@ fn the_daemon_refuses_to_start_without_a_schedule_or_with_a_bad_one() {
         stderr(&out).contains("cannot listen on"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// A restarted daemon serves the last success the ledger remembers before
+/// its first pass, not 0.
+#[test]
+fn a_restarted_daemon_reports_the_last_success_before_its_first_pass() {
+    let w = daemon_world("0 0 3 * * *");
+    seed(&w);
+    let file = w.path("lethe.prom");
+    assert_exit(
+        &w.lethe(&["run", "--metrics-file", file.to_str().unwrap()]),
+        0,
+    );
+    let m = parse_metrics(&[file.to_str().unwrap()], &[]);
+    let success = value(&m, "lethe_last_success_timestamp_seconds", &[]).unwrap();
+    let (daemon, url) = Daemon::start(&w);
+    let m = parse_metrics(&["--url", &url], &[]);
+    assert_eq!(
+        value(&m, "lethe_runs_total", &[("status", "completed")]),
+        None
+    );
+    let served = value(&m, "lethe_last_success_timestamp_seconds", &[]).unwrap();
+    assert!((served - success).abs() < 0.01, "{served} != {success}");
+    let (code, log) = daemon.terminate();
+    assert_eq!(code, 0, "{log}");
+}
+
+/// What every pass needs is checked before the daemon starts, so a daemon
+/// never runs on whose every pass would fail: a missing signing key or a
+/// ledger that cannot be opened stops it with exit 2 and the reason.
+#[test]
+fn the_daemon_refuses_to_start_without_its_signing_key_or_its_ledger() {
+    let w = daemon_world("0 0 3 * * *");
+    std::fs::remove_file(w.path("keys/lethe.key")).unwrap();
+    let out = w.lethe(&["daemon"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("lethe.key") && err.contains("does not start"),
+        "{err}"
+    );
+    assert!(!err.contains("daemon started"), "{err}");
+
+    let w = daemon_world("0 0 3 * * *");
+    // A ledger path under a regular file: it can never be created.
+    w.write("not-a-dir", "");
+    let config = std::fs::read_to_string(w.config())
+        .unwrap()
+        .replace("sqlite://lethe.db", "sqlite://not-a-dir/lethe.db");
+    std::fs::write(w.config(), config).unwrap();
+    let out = w.lethe(&["daemon"]);
+    assert_exit(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("ledger") && err.contains("does not start"),
+        "{err}"
     );
 }
 
