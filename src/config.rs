@@ -172,10 +172,24 @@ pub struct StoreConfig {
     /// `[stores.inject_faults]`: for testing only, makes the store's client
     /// fail on purpose (see `store::faults`).
     pub faults: Option<Box<FaultSettings>>,
+    /// `listing_order`: what the operator says of the store's listing order;
+    /// `None` leaves it to the store's kind (see `store::ListingOrder`).
+    pub listing_order: Option<ListingOrderSetting>,
     /// The key prefix, inside this store, of the certificate destination
     /// when it lies there (`""` never: a destination at the root is refused).
     /// lethe's own files under it are invisible to the store's listing.
     pub certificates_prefix: Option<String>,
+}
+
+/// `[[stores]] listing_order`: whether the store lists its keys in its own
+/// key order (`"lexicographic"`: UTF-8 bytes on S3 and GCS, UTF-16 code
+/// units on Azure, lethe's walk on a local folder), so that the scan may
+/// infer a sidecar's absence from the listing, or promises no order
+/// (`"unordered"`: every sidecar is fetched).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListingOrderSetting {
+    Lexicographic,
+    Unordered,
 }
 
 /// `[stores.inject_faults]`: the chance of each fault per request (per key
@@ -198,6 +212,11 @@ pub struct FaultSettings {
     /// those after the key was in fact deleted).
     pub partial: f64,
     pub delay: std::time::Duration,
+    /// Listings are cut into pages of this many entries, each in the store's
+    /// order, and every four pages are listed in an order drawn from the seed
+    /// (0: the store's own order), as a store that promises no order may list
+    /// them.
+    pub reorder: usize,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeletionMode {
@@ -330,6 +349,8 @@ struct RawStore {
     deletion_mode: Option<toml::Spanned<String>>,
     #[serde(default)]
     inject_faults: Option<toml::Spanned<RawFaults>>,
+    #[serde(default)]
+    listing_order: Option<toml::Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -350,6 +371,8 @@ struct RawFaults {
     partial: f64,
     #[serde(default)]
     delay: Option<String>,
+    #[serde(default)]
+    reorder: usize,
 }
 
 #[derive(Deserialize)]
@@ -575,6 +598,10 @@ impl Settings {
                     fault_settings(&url, f.get_ref()).map_err(|m| at(f.span(), m))?,
                 )),
             };
+            let listing_order = match &store.listing_order {
+                None => None,
+                Some(o) => Some(listing_order(&url, o.get_ref()).map_err(|m| at(o.span(), m))?),
+            };
             stores.push(StoreConfig {
                 name,
                 url,
@@ -582,6 +609,7 @@ impl Settings {
                 retry,
                 deletion_mode,
                 faults,
+                listing_order,
                 certificates_prefix: None,
             });
         }
@@ -610,6 +638,7 @@ impl Settings {
                     retry,
                     deletion_mode: None,
                     faults: None,
+                    listing_order: None,
                     certificates_prefix: None,
                 })
             }
@@ -981,6 +1010,28 @@ fn retry_settings(
     })
 }
 
+/// `listing_order`, checked. An S3 directory bucket (a name ending in
+/// `--x-s3`, S3 Express One Zone) cannot be declared lexicographic: AWS
+/// documents that it lists keys in no particular order.
+fn listing_order(url: &str, value: &str) -> std::result::Result<ListingOrderSetting, String> {
+    match value {
+        "unordered" => Ok(ListingOrderSetting::Unordered),
+        "lexicographic" => {
+            let directory_bucket = url::Url::parse(url).is_ok_and(|u| {
+                matches!(u.scheme(), "s3" | "s3a")
+                    && u.host_str().is_some_and(|h| h.ends_with("--x-s3"))
+            });
+            if directory_bucket {
+                return Err("listing_order = \"lexicographic\" cannot be said of an S3 directory bucket (a name ending in --x-s3): it lists keys in no particular order".into());
+            }
+            Ok(ListingOrderSetting::Lexicographic)
+        }
+        other => Err(format!(
+            "listing_order must be \"lexicographic\" or \"unordered\", not {other:?}"
+        )),
+    }
+}
+
 /// `[stores.inject_faults]`, checked: chances between 0 and 1 that add up
 /// to at most 1 per request, on an object-store URL (a local folder does not
 /// go through object_store's client).
@@ -1011,6 +1062,12 @@ fn fault_settings(url: &str, f: &RawFaults) -> std::result::Result<FaultSettings
                 .into(),
         );
     }
+    if f.reorder > 10_000 {
+        return Err(format!(
+            "inject_faults.reorder: pages of at most 10000 entries, not {}",
+            f.reorder
+        ));
+    }
     let delay = match &f.delay {
         None => std::time::Duration::from_millis(50),
         Some(d) => humantime::parse_duration(d.trim())
@@ -1025,6 +1082,7 @@ fn fault_settings(url: &str, f: &RawFaults) -> std::result::Result<FaultSettings
         slow: f.slow,
         partial: f.partial,
         delay,
+        reorder: f.reorder,
     })
 }
 
@@ -1182,6 +1240,47 @@ url = "recordings"
                 max_clock_skew: std::time::Duration::from_secs(300),
                 shard_wait: std::time::Duration::from_secs(600),
             }
+        );
+    }
+
+    #[test]
+    fn listing_order_is_checked_and_left_to_the_store_by_default() {
+        let store = |url: &str, line: &str| {
+            parse(&format!(
+                "[signing]\nkey_id = \"k1\"\n[[stores]]\nname = \"r\"\nurl = \"{url}\"\n{line}"
+            ))
+        };
+        assert_eq!(parse(MINIMAL).unwrap().stores[0].listing_order, None);
+        let s = store("s3://b/calls", "listing_order = \"lexicographic\"\n").unwrap();
+        assert_eq!(
+            s.stores[0].listing_order,
+            Some(ListingOrderSetting::Lexicographic)
+        );
+        let s = store("recordings", "listing_order = \"unordered\"\n").unwrap();
+        assert_eq!(
+            s.stores[0].listing_order,
+            Some(ListingOrderSetting::Unordered)
+        );
+        let err = store("s3://b", "listing_order = \"sorted\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":6:17: listing_order must be \"lexicographic\" or \"unordered\""),
+            "{err}"
+        );
+        let err = store(
+            "s3://recordings--use1-az4--x-s3/calls",
+            "listing_order = \"lexicographic\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("S3 directory bucket"), "{err}");
+        assert!(
+            store(
+                "s3://recordings--use1-az4--x-s3",
+                "listing_order = \"unordered\"\n"
+            )
+            .is_ok()
         );
     }
 

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use object_store::ObjectMeta;
 
 use crate::policy::{Policy, RuleMatch};
-use crate::store::{Listed, Store, StoreError};
+use crate::store::{Listed, ListingOrder, Store, StoreError};
 
 /// Sidecars larger than this are not read; their recordings are kept and reported.
 pub const SIDECAR_LIMIT: u64 = 1024 * 1024;
@@ -58,10 +58,7 @@ pub fn scan<'a>(
     policy: &'a Policy,
     concurrency: usize,
 ) -> impl Stream<Item = Result<Scanned<'a>, StoreError>> + 'a {
-    let mut folder = Folder {
-        disabled: !store.lists_in_order(),
-        ..Folder::default()
-    };
+    let mut folder = Folder::new(store.listing_order());
     store
         .list()
         .map(move |listed| {
@@ -161,22 +158,35 @@ fn prepare<'p>(
 /// What the listing has shown of the folder it is in, so that a recording's
 /// sidecar need not be fetched when the listing proves it absent.
 ///
-/// Every store lists a folder's objects in increasing name order (S3, GCS and
-/// Azure list keys in lexicographic order; the local walk sorts each folder
-/// that is not too large, and says so of one that is), and a folder's whole
-/// subtree in one stretch, subfolders interleaved. So when a recording `D/r`
-/// is listed, a sidecar `D/s` with `s < r` has already been listed, in the
-/// current stretch of `D`, if it exists. The inference is made only then: not
-/// for a sidecar in another folder or sorting after the recording, not when
-/// `D` was left for a subfolder and came back (its first stretch is
-/// forgotten), not after a problem entry in `D`, not in a folder the listing
-/// calls unordered, and not for a sidecar sorting before the last
-/// [`WINDOW`] names (only those are remembered, so memory stays flat in a
-/// folder of millions). A folder listed out of order after an inference
-/// fails the store's listing, so nothing in it is deleted on the inference's
-/// strength; before any inference it only turns inference off.
-#[derive(Default)]
+/// A store that keeps an order ([`ListingOrder`]) lists every key after the
+/// one before it, in that order, and a folder's whole subtree in one
+/// stretch, subfolders interleaved. So when a recording `D/r` is listed, a
+/// sidecar `D/s` with `s < r` has already been listed, in the current
+/// stretch of `D`, if it exists. The inference is made only then: not for a
+/// sidecar in another folder or sorting after the recording, not when `D`
+/// was left for a subfolder and came back (its first stretch is forgotten),
+/// not after a problem entry in `D`, not in a folder the listing calls
+/// unordered, not in a store that keeps no order, and not for a sidecar
+/// sorting before the last [`WINDOW`] names (only those are remembered, so
+/// memory stays flat in a folder of millions).
+///
+/// The inference holds only if the whole listing keeps the order, so every
+/// key is compared with the key listed before it, across folders (`a.wav`,
+/// then `x/z.wav`, then `a.json` is caught at `a.json`). A key out of order
+/// after an inference fails the store's listing, so nothing in it is deleted
+/// on the inference's strength; before any inference it turns inference off
+/// for the rest of the listing. The local walk's unordered folders (files
+/// in the file system's order, then subfolders in the file system's order)
+/// are exempt, except between keys of one of their subfolders, which is
+/// walked in order.
 struct Folder {
+    order: ListingOrder,
+    /// The key listed last (`has_last`), for the order check.
+    last: String,
+    has_last: bool,
+    /// Folders the local walk announced unordered, outermost first, that
+    /// the listing is still inside of.
+    unordered_roots: Vec<String>,
     /// A stretch of `dir` is under way.
     started: bool,
     dir: String,
@@ -209,30 +219,88 @@ fn inside(dir: &str, ancestor: &str) -> bool {
             .is_some_and(|r| r.starts_with('/'))
 }
 
+/// Whether `key` lies in `root` or below it.
+fn under(key: &str, root: &str) -> bool {
+    let dir = split(key).0;
+    dir == root || inside(dir, root)
+}
+
+/// The subfolder of `root` that `key` lies in, if it is not a file of `root` itself.
+fn subfolder<'k>(root: &str, key: &'k str) -> Option<&'k str> {
+    let rest = if root.is_empty() {
+        key
+    } else {
+        key.strip_prefix(root)?.strip_prefix('/')?
+    };
+    rest.split_once('/').map(|(first, _)| first)
+}
+
 impl Folder {
+    fn new(order: ListingOrder) -> Self {
+        Self {
+            order,
+            last: String::new(),
+            has_last: false,
+            unordered_roots: Vec::new(),
+            started: false,
+            dir: String::new(),
+            names: Default::default(),
+            dropped: false,
+            tainted: false,
+            unordered: false,
+            suspended: Vec::new(),
+            inferred: false,
+            disabled: !order.is_sorted(),
+        }
+    }
+
     fn observe(&mut self, key: &str) -> Result<(), String> {
+        self.check_order(key)?;
         let (dir, name) = split(key);
-        if self.started && dir == self.dir {
-            if self.unordered {
-                return Ok(());
-            }
-            if let Some(last) = self.names.back().filter(|last| name <= last.as_str()) {
-                if self.inferred {
-                    return Err(format!(
-                        "{key} was listed after {}/{last}, out of key order: sidecars were judged absent from this listing, so nothing in this store is deleted this time",
-                        self.dir
-                    ));
-                }
-                self.disabled = true;
-            }
-        } else {
+        if !self.started || dir != self.dir {
             self.enter(dir);
+        } else if self.unordered {
+            return Ok(());
         }
         if self.names.len() == WINDOW {
             self.names.pop_front();
             self.dropped = true;
         }
         self.names.push_back(name.to_string());
+        Ok(())
+    }
+
+    /// `key` must come after the key listed before it, in the store's order.
+    fn check_order(&mut self, key: &str) -> Result<(), String> {
+        if !self.order.is_sorted() {
+            return Ok(());
+        }
+        while let Some(root) = self.unordered_roots.last() {
+            if under(key, root) {
+                break;
+            }
+            self.unordered_roots.pop();
+        }
+        let exempt = self.unordered_roots.last().is_some_and(|root| {
+            under(&self.last, root)
+                && (subfolder(root, &self.last).is_none()
+                    || subfolder(root, &self.last) != subfolder(root, key))
+        });
+        let in_order =
+            !self.has_last || exempt || self.order.cmp(&self.last, key) == std::cmp::Ordering::Less;
+        if !in_order {
+            if self.inferred {
+                return Err(format!(
+                    "{key} was listed after {}, out of key order ({} order): sidecars were judged absent from this listing, so nothing in this store is deleted this time",
+                    self.last,
+                    self.order.as_str()
+                ));
+            }
+            self.disabled = true;
+        }
+        self.last.clear();
+        self.last.push_str(key);
+        self.has_last = true;
         Ok(())
     }
 
@@ -257,7 +325,8 @@ impl Folder {
         self.unordered = false;
     }
 
-    /// The listing says `dir`'s files now come in no particular order.
+    /// The listing says `dir`'s files now come in no particular order, and
+    /// its subfolders after them, in no particular order either.
     fn unordered(&mut self, dir: &str) {
         if !self.started || dir != self.dir {
             self.enter(dir);
@@ -265,6 +334,13 @@ impl Folder {
         self.tainted = true;
         self.unordered = true;
         self.names.clear();
+        while let Some(root) = self.unordered_roots.last() {
+            if root == dir || inside(dir, root) {
+                break;
+            }
+            self.unordered_roots.pop();
+        }
+        self.unordered_roots.push(dir.to_string());
     }
 
     /// A problem entry (a link, an unreadable name): no inference in its folder.
@@ -279,22 +355,28 @@ impl Folder {
     /// `Some(false)` when the listing proves `sidecar` absent, given that
     /// `recording` was the last object listed; `None` when it cannot tell.
     fn listed_before(&mut self, recording: &str, sidecar: &str) -> Option<bool> {
+        use std::cmp::Ordering::Less;
         let (dir, name) = split(recording);
         let (sdir, sname) = split(sidecar);
-        if self.disabled || self.tainted || sdir != dir || dir != self.dir || sname >= name {
+        if self.disabled
+            || self.tainted
+            || sdir != dir
+            || dir != self.dir
+            || self.order.cmp(sname, name) != Less
+        {
             return None;
         }
         if self.dropped
             && self
                 .names
                 .front()
-                .is_none_or(|first| sname < first.as_str())
+                .is_none_or(|first| self.order.cmp(sname, first) == Less)
         {
             return None;
         }
         if self
             .names
-            .binary_search_by(|n| n.as_str().cmp(sname))
+            .binary_search_by(|n| self.order.cmp(n, sname))
             .is_ok()
         {
             return Some(true);
@@ -309,7 +391,7 @@ mod tests {
     use super::*;
 
     fn listing(keys: &[&str]) -> Folder {
-        let mut f = Folder::default();
+        let mut f = Folder::new(ListingOrder::Utf8);
         for k in keys {
             f.observe(k).unwrap();
         }
@@ -342,7 +424,7 @@ mod tests {
         let mut f = listing(&["a.json", "b/x", "c.wav"]);
         assert_eq!(f.listed_before("c.wav", "a.json"), None);
         // A problem entry (a link, say) in the folder.
-        let mut f = Folder::default();
+        let mut f = Folder::new(ListingOrder::Utf8);
         f.problem("d/a.json");
         f.observe("d/a.wav").unwrap();
         assert_eq!(f.listed_before("d/a.wav", "d/a.json"), None);
@@ -400,5 +482,124 @@ mod tests {
         assert_eq!(f.listed_before("d/b.wav", "d/a.json"), Some(false));
         let err = f.observe("d/a.json").unwrap_err();
         assert!(err.contains("out of key order"), "{err}");
+    }
+
+    fn ordered(order: ListingOrder, keys: &[&str]) -> Folder {
+        let mut f = Folder::new(order);
+        for k in keys {
+            f.observe(k).unwrap();
+        }
+        f
+    }
+
+    #[test]
+    fn a_key_out_of_order_across_folders_fails_the_store_after_an_inference() {
+        // a.wav, then another folder, then a.json: each folder stretch is in
+        // order, the listing is not.
+        let mut f = ordered(ListingOrder::Utf8, &["a.wav"]);
+        assert_eq!(f.listed_before("a.wav", "a.json"), Some(false));
+        f.observe("x/01/02/z.wav").unwrap();
+        let err = f.observe("a.json").unwrap_err();
+        assert!(
+            err.contains("a.json was listed after x/01/02/z.wav"),
+            "{err}"
+        );
+        assert!(err.contains("out of key order"), "{err}");
+        // The same across sibling folders, and back into a folder left for another.
+        let mut f = ordered(ListingOrder::Utf8, &["d/b.wav"]);
+        assert_eq!(f.listed_before("d/b.wav", "d/a.json"), Some(false));
+        f.observe("e/c.wav").unwrap();
+        assert!(f.observe("d/a.json").is_err());
+        // Before any inference, disorder across folders turns inference off.
+        let mut f = ordered(ListingOrder::Utf8, &["x/z.wav", "a.wav"]);
+        assert_eq!(f.listed_before("a.wav", "a.json"), None);
+        f.observe("b.wav").unwrap();
+        assert_eq!(f.listed_before("b.wav", "a.json"), None, "off for good");
+        // A key listed twice is out of order too.
+        let mut f = ordered(ListingOrder::Utf8, &["d/b.wav"]);
+        assert_eq!(f.listed_before("d/b.wav", "d/a.json"), Some(false));
+        assert!(f.observe("d/b.wav").is_err());
+    }
+
+    #[test]
+    fn keys_are_compared_in_the_order_the_store_lists_in() {
+        // Azure lists by UTF-16 code units: 😀 (D83D DE00) before ！ (FF01).
+        let azure = [
+            "d/y.wav",
+            "d/z😀a.json",
+            "d/z😀a.wav",
+            "d/z！b.json",
+            "d/z！b.wav",
+        ];
+        let mut f = Folder::new(ListingOrder::Utf16);
+        for k in &azure[..3] {
+            f.observe(k).unwrap();
+        }
+        assert_eq!(f.listed_before("d/z😀a.wav", "d/z😀a.json"), Some(true));
+        f.observe(azure[3]).unwrap();
+        f.observe(azure[4]).unwrap();
+        assert_eq!(f.listed_before("d/z！b.wav", "d/z！b.json"), Some(true));
+        assert_eq!(f.listed_before("d/z！b.wav", "d/z😀b.json"), Some(false));
+        // The same listing judged by UTF-8 bytes is out of order.
+        let mut f = ordered(ListingOrder::Utf8, &azure[..1]);
+        assert_eq!(f.listed_before("d/y.wav", "d/x.json"), Some(false));
+        f.observe(azure[1]).unwrap();
+        f.observe(azure[2]).unwrap();
+        assert!(f.observe(azure[3]).is_err());
+        // S3 and GCS list by UTF-8 bytes: ！ (EF BC 81) before 😀 (F0 ...).
+        let mut f = ordered(
+            ListingOrder::Utf8,
+            &["d/y.wav", "d/z！b.json", "d/z！b.wav"],
+        );
+        assert_eq!(f.listed_before("d/z！b.wav", "d/z！b.json"), Some(true));
+        f.observe("d/z😀a.json").unwrap();
+        // The local walk lists a subfolder at its name's place, before the
+        // names it is a prefix of.
+        let walk = ["d/a.wav", "d/b/x.wav", "d/b.json", "d/b.wav"];
+        let mut f = ordered(ListingOrder::Walk, &walk[..1]);
+        assert_eq!(f.listed_before("d/a.wav", "d/0.json"), Some(false));
+        for k in &walk[1..] {
+            f.observe(k).unwrap();
+        }
+        assert_eq!(
+            f.listed_before("d/b.wav", "d/b.json"),
+            None,
+            "d returned to"
+        );
+        let mut f = ordered(ListingOrder::Utf8, &walk[..1]);
+        assert_eq!(f.listed_before("d/a.wav", "d/0.json"), Some(false));
+        f.observe(walk[1]).unwrap();
+        assert!(f.observe(walk[2]).is_err(), "not in UTF-8 byte order");
+    }
+
+    #[test]
+    fn a_store_keeping_no_order_never_infers_nor_fails() {
+        let mut f = ordered(ListingOrder::Unordered, &["b.wav", "x/z.wav", "a.wav"]);
+        assert_eq!(f.listed_before("a.wav", "a.json"), None);
+        f.observe("a.json").unwrap();
+    }
+
+    #[test]
+    fn the_subfolders_of_an_unordered_local_folder_are_still_checked_inside() {
+        let mut f = ordered(ListingOrder::Walk, &["a/x.wav"]);
+        assert_eq!(f.listed_before("a/x.wav", "a/w.json"), Some(false));
+        f.unordered("d");
+        // Files, then subfolders, each in the file system's order.
+        for k in ["d/z.wav", "d/b.wav", "d/q/b.wav"] {
+            f.observe(k).unwrap();
+        }
+        assert_eq!(f.listed_before("d/q/b.wav", "d/q/a.json"), Some(false));
+        f.observe("d/q/c.wav").unwrap();
+        f.observe("d/p/a.wav").unwrap();
+        f.observe("d/p/b/c.wav").unwrap();
+        // Out of order inside one subfolder, which is walked in order.
+        assert!(f.observe("d/p/a.json").is_err());
+        // Out of order after the unordered folder's subtree.
+        let mut f = ordered(ListingOrder::Walk, &["a/x.wav"]);
+        assert_eq!(f.listed_before("a/x.wav", "a/w.json"), Some(false));
+        f.unordered("d");
+        f.observe("d/z.wav").unwrap();
+        f.observe("e/b.wav").unwrap();
+        assert!(f.observe("c.wav").is_err());
     }
 }

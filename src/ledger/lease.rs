@@ -7,8 +7,12 @@
 //! holder. Every deletion intent is written in a transaction that first checks
 //! that the lease is still ours at our epoch (fencing): a worker that was
 //! paused past its expiry, and whose lease passed to another, cannot start a
-//! deletion when it wakes up. A lease left by a crashed run expires; on the
-//! same host, a holder whose process is gone is taken over at once.
+//! deletion when it wakes up. A lease left by a crashed run expires; a
+//! holder whose process is gone is taken over at once when it ran in the
+//! same PID namespace of the same boot of the same host: a process id means
+//! nothing elsewhere (another container on the host network, a pod with
+//! `hostNetwork`, `unshare --pid` all share the host name), and there the
+//! lease is only ever left to expire.
 
 use std::time::Duration;
 
@@ -57,6 +61,13 @@ pub struct Holder {
     /// check the safety limits on their plans together.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass: Option<String>,
+    /// Where `pid` names a process: the kernel's boot id and the PID
+    /// namespace (`/proc/self/ns/pid`), e.g.
+    /// `45397a9a-7f45-49ec-bbfe-1dba6224673a/pid:[4026531836]`. `None` when
+    /// either cannot be read (or from a lethe that did not record it): such
+    /// a holder is never judged gone, its lease only expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_scope: Option<String>,
 }
 
 impl Holder {
@@ -66,13 +77,32 @@ impl Holder {
             host: hostname(),
             pid: std::process::id(),
             pass: None,
+            pid_scope: pid_scope(),
         }
     }
 
-    /// Whether this holder is a process on this host that no longer exists.
+    /// Whether this holder is a process that no longer exists, which only
+    /// a process of the same host, boot and PID namespace can tell.
     fn is_dead_here(&self) -> bool {
-        self.host == hostname() && !std::path::Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.is_dead_in(&hostname(), pid_scope().as_deref(), |pid| {
+            std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
     }
+
+    fn is_dead_in(&self, host: &str, scope: Option<&str>, exists: impl Fn(u32) -> bool) -> bool {
+        self.host == host
+            && scope.is_some()
+            && self.pid_scope.as_deref() == scope
+            && !exists(self.pid)
+    }
+}
+
+/// This process's boot id and PID namespace (see [`Holder::pid_scope`]).
+fn pid_scope() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let (boot, namespace) = (boot.trim(), namespace.to_str()?);
+    (!boot.is_empty() && !namespace.is_empty()).then(|| format!("{boot}/{namespace}"))
 }
 
 fn hostname() -> String {
@@ -331,5 +361,51 @@ impl Ledger {
             return Err(LeaseError::Lost);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(pid_scope: Option<&str>) -> Holder {
+        Holder {
+            run_id: "r".into(),
+            host: "node-1".into(),
+            pid: 4242,
+            pass: None,
+            pid_scope: pid_scope.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_holder_is_judged_gone_only_from_its_own_host_boot_and_pid_namespace() {
+        let here = "boot-1/pid:[4026531836]";
+        let gone = |_| false;
+        assert!(holder(Some(here)).is_dead_in("node-1", Some(here), gone));
+        assert!(
+            !holder(Some(here)).is_dead_in("node-1", Some(here), |_| true),
+            "alive"
+        );
+        // Another PID namespace on the same host name: a container on the
+        // host network, a hostNetwork pod, `unshare --pid`.
+        let other_ns = "boot-1/pid:[4026532179]";
+        assert!(!holder(Some(here)).is_dead_in("node-1", Some(other_ns), gone));
+        // The same namespace inode after a reboot is another namespace.
+        assert!(!holder(Some(here)).is_dead_in("node-1", Some("boot-2/pid:[4026531836]"), gone));
+        assert!(!holder(Some(here)).is_dead_in("node-2", Some(here), gone));
+        // Unknown on either side: the lease is left to expire.
+        assert!(!holder(None).is_dead_in("node-1", Some(here), gone));
+        assert!(!holder(Some(here)).is_dead_in("node-1", None, gone));
+        assert!(!holder(None).is_dead_in("node-1", None, gone));
+    }
+
+    #[test]
+    fn this_process_knows_its_boot_and_pid_namespace() {
+        let scope = Holder::this_process("r").pid_scope.unwrap();
+        assert!(scope.contains("/pid:["), "{scope}");
+        // A holder from a lethe that did not record it still reads.
+        let old: Holder = serde_json::from_str(r#"{"run_id":"r","host":"h","pid":7}"#).unwrap();
+        assert_eq!(old.pid_scope, None);
     }
 }

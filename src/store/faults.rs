@@ -48,6 +48,9 @@ impl Fault {
     }
 }
 
+/// With `reorder`, the pages shuffled together (memory: this many pages).
+pub const REORDERED_PAGES: usize = 4;
+
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
@@ -267,7 +270,10 @@ impl ObjectStore for FaultyStore {
         .boxed()
     }
 
-    /// A listing may fail at its start or part way through.
+    /// A listing may fail at its start or part way through, and its pages
+    /// may come out of order: with `reorder`, pages of that many entries,
+    /// each in the store's order, every [`REORDERED_PAGES`] of them listed
+    /// in an order drawn from the seed.
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let settings = self.settings;
         let at_start = self.request_fault();
@@ -281,7 +287,8 @@ impl ObjectStore for FaultyStore {
         let mid = (settings.error + settings.throttle) / 1000.0;
         let mut n = 0u64;
         let mut failed = false;
-        self.inner
+        let listing = self
+            .inner
             .list(prefix)
             .filter_map(move |item| {
                 n += 1;
@@ -299,6 +306,36 @@ impl ObjectStore for FaultyStore {
                 };
                 futures::future::ready(out)
             })
+            .boxed();
+        if settings.reorder == 0 {
+            return listing;
+        }
+        let shuffles = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
+        let page = settings.reorder;
+        let mut drawn = 0u64;
+        listing
+            .chunks(page * REORDERED_PAGES)
+            .map(move |window| {
+                let mut pages: Vec<Vec<Result<ObjectMeta>>> = Vec::new();
+                let mut window = window.into_iter().peekable();
+                while window.peek().is_some() {
+                    pages.push(window.by_ref().take(page).collect());
+                }
+                // Fisher-Yates over the pages, driven by the seed.
+                for i in (1..pages.len()).rev() {
+                    drawn += 1;
+                    let j = (draw(settings.seed, shuffles + drawn) * (i + 1) as f64) as usize;
+                    pages.swap(i, j.min(i));
+                }
+                tracing::warn!(
+                    fault = "reorder",
+                    op = "list",
+                    pages = pages.len(),
+                    "injected fault"
+                );
+                futures::stream::iter(pages.into_iter().flatten())
+            })
+            .flatten()
             .boxed()
     }
 
@@ -337,6 +374,7 @@ mod tests {
             slow: 0.05,
             partial: 0.3,
             delay: std::time::Duration::from_millis(1),
+            reorder: 0,
         }
     }
 

@@ -11,6 +11,7 @@
 mod cloud;
 pub mod faults;
 mod local;
+mod order;
 mod probe;
 
 use std::collections::{HashMap, VecDeque};
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cloud::Cloud;
 pub use local::{LocalError, LocalGuard};
+pub use order::ListingOrder;
 pub use probe::DeletionStatement;
 
 use crate::config::StoreConfig;
@@ -107,9 +109,9 @@ pub struct Store {
     cloud: Option<Cloud>,
     /// HTTP settings among the store's options, for lethe's own requests.
     client_options: object_store::ClientOptions,
-    /// The listing yields each folder's objects in increasing name order (S3,
-    /// GCS and Azure by their API's contract; the local guard's own walk).
-    sorted: bool,
+    /// The order the listing yields keys in, as far as the scan may rely on
+    /// it (see [`ListingOrder`]).
+    order: ListingOrder,
     /// The key prefix of lethe's certificate destination inside this store:
     /// the certificates, manifests and their temporary files there are never
     /// listed, read or deleted.
@@ -159,6 +161,11 @@ impl Store {
                 (inner, None, Some(cloud))
             }
         };
+        let order = match &cloud {
+            Some(cloud) => ListingOrder::cloud(cloud, config.listing_order),
+            None => ListingOrder::local(config.listing_order),
+        };
+        tracing::debug!(store = %config.name, order = order.as_str(), "listing order relied on");
         Ok(Self {
             name: config.name.clone(),
             url: url.clone(),
@@ -166,7 +173,7 @@ impl Store {
             local,
             cloud,
             client_options: cloud::client_options(&config.options),
-            sorted: true,
+            order,
             certificates_prefix: config.certificates_prefix.clone(),
         })
     }
@@ -180,7 +187,7 @@ impl Store {
             local: None,
             cloud: None,
             client_options: object_store::ClientOptions::new(),
-            sorted: false,
+            order: ListingOrder::Unordered,
             certificates_prefix: None,
         }
     }
@@ -195,17 +202,17 @@ impl Store {
             .is_some_and(|name| !name.contains('/') && is_certificate_file(name))
     }
 
-    /// Declares that the wrapped store lists in key order (see [`Store::lists_in_order`]).
-    pub fn with_sorted_listing(mut self) -> Self {
-        self.sorted = true;
+    /// Declares the order the wrapped store lists in (see [`Store::listing_order`]).
+    pub fn with_listing_order(mut self, order: ListingOrder) -> Self {
+        self.order = order;
         self
     }
 
-    /// Whether the listing yields each folder's objects in increasing name
-    /// order, so that the scan may infer a sidecar's absence from it. Unknown
-    /// stores (`from_object_store`) are not assumed to.
-    pub fn lists_in_order(&self) -> bool {
-        self.sorted
+    /// The order the listing yields keys in, so that the scan may infer a
+    /// sidecar's absence from it and check that the listing keeps to it.
+    /// Unknown stores (`from_object_store`) are not assumed to keep any.
+    pub fn listing_order(&self) -> ListingOrder {
+        self.order
     }
 
     /// The typed cloud client, if this is a cloud store.

@@ -355,6 +355,7 @@ mod tests {
             retry: Default::default(),
             deletion_mode: None,
             faults: None,
+            listing_order: None,
             certificates_prefix: None,
         };
         let local = Store::open(&config).unwrap();

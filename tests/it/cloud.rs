@@ -892,3 +892,42 @@ for_each_kind! {
     claims_keep_objects_other_recordings_and_holds_keep => claims_keep_shared_objects,
     a_url_prefix_names_exactly_the_folder_typed => a_url_prefix_names_exactly_the_folder_typed,
 }
+
+/// Names that UTF-8 and UTF-16 sort differently (U+1F600 against U+FF01),
+/// after an expired recording whose missing sidecar the listing showed
+/// absent: each store's order is the one checked, so none of them stops.
+async fn names_sorted_differently_by_utf16_never_stop_a_store(kind: Kind) {
+    let (mut w, bucket) = cloud_world(kind).await;
+    w.stores = bucket.store_toml(
+        "recordings",
+        "tenant-a",
+        "listing_order = \"lexicographic\"\n",
+    );
+    w.write_config();
+    let dir = format!("calls/quality/{}", months_ago(20));
+    for (name, body) in [
+        ("y.wav", "audio"),
+        ("z😀a.wav", "audio"),
+        ("z😀a.json", r#"{"purposes":["disputes"]}"#),
+        ("z！b.wav", "audio"),
+        ("z！b.json", r#"{"purposes":["quality"]}"#),
+    ] {
+        bucket.put(&format!("tenant-a/{dir}/{name}"), body).await;
+    }
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    let expected: BTreeSet<String> = ["z😀a.wav", "z😀a.json"]
+        .iter()
+        .map(|n| format!("tenant-a/{dir}/{n}"))
+        .collect();
+    assert_eq!(bucket.keys().await, expected, "{kind:?}");
+    let certified: Vec<String> = ["y.wav", "z！b.wav", "z！b.json"]
+        .iter()
+        .map(|n| format!("{dir}/{n}"))
+        .collect();
+    assert_eq!(sorted(w.manifest_keys(1)), sorted(certified), "{kind:?}");
+}
+
+for_each_kind! {
+    names_that_utf16_sorts_differently_never_stop_a_store => names_sorted_differently_by_utf16_never_stop_a_store,
+}

@@ -76,6 +76,7 @@ async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) 
         host: "node-a.example".into(),
         pid: 1,
         pass: None,
+        pid_scope: None,
     };
     let lease_a = ledger
         .acquire_lease("retention", &a, Duration::from_secs(1))
@@ -87,6 +88,7 @@ async fn a_worker_whose_lease_passed_to_another_cannot_start_a_deletion(db: Db) 
         host: "node-b.example".into(),
         pid: 1,
         pass: None,
+        pid_scope: None,
     };
     assert!(matches!(
         ledger
@@ -368,9 +370,77 @@ async fn shards_check_the_limits_on_the_whole_pass(db: Db) {
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
 }
 
+/// `lethe run` as `unshare --pid --fork --mount-proc` starts it: same host
+/// name, its own PID namespace (as a container on the host network or a pod
+/// with `hostNetwork`).
+fn run_in_own_pid_namespace(w: &World) -> std::process::Output {
+    let lethe = w.command(&["run"]);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc"])
+        .arg(lethe.get_program())
+        .args(lethe.get_args())
+        .current_dir(w.dir.path());
+    for (k, v) in lethe.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.output().expect("unshare (util-linux), run as root")
+}
+
+async fn a_live_lease_is_never_taken_from_another_pid_namespace(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    let key = format!("calls/quality/{}/C-1.wav", months_ago(30));
+    w.put(&key, "audio");
+    let ledger = w.ledger().await;
+    // This test process holds the lease, as a `lethe run` under way would.
+    let live = ledger
+        .acquire_lease(
+            "retention",
+            &Holder::this_process("run-live"),
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+
+    // Its pid does not exist in the new namespace: that says nothing of it.
+    let out = run_in_own_pid_namespace(&w);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("holds the run lease"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.exists(&key));
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 1);
+    assert!(w.exists(&key));
+
+    // A holder of this namespace whose process is gone is taken over at once,
+    // but not from another namespace, where its pid means nothing.
+    ledger.release_lease(&live).await.unwrap();
+    let mut exited = std::process::Command::new("true").spawn().unwrap();
+    exited.wait().unwrap();
+    let gone = Holder {
+        pid: exited.id(),
+        ..Holder::this_process("run-gone")
+    };
+    ledger
+        .acquire_lease("retention", &gone, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_exit(&run_in_own_pid_namespace(&w), 1);
+    assert!(w.exists(&key));
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(&key), "the crashed holder's lease was taken over");
+}
+
 for_each_db! {
     shards_check_the_limits_on_the_whole_pass => shards_check_the_limits_on_the_whole_pass,
     runs_of_different_shardings_exclude_each_other => runs_of_different_shardings_exclude_each_other,
+    a_live_lease_is_never_taken_from_another_pid_namespace => a_live_lease_is_never_taken_from_another_pid_namespace,
     shards_split_a_store => shards_split_a_store_between_concurrent_processes,
     two_concurrent_runs_delete_each_object_once => two_runs_at_once_delete_each_object_once,
     lease_fencing_stops_a_paused_worker => a_worker_whose_lease_passed_to_another_cannot_start_a_deletion,

@@ -623,6 +623,7 @@ async fn with_json_logs_every_failure_writes_only_json_lines_to_stderr() {
         host: "node-b.example".into(),
         pid: 1,
         pass: None,
+        pid_scope: None,
     };
     let lease = ledger
         .acquire_lease(

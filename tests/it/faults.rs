@@ -77,7 +77,12 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         let k = [1.0, 0.5, 0.05][(seed % 3) as usize];
         w.stores = format!(
             "{}[stores.inject_faults]\nseed = {seed}\nerror = {}\nthrottle = {}\ntimeout = {}\nlost_reply = {}\nslow = {}\npartial = {}\ndelay = \"20ms\"\n",
-            bucket.store_toml("recordings", "tenant-a", ""),
+            // moto lists in key order: the scan infers absent sidecars, as on AWS.
+            bucket.store_toml(
+                "recordings",
+                "tenant-a",
+                "listing_order = \"lexicographic\"\n"
+            ),
             0.08 * k,
             0.06 * k,
             0.03 * k,
@@ -207,5 +212,100 @@ fn fault_injection_is_refused_on_a_local_folder_and_checked() {
         stderr(&out).contains("inject_faults applies to object-store URLs"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// Three day folders, each with two recordings kept for disputes by their
+/// sidecars (which sort before them) and two expired ones without a sidecar.
+async fn ordered_corpus(bucket: &Bucket) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut kept, mut expired) = (BTreeSet::new(), BTreeSet::new());
+    for m in [9, 10, 11] {
+        let day = months_ago(m);
+        for i in 0..2 {
+            let rec = format!("calls/quality/{day}/A-{i}.wav");
+            bucket.put(&format!("tenant-a/{rec}"), "audio").await;
+            let sidecar = rec.replace(".wav", ".json");
+            bucket
+                .put(
+                    &format!("tenant-a/{sidecar}"),
+                    r#"{"purposes":["disputes"]}"#,
+                )
+                .await;
+            kept.extend([rec, sidecar]);
+            let rec = format!("calls/quality/{day}/B-{i}.wav");
+            bucket.put(&format!("tenant-a/{rec}"), "audio").await;
+            expired.insert(rec);
+        }
+    }
+    (kept, expired)
+}
+
+/// A store that lists out of order (an S3 directory bucket, an S3-compatible
+/// service, one that breaks its promise), simulated by listing moto's pages
+/// of three entries out of order (a recording and its sidecar fall on two
+/// pages): no decision rests on an order the listing did not
+/// keep. Declared lexicographic, the disorder is found, across folders
+/// too, and the store fails with nothing deleted; left to its default (a
+/// custom endpoint promises no order), every sidecar is fetched and the run
+/// deletes exactly the expired recordings.
+#[tokio::test]
+async fn a_listing_out_of_order_never_deletes_what_a_sidecar_keeps() {
+    let mut failed = 0;
+    for seed in 0..6 {
+        let bucket = Bucket::new(Kind::S3).await;
+        let (kept, expired) = ordered_corpus(&bucket).await;
+        let mut w = World::new();
+        w.env = bucket.env();
+        let reorder = format!("[stores.inject_faults]\nseed = {seed}\nreorder = 3\n");
+        let present = |keys: BTreeSet<String>| -> BTreeSet<String> {
+            keys.iter()
+                .filter_map(|k| k.strip_prefix("tenant-a/").map(str::to_string))
+                .collect()
+        };
+
+        w.stores = format!(
+            "{}{reorder}",
+            bucket.store_toml(
+                "recordings",
+                "tenant-a",
+                "listing_order = \"lexicographic\"\n"
+            )
+        );
+        w.write_config();
+        let out = w.lethe(&["run"]);
+        let left = present(bucket.keys().await);
+        for k in &kept {
+            assert!(
+                left.contains(k),
+                "seed {seed}: {k} was deleted although its sidecar keeps it\n{}",
+                stderr(&out)
+            );
+        }
+        if code(&out) == 1 {
+            assert!(
+                stderr(&out).contains("out of key order"),
+                "seed {seed}: {}",
+                stderr(&out)
+            );
+            assert_eq!(left.len(), kept.len() + expired.len(), "seed {seed}");
+            failed += 1;
+        } else {
+            assert_exit(&out, 0);
+        }
+
+        w.stores = format!(
+            "{}{reorder}",
+            bucket.store_toml("recordings", "tenant-a", "")
+        );
+        w.write_config();
+        let out = w.lethe(&["run"]);
+        assert_exit(&out, 0);
+        assert_eq!(present(bucket.keys().await), kept, "seed {seed}");
+        let certified: BTreeSet<String> = w.all_certified().into_iter().collect();
+        assert_eq!(certified, expired, "seed {seed}");
+    }
+    assert!(
+        failed > 0,
+        "no seed listed a kept recording before its sidecar"
     );
 }
