@@ -85,13 +85,25 @@ pub struct Unclassified {
     pub subject: Option<String>,
 }
 
+/// The plan code of a recording kept because the store failed to give its
+/// sidecar: a failure of the run (exit 1), unlike a sidecar that is wrong.
+pub const SIDECAR_READ_FAILED: &str = "sidecar-read-failed";
+
 /// Why an object is kept without a retention decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reason {
     NoRule,
     NoPurpose,
     UndefinedPurpose(Vec<String>),
-    UnreadableSidecar { key: String, detail: String },
+    UnreadableSidecar {
+        key: String,
+        detail: String,
+    },
+    /// The store failed to give the sidecar (not a problem of its content).
+    SidecarReadFailed {
+        key: String,
+        detail: String,
+    },
     UnreadableDate(String),
     Unlisted(String),
 }
@@ -104,6 +116,7 @@ impl Reason {
             Reason::NoPurpose => "no-purpose",
             Reason::UndefinedPurpose(_) => "undefined-purpose",
             Reason::UnreadableSidecar { .. } => "unreadable-sidecar",
+            Reason::SidecarReadFailed { .. } => SIDECAR_READ_FAILED,
             Reason::UnreadableDate(_) => "unreadable-date",
             Reason::Unlisted(_) => "unreadable-object",
         }
@@ -117,6 +130,9 @@ impl Reason {
             }
             Reason::UndefinedPurpose(p) => {
                 format!("purpose {} is not defined by any policy", p.join(", "))
+            }
+            Reason::SidecarReadFailed { key, detail } => {
+                format!("sidecar {key} could not be read (the next run tries again): {detail}")
             }
             Reason::UnreadableSidecar { key, detail } => {
                 format!("sidecar {key} cannot be used: {detail}")
@@ -439,6 +455,9 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
     for s in c.sidecars {
         match s.state {
             SidecarState::Absent => {}
+            SidecarState::Failed(detail) => {
+                return unclassified(Reason::SidecarReadFailed { key: s.key, detail });
+            }
             SidecarState::Unreadable(detail) => {
                 return unclassified(Reason::UnreadableSidecar { key: s.key, detail });
             }
@@ -646,6 +665,34 @@ recordings:
         assert_eq!(
             r.recorded_at,
             Utc.with_ymd_and_hms(2021, 3, 3, 23, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_sidecar_the_store_failed_to_give_is_a_failure_not_a_bad_sidecar() {
+        let p = policy();
+        let key = "calls/quality/2025/01/01/C.wav";
+        let classified = |state: SidecarState| {
+            let matches = p.matches("s", key);
+            classify(
+                Scanned::Candidate(Candidate {
+                    object: meta(key),
+                    matches,
+                    sidecars: vec![SidecarRead {
+                        key: "calls/quality/2025/01/01/C.json".into(),
+                        state,
+                    }],
+                }),
+                &p,
+            )
+        };
+        assert_eq!(
+            reason(classified(SidecarState::Failed("503 Slow Down".into()))).code(),
+            SIDECAR_READ_FAILED
+        );
+        assert_eq!(
+            reason(classified(SidecarState::Unreadable("too large".into()))).code(),
+            "unreadable-sidecar"
         );
     }
 

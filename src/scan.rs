@@ -46,8 +46,15 @@ pub struct SidecarRead {
 #[derive(Debug)]
 pub enum SidecarState {
     Absent,
-    Present { meta: ObjectMeta, bytes: Bytes },
+    Present {
+        meta: ObjectMeta,
+        bytes: Bytes,
+    },
+    /// Refused: too large, or not a file lethe may read (a link, say).
     Unreadable(String),
+    /// The store failed to answer (an error, a time-out, access denied): a
+    /// failure of this run, which the next one retries.
+    Failed(String),
 }
 
 /// Streams `store` through the policy's patterns. Sidecar reads run up to
@@ -78,7 +85,10 @@ pub fn scan<'a>(
                         match store.get_small(&key, SIDECAR_LIMIT).await {
                             Ok(None) => SidecarState::Absent,
                             Ok(Some((meta, bytes))) => SidecarState::Present { meta, bytes },
-                            Err(e) => SidecarState::Unreadable(e.to_string()),
+                            Err(e @ StoreError::Refused { .. }) => {
+                                SidecarState::Unreadable(e.to_string())
+                            }
+                            Err(e) => SidecarState::Failed(e.to_string()),
                         }
                     };
                     reads.push(SidecarRead { key, state });

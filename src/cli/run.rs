@@ -713,6 +713,21 @@ async fn pass(
     }
 
     progress.finish();
+    // A sidecar the store failed to give kept its recording: safe, but the
+    // run did not do its work, and says so (the next run tries again).
+    for p in &passes {
+        let failed_reads = p.stats.as_ref().and_then(|s| {
+            s.report_by_code
+                .get(crate::classify::SIDECAR_READ_FAILED)
+                .copied()
+        });
+        if let Some(n) = failed_reads {
+            problems.push(format!(
+                "store {}: {n} sidecars could not be read from the store; their recordings were kept and the next run tries again",
+                p.name
+            ));
+        }
+    }
     let failures = passes
         .iter()
         .any(|p| p.error.is_some() || p.report.failed > 0)
