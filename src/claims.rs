@@ -100,6 +100,8 @@ struct Block {
 
 /// Fixed-layout binary records for the sort's spill files.
 trait Record: Ord + Sized {
+    /// About how much memory the record takes.
+    fn size(&self) -> usize;
     fn write(&self, w: &mut dyn Write) -> io::Result<()>;
     fn read(r: &mut dyn Read) -> io::Result<Option<Self>>;
 }
@@ -144,6 +146,10 @@ fn read_u32(r: &mut dyn Read) -> io::Result<u32> {
 }
 
 impl Record for Entry {
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.text.len()
+    }
+
     fn write(&self, w: &mut dyn Write) -> io::Result<()> {
         w.write_all(&[self.tag])?;
         w.write_all(&self.digest)?;
@@ -169,6 +175,10 @@ impl Record for Entry {
 }
 
 impl Record for Block {
+    fn size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.text.len()
+    }
+
     fn write(&self, w: &mut dyn Write) -> io::Result<()> {
         w.write_all(&[self.tag])?;
         w.write_all(&self.item.to_le_bytes())?;
@@ -194,21 +204,31 @@ impl Record for Block {
 struct Sorter<T: Record> {
     run: usize,
     buffer: Vec<T>,
+    /// Approximate heap bytes of `buffer`.
+    bytes: usize,
     spilled: Vec<std::fs::File>,
 }
+
+/// Bytes of records held in memory before a run is spilled, whatever their count.
+const RUN_BYTES: usize = 4 << 20;
+/// Spilled runs merged into one once there are this many, so that open
+/// files stay few however large the store.
+const MAX_RUNS: usize = 64;
 
 impl<T: Record> Sorter<T> {
     fn new(run: usize) -> Self {
         Self {
             run: run.max(1),
             buffer: Vec::new(),
+            bytes: 0,
             spilled: Vec::new(),
         }
     }
 
     fn push(&mut self, record: T) -> io::Result<()> {
+        self.bytes += record.size();
         self.buffer.push(record);
-        if self.buffer.len() >= self.run {
+        if self.buffer.len() >= self.run || self.bytes >= RUN_BYTES {
             self.spill()?;
         }
         Ok(())
@@ -225,7 +245,31 @@ impl<T: Record> Sorter<T> {
         self.spilled.push(file);
         // Give the run's memory back: the next run fills a fresh buffer.
         self.buffer = Vec::new();
+        self.bytes = 0;
+        if self.spilled.len() >= MAX_RUNS {
+            // Merge the runs so far into one, streamed.
+            let mut merged = Self::merge(std::mem::take(&mut self.spilled))?;
+            let mut w = BufWriter::new(tempfile::tempfile()?);
+            while let Some(r) = merged.next()? {
+                r.write(&mut w)?;
+            }
+            let mut file = w.into_inner().map_err(|e| e.into_error())?;
+            file.rewind()?;
+            self.spilled.push(file);
+        }
         Ok(())
+    }
+
+    fn merge(files: Vec<std::fs::File>) -> io::Result<Sorted<T>> {
+        let mut readers: Vec<BufReader<std::fs::File>> =
+            files.into_iter().map(BufReader::new).collect();
+        let mut heap = BinaryHeap::with_capacity(readers.len());
+        for (i, r) in readers.iter_mut().enumerate() {
+            if let Some(first) = T::read(r)? {
+                heap.push(Reverse((first, i)));
+            }
+        }
+        Ok(Sorted::Merge { readers, heap })
     }
 
     /// The records in order.
@@ -237,15 +281,7 @@ impl<T: Record> Sorter<T> {
         if !self.buffer.is_empty() {
             self.spill()?;
         }
-        let mut readers: Vec<BufReader<std::fs::File>> =
-            self.spilled.into_iter().map(BufReader::new).collect();
-        let mut heap = BinaryHeap::with_capacity(readers.len());
-        for (i, r) in readers.iter_mut().enumerate() {
-            if let Some(first) = T::read(r)? {
-                heap.push(Reverse((first, i)));
-            }
-        }
-        Ok(Sorted::Merge { readers, heap })
+        Self::merge(self.spilled)
     }
 }
 
@@ -531,7 +567,8 @@ mod tests {
 
     #[test]
     fn many_records_through_spilled_runs_come_back_complete_and_in_order() {
-        let mut c = Claims::with_run("s", 97);
+        // Runs of 7: hundreds of spilled runs, merged in cascades of MAX_RUNS.
+        let mut c = Claims::with_run("s", 7);
         for i in 0..5000u64 {
             c.need(&format!("k{i}"), i, 0).unwrap();
             if i % 7 == 0 {
