@@ -409,3 +409,56 @@ fn one_object_is_proven_without_revealing_the_others() {
         2,
     );
 }
+
+/// Ledgers and certificates written by the previous release keep verifying,
+/// and a run of this release continues their chain.
+#[test]
+fn a_ledger_and_certificates_of_the_previous_release_still_verify_and_continue() {
+    let w = World::new();
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/release-3a936f9");
+    for entry in walkdir::WalkDir::new(&fixture) {
+        let entry = entry.unwrap();
+        let to = w
+            .dir
+            .path()
+            .join(entry.path().strip_prefix(&fixture).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        w.path("keys/lethe.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let out = w.lethe(&["ledger", "verify"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("3 recorded certificates"),
+        "{}",
+        stdout(&out)
+    );
+    for n in 1..=3 {
+        assert_exit(&w.lethe(&["verify", w.cert(n).to_str().unwrap()]), 0);
+    }
+    assert_eq!(w.payload(2)["certificate"], "lethe erasure receipt");
+
+    // A further run of this release chains its certificate to the old ones.
+    let key = format!("calls/quality/{}/N-1.wav", months_ago(8));
+    w.put(&key, "audio");
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(&key));
+    assert_eq!(w.manifest_keys(4), vec![key]);
+    assert_eq!(
+        w.payload(4)["previous_certificate_sha256"]
+            .as_str()
+            .unwrap(),
+        lethe::certificate::sha256_hex(&read(&w.cert(3)))
+    );
+    assert_exit(&w.lethe(&["verify", w.cert(4).to_str().unwrap()]), 0);
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
