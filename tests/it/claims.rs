@@ -480,18 +480,8 @@ fn a_recording_in_another_shard_still_claims_its_companions() {
     w.put(&kept, "audio");
     w.put(&transcript, "text");
     // Both shards of the split at once (a pass's shards plan together).
-    let children: Vec<_> = ["0/2", "1/2"]
-        .iter()
-        .map(|shard| {
-            w.command(&["run", "--shard", shard])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        assert_exit(&child.wait_with_output().unwrap(), 0);
+    for out in w.shards(2, &[]) {
+        assert_exit(&out, 0);
     }
     assert!(!w.exists(&expired));
     assert!(

@@ -194,19 +194,7 @@ async fn shards_split_a_store_between_concurrent_processes(db: Db) {
     let kept = format!("calls/quality/{}/K-1.wav", months_ago(1));
     w.put(&kept, "audio");
     // Three pods of an Indexed Job, at once, sharing the store and the ledger.
-    let children: Vec<_> = (0..3)
-        .map(|i| {
-            let mut cmd = w.command(&["run"]);
-            cmd.env("LETHE_SHARD", format!("{i}/3"))
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped());
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    let outputs: Vec<_> = children
-        .into_iter()
-        .map(|c| c.wait_with_output().unwrap())
-        .collect();
+    let outputs = w.shards(3, &[]);
     for o in &outputs {
         assert_exit(o, 0);
     }
@@ -321,24 +309,9 @@ async fn shards_check_the_limits_on_the_whole_pass(db: Db) {
     for k in &keys {
         w.put(k, "audio");
     }
-    let four_shards = |w: &World| -> Vec<std::process::Output> {
-        let children: Vec<_> = (0..4)
-            .map(|i| {
-                let mut cmd = w.command(&["run"]);
-                cmd.env("LETHE_SHARD", format!("{i}/4"))
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped());
-                cmd.spawn().unwrap()
-            })
-            .collect();
-        children
-            .into_iter()
-            .map(|c| c.wait_with_output().unwrap())
-            .collect()
-    };
     w.safety = "max_deletions = 100\nmax_fraction = 1.0\n".into();
     w.write_config();
-    for o in four_shards(&w) {
+    for o in w.shards(4, &[]) {
         assert_exit(&o, 3);
         assert!(
             stdout(&o).contains("the pass of 4 shards: 200 recordings would be deleted, more than max_deletions = 100"),
@@ -362,7 +335,7 @@ async fn shards_check_the_limits_on_the_whole_pass(db: Db) {
 
     w.safety = "max_deletions = 1000\nmax_fraction = 1.0\n".into();
     w.write_config();
-    for o in four_shards(&w) {
+    for o in w.shards(4, &[]) {
         assert_exit(&o, 0);
     }
     assert!(keys.iter().all(|k| !w.exists(k)));

@@ -161,6 +161,27 @@ impl World {
         cmd
     }
 
+    /// Runs `lethe run ARGS` as the N pods of an Indexed Job do: N processes
+    /// at once, pod I with `LETHE_SHARD=I/N`; their outputs, in shard order.
+    pub fn shards(&self, n: u32, args: &[&str]) -> Vec<Output> {
+        let children: Vec<_> = (0..n)
+            .map(|i| {
+                let mut all = vec!["run"];
+                all.extend_from_slice(args);
+                self.command(&all)
+                    .env("LETHE_SHARD", format!("{i}/{n}"))
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect()
+    }
+
     pub fn cert(&self, n: u64) -> PathBuf {
         self.path(&format!("certificates/lethe-cert-{n:06}.json"))
     }

@@ -259,18 +259,7 @@ fn a_batch_run_pushes_its_metrics_to_the_pushgateway_per_shard() {
     let job = format!("lethe-it-{}", uuid::Uuid::new_v4().simple());
     let group = format!("{}/metrics/job/{job}", pushgateway());
     // The two pods of a split run, at once (a pass's shards plan together).
-    let children: Vec<_> = ["0/2", "1/2"]
-        .iter()
-        .map(|shard| {
-            w.command(&["run", "--shard", shard, "--pushgateway", &group])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
+    for out in w.shards(2, &["--pushgateway", &group]) {
         assert_exit(&out, 0);
         assert!(
             !stderr(&out).contains("cannot push"),
