@@ -20,6 +20,7 @@ pub mod decide;
 pub mod execute;
 pub mod hold;
 pub mod ledger;
+pub mod pass;
 pub mod plan;
 pub mod policy;
 pub mod report;

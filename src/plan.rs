@@ -41,6 +41,10 @@ pub enum PlanFailure {
 pub trait Progress {
     fn store(&self, _name: &str) {}
     fn scanned(&self) {}
+    /// A counter the executor adds each recording deleted to, if shown.
+    fn deletions(&self) -> Option<std::sync::Arc<std::sync::atomic::AtomicU64>> {
+        None
+    }
 }
 
 /// No progress display.

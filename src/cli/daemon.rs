@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use tracing::{error, info, warn};
 
-use super::run::{self, Job, Mode, RunContext};
+use super::run;
 use super::{Exit, OrExit, Outcome, load_policy, load_settings, stop_on_signal};
 use crate::certificate::Identity;
 use crate::ledger::Ledger;
@@ -114,11 +114,6 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
         "daemon started"
     );
 
-    let ctx = RunContext {
-        telemetry: Some(telemetry.clone()),
-        stop: stop.clone(),
-        progress: false,
-    };
     loop {
         let woke = tokio::select! {
             t = tick.recv() => t.is_some(),
@@ -128,15 +123,17 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
             break;
         }
         running.store(true, Ordering::SeqCst);
-        let job = Job {
-            mode: Mode::Retention {
-                approved: None,
-                shard: None,
-            },
+        let start = run::Start {
             dry_run: false,
-            ctx: ctx.clone(),
+            telemetry: Some(&telemetry),
+            stop: stop.clone(),
+            progress: false,
         };
-        let result = run::execute_mode(config, &job, out).await;
+        let mode = crate::pass::Mode::Retention {
+            approved: None,
+            shard: None,
+        };
+        let result = run::run(config, mode, start, out).await;
         running.store(false, Ordering::SeqCst);
         match result {
             Ok(code) => {

@@ -170,7 +170,17 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
         return Ok(code);
     }
     say(out, &format!("lethe --config {} run", config.display()))?;
-    let code = run::run(&config, false, None, None, &run::RunContext::default(), out).await?;
+    let start = run::Start {
+        dry_run: false,
+        telemetry: None,
+        stop: Default::default(),
+        progress: false,
+    };
+    let mode = crate::pass::Mode::Retention {
+        approved: None,
+        shard: None,
+    };
+    let code = run::run(&config, mode, start, out).await?;
     if code != Exit::Success {
         return Ok(code);
     }

@@ -7,9 +7,7 @@ use anyhow::{Context, anyhow};
 use chrono::{NaiveDate, Utc};
 use tracing::{info, warn};
 
-use super::{
-    Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, open_store, output_error,
-};
+use super::{Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, output_error};
 use crate::config::Settings;
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
@@ -193,7 +191,7 @@ async fn report_coverage(
         if hold.store.as_ref().is_some_and(|s| *s != sc.name) {
             continue;
         }
-        let store = match open_store(settings, sc) {
+        let store = match crate::pass::open_store(settings, sc) {
             Ok(s) => s,
             Err(e) => {
                 unscanned.push(format!("{}: {e}", sc.name));
@@ -443,7 +441,7 @@ pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outc
     let mut count = 0u64;
     let mut failed = false;
     for sc in &settings.stores {
-        let store = match open_store(&settings, sc) {
+        let store = match crate::pass::open_store(&settings, sc) {
             Ok(s) => s,
             Err(e) => {
                 writeln!(out, "  store {}: FAILED: {e}", sc.name).map_err(output_error)?;

@@ -7,7 +7,6 @@
 //! deleted), 3 stopped by a safety limit (nothing deleted), 4 verification
 //! failed.
 
-mod certify;
 mod daemon;
 mod demo;
 mod hold;
@@ -395,13 +394,15 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 (None, None) => None,
                 _ => Some(crate::telemetry::Telemetry::new().or_exit(Exit::Runtime)?),
             };
-            let ctx = run::RunContext {
-                telemetry: telemetry.clone(),
+            let shard_label = shard.map(|s| s.to_string());
+            let start = run::Start {
+                dry_run,
+                telemetry: telemetry.as_ref(),
                 stop: stop_on_signal(),
                 progress: true,
             };
-            let shard_label = shard.map(|s| s.to_string());
-            let result = run::run(&config_path(), dry_run, approved, shard, &ctx, out).await;
+            let mode = crate::pass::Mode::Retention { approved, shard };
+            let result = run::run(&config_path(), mode, start, out).await;
             if let Some(t) = telemetry {
                 if let Some(path) = &metrics_file
                     && let Err(e) = t.write_file(path)
@@ -462,16 +463,14 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                     error: anyhow::anyhow!("--subject and --request must not be empty"),
                 });
             }
-            let job = run::Job {
-                mode: run::Mode::Erasure { subject, request },
+            let start = run::Start {
                 dry_run,
-                ctx: run::RunContext {
-                    telemetry: None,
-                    stop: stop_on_signal(),
-                    progress: true,
-                },
+                telemetry: None,
+                stop: stop_on_signal(),
+                progress: true,
             };
-            run::execute_mode(&config_path(), &job, out).await
+            let mode = crate::pass::Mode::Erasure { subject, request };
+            run::run(&config_path(), mode, start, out).await
         }
         Command::Hold { command } => match command {
             HoldCommand::Place {
@@ -554,80 +553,23 @@ pub(crate) fn load_settings(path: &Path) -> Result<Settings, Failure> {
     Settings::load(path, &EnvOverrides::from_process()).or_exit(Exit::Usage)
 }
 
-/// The legal orders in force (holds, erasure requests), read from the
-/// ledger; none if there is no ledger yet (a SQLite file that does not exist
-/// cannot hold any).
-pub(crate) async fn read_orders(settings: &Settings) -> Result<crate::decide::Orders, Failure> {
-    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
-        && !path.exists()
-    {
-        return Ok(crate::decide::Orders::default());
+/// A pass that could not start or go on, with the exit code its kind gives.
+pub(crate) fn pass_failure(e: crate::pass::PassError) -> Failure {
+    use crate::pass::ErrorKind;
+    let exit = match e.kind() {
+        ErrorKind::Refused => Exit::Usage,
+        ErrorKind::Unavailable => Exit::Runtime,
+        ErrorKind::Unsafe => Exit::Safety,
+    };
+    Failure {
+        exit,
+        error: anyhow::Error::new(e),
     }
-    let ledger = crate::ledger::Ledger::open(&settings.database)
-        .await
-        .context("cannot read the legal holds and erasure requests")
-        .or_exit(Exit::Runtime)?;
-    let orders = orders_from(&ledger).await?;
-    ledger.close().await;
-    Ok(orders)
-}
-
-/// The legal orders in force, from an open ledger.
-pub(crate) async fn orders_from(
-    ledger: &crate::ledger::Ledger,
-) -> Result<crate::decide::Orders, Failure> {
-    let context = "cannot read the legal holds and erasure requests; nothing was deleted";
-    // The holds and erasures a pass relies on come from index tables: they
-    // must agree with the hash chain, or an edited index could let a held
-    // recording go.
-    let problems = ledger
-        .verify_holds()
-        .await
-        .context(context)
-        .or_exit(Exit::Runtime)?;
-    if !problems.is_empty() {
-        return Err(Failure {
-            exit: Exit::Runtime,
-            error: anyhow::anyhow!(
-                "the legal holds and erasure requests in the ledger's index differ from its hash chain ({}); nothing was deleted; run `lethe ledger verify` and restore the ledger from a backup",
-                problems.join("; ")
-            ),
-        });
-    }
-    Ok(crate::decide::Orders {
-        holds: ledger
-            .active_holds()
-            .await
-            .context(context)
-            .or_exit(Exit::Runtime)?,
-        erasures: ledger
-            .erasures()
-            .await
-            .context(context)
-            .or_exit(Exit::Runtime)?,
-        only_subject: None,
-    })
-}
-
-/// Opens a configured store with lethe's own files protected.
-pub(crate) fn open_store(
-    settings: &Settings,
-    store: &crate::config::StoreConfig,
-) -> Result<crate::store::Store, crate::store::StoreError> {
-    let mut opened = crate::store::Store::open(store)?;
-    opened.protect(&settings.own_paths());
-    Ok(opened)
 }
 
 /// Reads and validates the policies against the configured stores (exit 2).
 pub(crate) fn load_policy(settings: &Settings) -> Result<Policy, Failure> {
-    let policy = Policy::load(&settings.policies_dir).or_exit(Exit::Usage)?;
-    let names: Vec<&str> = settings.stores.iter().map(|s| s.name.as_str()).collect();
-    policy.check_stores(&names).or_exit(Exit::Usage)?;
-    for w in policy.warnings() {
-        tracing::warn!(warning = %w, "policy warning");
-    }
-    Ok(policy)
+    crate::pass::load_policy(settings).map_err(pass_failure)
 }
 
 fn keygen(path: &Path, out: &mut dyn Write) -> Outcome {

@@ -76,7 +76,9 @@ pub(crate) async fn plan(
         Some(t) => parse_time(t).or_exit(Exit::Usage)?,
         None => Utc::now(),
     };
-    let orders = super::read_orders(&settings).await?;
+    let orders = crate::pass::read_orders(&settings)
+        .await
+        .map_err(super::pass_failure)?;
     let mut file = match plan_file {
         Some(path) => Some(
             PlanFile::create(path)
@@ -105,7 +107,7 @@ pub(crate) async fn plan(
     let mut contradiction = false;
     for sc in &settings.stores {
         let span = info_span!("store", store = %sc.name);
-        let store = super::open_store(&settings, sc).map_err(|e| e.to_string());
+        let store = crate::pass::open_store(&settings, sc).map_err(|e| e.to_string());
         let url = store
             .as_ref()
             .map(|s| s.display_url())

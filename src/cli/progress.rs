@@ -136,6 +136,9 @@ impl crate::plan::Progress for Progress {
     fn scanned(&self) {
         Progress::scanned(self)
     }
+    fn deletions(&self) -> Option<Arc<AtomicU64>> {
+        Progress::deletions(self)
+    }
 }
 
 impl Drop for Progress {

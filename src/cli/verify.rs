@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, anyhow};
 use futures::StreamExt;
 
-use super::certify::Destination;
 use super::{Exit, Failure, OrExit, Outcome, load_settings, output_error};
 use crate::certificate::{self, Check, dsse};
 use crate::ledger::{self, Ledger};
+use crate::pass::Destination;
 use crate::store::Store;
 
 fn print_check(out: &mut dyn Write, name: &str, check: &Check) -> std::io::Result<()> {
@@ -195,7 +195,7 @@ async fn check_absence(cert: &Path, settings: &crate::config::Settings) -> Check
             .or_insert_with(|| {
                 settings
                     .store(&entry.store)
-                    .and_then(|sc| super::open_store(settings, sc).ok())
+                    .and_then(|sc| crate::pass::open_store(settings, sc).ok())
             })
             .clone();
         let Some(store) = store else {

@@ -3,6 +3,8 @@
 //! Everything is written to a `&mut dyn Write` so that tests can capture it;
 //! stdout carries only this data, logs go to stderr.
 
+pub mod run;
+
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 

@@ -1,0 +1,676 @@
+//! One run: the retention pass or an erasure.
+//!
+//! Order: take the run lease and check this machine's clock against the
+//! database's; open the stores and establish how deletions end in each;
+//! rebuild a lost certificate; record the run; complete what an interrupted
+//! run left; plan every store into a spool; check the safety limits on the
+//! whole plan (of every shard of the pass); execute; record the run's end;
+//! certify. A store that fails is reported and the others go on. A dry run
+//! does everything but take the lease, delete, record and certify.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use super::certify::{Extras, Issue, StoreInfo, check_destination, restore};
+use super::destination::Destination;
+use super::outcome::{ApprovedSummary, ErasureOutcome, RunOutcome, RunStatus};
+use super::shards::whole_pass;
+use super::stores::{self, Planning, StorePass};
+use super::{PassError, Setup, chain, orders_from, read_orders};
+use crate::decide::{Orders, Shard, check_safety};
+use crate::execute::{self, Report};
+use crate::ledger::{Holder, Lease, Ledger, NewRow, RunJournal, kind, timestamp};
+use crate::plan::{ApprovedPlan, Progress, Quiet, Scope};
+
+/// What a pass is for.
+pub enum Mode {
+    /// The scheduled retention pass; with an approved plan, only its items
+    /// go; with a shard, only its share of the recordings is considered.
+    Retention {
+        approved: Option<ApprovedPlan>,
+        shard: Option<Shard>,
+    },
+    /// A data subject's erasure request (GDPR Art. 17), carried out now.
+    Erasure { subject: String, request: String },
+}
+
+impl Mode {
+    pub fn erasure(&self) -> Option<(&str, &str)> {
+        match self {
+            Mode::Erasure { subject, request } => Some((subject, request)),
+            Mode::Retention { .. } => None,
+        }
+    }
+
+    pub fn approved(&self) -> Option<&ApprovedPlan> {
+        match self {
+            Mode::Retention { approved, .. } => approved.as_ref(),
+            Mode::Erasure { .. } => None,
+        }
+    }
+
+    pub fn shard(&self) -> Option<Shard> {
+        match self {
+            Mode::Retention { shard, .. } => *shard,
+            Mode::Erasure { .. } => None,
+        }
+    }
+}
+
+/// What the caller of a run provides beyond the configuration.
+#[derive(Clone)]
+pub struct RunContext<'a> {
+    /// Set by SIGTERM: finish the batch in progress, record the run as interrupted, certify.
+    pub stop: Arc<AtomicBool>,
+    /// Told what is scanned and deleted, for a progress display.
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for RunContext<'_> {
+    fn default() -> Self {
+        Self {
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: &Quiet,
+        }
+    }
+}
+
+impl RunContext<'_> {
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// One run to carry out.
+pub struct Job<'a> {
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub ctx: RunContext<'a>,
+}
+
+/// Carries out one run, in a span named by a new run id.
+pub async fn run(setup: &Setup, job: &Job<'_>) -> Result<RunOutcome, PassError> {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let span = info_span!("run", run_id = %run_id, dry_run = job.dry_run);
+    async move {
+        info!(config = %setup.settings.config_path.display(), database = %setup.settings.database.redacted(), "run started");
+        let result = locked(setup, &run_id, job).await;
+        match &result {
+            Ok(o) => info!(status = %o.status, verdict = ?o.verdict(), "run finished"),
+            Err(e) => error!(error = chain(e), "run failed"),
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+/// The last successful run's end, from the ledger; `None` without a ledger.
+pub async fn last_success(
+    settings: &crate::config::Settings,
+    shard: Option<&str>,
+) -> Result<Option<DateTime<Utc>>, crate::ledger::LedgerError> {
+    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    let ledger = Ledger::open(&settings.database).await?;
+    let found = ledger.last_success(shard).await;
+    ledger.close().await;
+    found
+}
+
+/// How long a run's lease lasts without renewal; it is renewed every third of it.
+const LEASE_TTL: Duration = Duration::from_secs(120);
+
+/// Opens the ledger, takes the run lease, checks this machine's clock against
+/// the database's, runs the pass, and gives the lease back. A dry run needs
+/// none of it.
+async fn locked(setup: &Setup, run_id: &str, job: &Job<'_>) -> Result<RunOutcome, PassError> {
+    if job.dry_run {
+        return Pass::new(setup, job, run_id, None, Utc::now())?.go().await;
+    }
+    let settings = &setup.settings;
+    let ledger = Ledger::open(&settings.database)
+        .await
+        .map_err(PassError::ledger("nothing was deleted"))?;
+    let lease_name = job
+        .mode
+        .shard()
+        .map_or(crate::ledger::RETENTION_LEASE.to_string(), |s| {
+            s.lease_name()
+        });
+    let lease = ledger
+        .acquire_lease(&lease_name, &Holder::this_process(run_id), LEASE_TTL)
+        .await?;
+    info!(epoch = lease.epoch, until = %lease.expires_at, "run lease taken");
+    let result = match clock(&ledger, settings.safety.max_clock_skew).await {
+        Ok(now) => {
+            // Renew the lease in the background; if it is lost, fencing stops
+            // new deletions at the next intent transaction.
+            let renewal = {
+                let (ledger, lease) = (ledger.clone(), lease.clone());
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(LEASE_TTL / 3).await;
+                        if let Err(e) = ledger.renew_lease(&lease, LEASE_TTL).await {
+                            error!(error = %e, "cannot renew the run lease");
+                            break;
+                        }
+                    }
+                })
+            };
+            let result = match Pass::new(setup, job, run_id, Some((&ledger, lease.clone())), now) {
+                Ok(pass) => pass.go().await,
+                Err(e) => Err(e),
+            };
+            renewal.abort();
+            result
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = ledger.release_lease(&lease).await {
+        warn!(error = %e, "cannot give the run lease back; it expires by itself");
+    }
+    ledger.close().await;
+    result
+}
+
+/// "Now" is the database's clock, the one every worker shares; a machine
+/// whose own clock is too far from it is not trusted to delete.
+async fn clock(ledger: &Ledger, max_skew: Duration) -> Result<DateTime<Utc>, PassError> {
+    let db_now = ledger.now().await.map_err(PassError::ledger(
+        "cannot read the database's clock; nothing was deleted",
+    ))?;
+    let skew = (Utc::now() - db_now).abs();
+    if skew.to_std().unwrap_or(Duration::MAX) > max_skew {
+        return Err(PassError::ClockSkew {
+            skew_seconds: skew.num_seconds(),
+            max_seconds: max_skew.as_secs(),
+        });
+    }
+    Ok(db_now)
+}
+
+/// What a run that records (not a dry run) works with.
+struct Recorder<'a> {
+    ledger: &'a Ledger,
+    journal: RunJournal<'a>,
+    destination: Destination,
+    /// The pass this run's shard belongs to.
+    pass_id: Option<String>,
+}
+
+/// A run under way: its inputs and what it found so far.
+struct Pass<'a> {
+    setup: &'a Setup,
+    job: &'a Job<'a>,
+    run_id: &'a str,
+    now: DateTime<Utc>,
+    recorder: Option<Recorder<'a>>,
+    stores: Vec<StorePass>,
+    recovered: Report,
+    problems: Vec<String>,
+    erasure: Option<ErasureOutcome>,
+    not_approved: u64,
+    interrupted: bool,
+}
+
+impl<'a> Pass<'a> {
+    fn new(
+        setup: &'a Setup,
+        job: &'a Job<'a>,
+        run_id: &'a str,
+        ledger: Option<(&'a Ledger, Lease)>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, PassError> {
+        let recorder = match ledger {
+            Some((ledger, lease)) => Some(Recorder {
+                ledger,
+                pass_id: lease.holder.pass.clone(),
+                journal: ledger.fenced_journal(run_id, lease),
+                destination: Destination::open(&setup.settings).map_err(|source| {
+                    PassError::Certificates {
+                        context: "nothing was deleted",
+                        source,
+                    }
+                })?,
+            }),
+            None => None,
+        };
+        Ok(Self {
+            setup,
+            job,
+            run_id,
+            now,
+            recorder,
+            stores: Vec::new(),
+            recovered: Report::default(),
+            problems: Vec::new(),
+            erasure: job.mode.erasure().map(|(_, request)| ErasureOutcome {
+                request: request.to_string(),
+                ..Default::default()
+            }),
+            not_approved: 0,
+            interrupted: false,
+        })
+    }
+
+    /// The named steps of a run, in order.
+    async fn go(mut self) -> Result<RunOutcome, PassError> {
+        let settings = &self.setup.settings;
+        self.stores = stores::open_all(settings);
+        stores::establish_deletion(&mut self.stores, settings).await?;
+        if self.recorder.is_some() {
+            self.prepare().await?;
+        }
+        let orders = self.orders().await?;
+        self.plan(&orders).await?;
+        let breaches = self.limits().await?;
+        if self.recorder.is_some() && breaches.is_empty() {
+            self.execute().await?;
+        }
+        self.note_unread_sidecars();
+        let status = self.status(&breaches);
+        let finished_at = Utc::now();
+        let certificate = self.record_end(status, &breaches, finished_at).await;
+        Ok(self.outcome(status, breaches, certificate, finished_at))
+    }
+
+    /// Before anything is planned: the destination is this ledger's, a lost
+    /// certificate is rebuilt, the run is recorded, and what an interrupted
+    /// run left is completed.
+    async fn prepare(&mut self) -> Result<(), PassError> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        let (ledger, identity) = (rec.ledger, &self.setup.identity);
+        check_destination(ledger, &rec.destination)
+            .await
+            .map_err(|source| PassError::Certificates {
+                context: "cannot read the certificate destination; nothing was deleted",
+                source,
+            })?
+            .map_err(PassError::ForeignDestination)?;
+        match restore(ledger, identity, &rec.destination).await {
+            Ok(Some(location)) => {
+                info!(location = %location, "rebuilt the last certificate's files from the ledger")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                error!(error = chain(&e), "cannot rebuild the last certificate");
+                self.problems.push(chain(&e));
+            }
+        }
+        if self.job.mode.erasure().is_some()
+            && ledger
+                .has_uncertified()
+                .await
+                .map_err(PassError::ledger("cannot read the ledger"))?
+        {
+            return Err(PassError::Uncertified);
+        }
+        ledger
+            .append(self.run_row(kind::RUN_STARTED, self.started_body()))
+            .await
+            .map_err(PassError::ledger(
+                "cannot record the run; nothing was deleted",
+            ))?;
+        self.recover().await
+    }
+
+    fn run_row(&self, kind: &'static str, body: serde_json::Value) -> Vec<NewRow> {
+        vec![NewRow {
+            kind,
+            run_id: self.run_id.to_string(),
+            store: None,
+            key: None,
+            ref_seq: None,
+            body,
+        }]
+    }
+
+    fn started_body(&self) -> serde_json::Value {
+        let mode = &self.job.mode;
+        json!({
+            "started_at": timestamp(self.now),
+            "purpose": if mode.erasure().is_some() { "erasure" } else { "retention" },
+            "approved_plan_sha256": mode.approved().map(|a| a.sha256.clone()),
+            "shard": mode.shard().map(|s| s.to_string()),
+            "tool": {"name": "lethe", "version": env!("CARGO_PKG_VERSION")},
+            "policies": self.setup.policy.files.iter().map(|f| json!({"file": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
+            "stores": self.stores.iter().map(|p| json!({"name": p.outcome.name, "url": p.outcome.url})).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Completes the deletions an interrupted run left. Intents of a run
+    /// that still holds a lease (a concurrent shard) are in flight, not
+    /// interrupted: only the others are completed here.
+    async fn recover(&mut self) -> Result<(), PassError> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        let live = rec
+            .ledger
+            .live_runs()
+            .await
+            .map_err(PassError::ledger("cannot read the run leases"))?;
+        let pending: Vec<_> = rec
+            .ledger
+            .pending()
+            .await
+            .map_err(PassError::ledger("cannot read interrupted deletions"))?
+            .into_iter()
+            .filter(|p| p.run_id == self.run_id || !live.contains(&p.run_id))
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        warn!(
+            count = pending.len(),
+            "completing deletions an interrupted run left unfinished"
+        );
+        let stores: HashMap<String, crate::store::Store> = self
+            .stores
+            .iter()
+            .filter_map(|p| p.store.clone().map(|s| (p.outcome.name.clone(), s)))
+            .collect();
+        self.recovered = execute::recover(&stores, pending, &rec.journal).await;
+        if let Some(a) = &self.recovered.aborted {
+            self.problems.push(a.clone());
+        }
+        Ok(())
+    }
+
+    /// The orders in force for this run; an erasure is recorded before
+    /// anything is deleted, so that even if this run stops half-way, later
+    /// runs erase the rest of the subject's recordings.
+    async fn orders(&self) -> Result<Orders, PassError> {
+        let mut orders = match &self.recorder {
+            Some(rec) => orders_from(rec.ledger).await?,
+            None => read_orders(&self.setup.settings).await?,
+        };
+        if let Some((subject, request)) = self.job.mode.erasure() {
+            let digest = crate::hold::subject_digest(subject);
+            if let Some(rec) = &self.recorder {
+                rec.ledger
+                    .record_erasure(self.run_id, request, &digest, self.now)
+                    .await
+                    .map_err(|e| match e {
+                        crate::ledger::LedgerError::RequestReused(_) => PassError::RequestReused(e),
+                        other => PassError::Ledger {
+                            context: "nothing was deleted",
+                            source: other,
+                        },
+                    })?;
+            }
+            orders.erasures.insert(digest.clone(), request.to_string());
+            orders.only_subject = Some(digest);
+        }
+        Ok(orders)
+    }
+
+    /// Plans every store into its spool: the safety limits need the whole
+    /// plan. Holds are read now for the plan, and again in every intent
+    /// transaction.
+    async fn plan(&mut self, orders: &Orders) -> Result<(), PassError> {
+        let planning = Planning {
+            policy: &self.setup.policy,
+            orders,
+            now: self.now,
+            scope: Scope {
+                shard: self.job.mode.shard(),
+                // With an approved plan, a deletion due now but not approved waits.
+                approved: self.job.mode.approved(),
+            },
+            progress: self.job.ctx.progress,
+        };
+        for p in self.stores.iter_mut() {
+            if self.job.ctx.stopping() {
+                // Stopped while planning: nothing of this store was deleted.
+                self.interrupted = true;
+                break;
+            }
+            self.not_approved += p.plan(&planning, self.erasure.as_mut()).await?;
+        }
+        Ok(())
+    }
+
+    /// The safety limits, checked on the whole plan; for a shard, on the
+    /// plans of every shard of its pass.
+    async fn limits(&self) -> Result<Vec<String>, PassError> {
+        let settings = &self.setup.settings;
+        // An erasure concerns one subject: max_fraction of a store is no
+        // measure of it, max_deletions still is.
+        let limits = match self.job.mode {
+            Mode::Retention { .. } => settings.safety,
+            Mode::Erasure { .. } => crate::config::Safety {
+                max_fraction: 1.0,
+                ..settings.safety
+            },
+        };
+        let shard = self.job.mode.shard();
+        let pass = self
+            .recorder
+            .as_ref()
+            .and_then(|r| r.pass_id.as_deref().map(|p| (r.ledger, p)));
+        let (Some(shard), Some((ledger, pass)), false) = (shard, pass, self.interrupted) else {
+            return Ok(check_safety(
+                self.stores.iter().filter_map(|p| {
+                    p.outcome
+                        .stats
+                        .as_ref()
+                        .map(|s| (p.outcome.name.as_str(), s))
+                }),
+                limits,
+            ));
+        };
+        let stopping = || self.job.ctx.stopping();
+        let whole = whole_pass(
+            ledger,
+            self.run_id,
+            pass,
+            shard,
+            &self.stores,
+            settings.safety.shard_wait,
+            &stopping,
+        )
+        .await?;
+        Ok(match whole {
+            Ok(totals) => check_safety(totals.iter().map(|(n, s)| (n.as_str(), s)), limits)
+                .into_iter()
+                .map(|b| format!("the pass of {} shards: {b}", shard.count))
+                .collect(),
+            Err(waited) => vec![waited],
+        })
+    }
+
+    /// Executes every store's spool, store after store; a journal failure
+    /// stops the run.
+    async fn execute(&mut self) -> Result<(), PassError> {
+        let Some(rec) = &self.recorder else {
+            return Ok(());
+        };
+        let progress = self.job.ctx.progress;
+        for p in self.stores.iter_mut() {
+            let options = execute::Options {
+                stop: Some(self.job.ctx.stop.clone()),
+                progress: progress.deletions(),
+                ..Default::default()
+            };
+            progress.store(&p.outcome.name);
+            if let Some(e) = p.execute(&rec.journal, options).await? {
+                // What the spool could not give back was not deleted: said, never skipped.
+                self.problems.push(format!(
+                    "store {}: {e}; the rest of its plan was not executed",
+                    p.outcome.name
+                ));
+            }
+            if let Some(a) = &p.outcome.report.aborted {
+                self.problems.push(a.clone());
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A sidecar the store failed to give kept its recording: safe, but the
+    /// run did not do its work, and says so (the next run tries again).
+    fn note_unread_sidecars(&mut self) {
+        for p in &self.stores {
+            let failed_reads = p.outcome.stats.as_ref().and_then(|s| {
+                s.report_by_code
+                    .get(crate::classify::SIDECAR_READ_FAILED)
+                    .copied()
+            });
+            if let Some(n) = failed_reads {
+                self.problems.push(format!(
+                    "store {}: {n} sidecars could not be read from the store; their recordings were kept and the next run tries again",
+                    p.outcome.name
+                ));
+            }
+        }
+    }
+
+    fn status(&self, breaches: &[String]) -> RunStatus {
+        let stores = self.stores.iter().map(|p| &p.outcome);
+        let failures = stores
+            .clone()
+            .any(|p| p.error.is_some() || p.report.failed > 0)
+            || self.recovered.failed > 0
+            || !self.problems.is_empty();
+        let interrupted = self.interrupted || stores.clone().any(|p| p.report.interrupted);
+        if !breaches.is_empty() {
+            RunStatus::StoppedBySafetyLimit
+        } else if interrupted {
+            RunStatus::Interrupted
+        } else if stores.clone().any(|p| p.report.aborted.is_some())
+            || self.recovered.aborted.is_some()
+        {
+            RunStatus::Failed
+        } else if failures {
+            RunStatus::CompletedWithFailures
+        } else {
+            RunStatus::Completed
+        }
+    }
+
+    /// Records the run's end and issues its certificate; returns where the
+    /// certificate went. A failure of either is one of the run's problems:
+    /// the next run certifies what this one deleted.
+    async fn record_end(
+        &mut self,
+        status: RunStatus,
+        breaches: &[String],
+        finished_at: DateTime<Utc>,
+    ) -> Option<String> {
+        let rec = self.recorder.as_ref()?;
+        let body = json!({
+            "finished_at": timestamp(finished_at),
+            "status": status.as_str(),
+            "safety_breaches": breaches,
+            "stores": self.stores.iter().map(|p| json!({
+                "name": p.outcome.name,
+                "error": p.outcome.error,
+                "planned": p.outcome.stats,
+                "recordings_deleted": p.outcome.report.recordings_deleted,
+                "objects_deleted": p.outcome.report.objects_deleted,
+                "failed": p.outcome.report.failed,
+            })).collect::<Vec<_>>(),
+        });
+        if let Err(e) = rec
+            .ledger
+            .append(self.run_row(kind::RUN_FINISHED, body))
+            .await
+        {
+            self.problems
+                .push(format!("cannot record the end of the run: {e}"));
+            return None;
+        }
+        let infos: Vec<StoreInfo> = self
+            .stores
+            .iter()
+            .map(|p| StoreInfo {
+                name: p.outcome.name.clone(),
+                url: p.outcome.url.clone(),
+                deletion: p.outcome.deletion.clone(),
+            })
+            .collect();
+        let issue = Issue {
+            ledger: rec.ledger,
+            identity: &self.setup.identity,
+            destination: &rec.destination,
+            run_id: self.run_id,
+            policies: &self.setup.policy.files,
+            stores: &infos,
+            extras: Extras {
+                erasure: self.receipt(),
+                approved_plan_sha256: self.job.mode.approved().map(|a| a.sha256.clone()),
+            },
+            issued_at: Utc::now(),
+        };
+        match issue.certify().await {
+            Ok(location) => Some(location),
+            Err(e) => {
+                error!(
+                    error = chain(&e),
+                    "cannot issue the certificate; the next run certifies these deletions"
+                );
+                self.problems.push(format!("certificate: {}", chain(&e)));
+                None
+            }
+        }
+    }
+
+    /// What an erasure's receipt states beyond the deletions.
+    fn receipt(&self) -> Option<crate::certificate::Erasure> {
+        let ((subject, request), e) = self.job.mode.erasure().zip(self.erasure.as_ref())?;
+        Some(crate::certificate::Erasure {
+            request: request.to_string(),
+            subject_sha256: crate::hold::subject_digest(subject),
+            protected: e.protected.clone(),
+            later_recordings: crate::certificate::LATER_RECORDINGS.into(),
+            notice: e
+                .found_nothing()
+                .then(|| crate::certificate::NOTHING_FOUND.to_string()),
+        })
+    }
+
+    fn outcome(
+        self,
+        status: RunStatus,
+        breaches: Vec<String>,
+        certificate: Option<String>,
+        finished_at: DateTime<Utc>,
+    ) -> RunOutcome {
+        if let Some(e) = &self.erasure
+            && e.found_nothing()
+        {
+            warn!(request = %e.request, "the erasure found nothing of the subject in any store");
+        }
+        RunOutcome {
+            run_id: self.run_id.to_string(),
+            dry_run: self.recorder.is_none(),
+            status,
+            stores: self.stores.into_iter().map(|p| p.outcome).collect(),
+            recovered: self.recovered,
+            breaches,
+            problems: self.problems,
+            certificate,
+            approved: self.job.mode.approved().map(|a| ApprovedSummary {
+                sha256: a.sha256.clone(),
+                items: a.items,
+                not_approved: self.not_approved,
+            }),
+            erasure: self.erasure,
+            finished_at,
+        }
+    }
+}
