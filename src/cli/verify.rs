@@ -1,17 +1,13 @@
 //! `lethe verify CERT` and `lethe ledger verify`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use futures::StreamExt;
 
 use super::{Exit, Failure, OrExit, Outcome, load_settings, output_error};
 use crate::certificate::{self, Check, dsse};
-use crate::ledger::{self, Ledger};
 use crate::pass::Destination;
-use crate::store::Store;
 
 fn print_check(out: &mut dyn Write, name: &str, check: &Check) -> std::io::Result<()> {
     match check {
@@ -103,7 +99,10 @@ pub(crate) async fn verify(
             Some(Err(f)) => return Err(f),
             None => unreachable!("settings are loaded when --check-store is given"),
         };
-        checks.push(("stores", check_absence(&local, &settings).await));
+        checks.push((
+            "stores",
+            crate::pass::check_absence(&local, &settings).await,
+        ));
     }
 
     writeln!(out, "certificate {}", cert.display()).map_err(output_error)?;
@@ -176,214 +175,43 @@ pub(crate) async fn proof(
     Ok(Exit::Success)
 }
 
-/// Every manifest entry must be absent from its store now.
-async fn check_absence(cert: &Path, settings: &crate::config::Settings) -> Check {
-    let manifest = certificate::manifest_path_for(cert);
-    let entries = match certificate::read_manifest(&manifest) {
-        Ok(e) => e,
-        Err(e) => return Check::Fail(format!("--check-store needs the manifest: {e}")),
-    };
-    let mut stores: HashMap<String, Option<Store>> = HashMap::new();
-    let (mut checked, mut present, mut errors) = (0u64, Vec::new(), Vec::new());
-    for entry in entries {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => return Check::Fail(format!("manifest: {e}")),
-        };
-        let store = stores
-            .entry(entry.store.clone())
-            .or_insert_with(|| {
-                settings
-                    .store(&entry.store)
-                    .and_then(|sc| crate::pass::open_store(settings, sc).ok())
-            })
-            .clone();
-        let Some(store) = store else {
-            errors.push(format!(
-                "store {} is not configured or cannot be opened",
-                entry.store
-            ));
-            break;
-        };
-        match store.head(&entry.key).await {
-            Ok(None) => checked += 1,
-            Ok(Some(_)) => present.push(format!("{}: {}", entry.store, entry.key)),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if !present.is_empty() {
-        let sample: Vec<_> = present.iter().take(10).cloned().collect();
-        return Check::Fail(format!(
-            "{} certified objects still exist: {}",
-            present.len(),
-            sample.join("; ")
-        ));
-    }
-    if !errors.is_empty() {
-        return Check::Fail(format!(
-            "absence could not be checked: {}",
-            errors.join("; ")
-        ));
-    }
-    Check::Pass(format!(
-        "{checked} certified objects are absent from their stores"
-    ))
-}
-
+/// `lethe ledger verify`: the chain, its indexes and the certificates.
 pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome {
     let settings = load_settings(config)?;
-    if let Some(path) = ledger::sqlite_path(&settings.database)
-        && !path.exists()
-    {
-        return Err(Failure {
-            exit: Exit::Runtime,
-            error: anyhow!("there is no ledger at {}", path.display()),
-        });
-    }
-    let ledger = Ledger::open(&settings.database)
+    let audit = crate::pass::audit_ledger(&settings)
         .await
         .or_exit(Exit::Runtime)?;
-    let report = ledger.verify().await.or_exit(Exit::Runtime)?;
-    let mut problems = report.problems.clone();
-    problems.extend(ledger.verify_holds().await.or_exit(Exit::Runtime)?);
-
-    // Certificates pin the ledger: a row removed from the end of the chain,
-    // where no later row links to it, still shows against them.
-    let mut certs = ledger.rows_of_kind(ledger::kind::CERTIFICATE, 1, i64::MAX);
-    let mut listed: Vec<(u64, i64, String)> = Vec::new();
-    // (sequence, certificate file, its SHA-256, manifest file) as recorded.
-    let mut recorded: Vec<(u64, String, String, String)> = Vec::new();
-    while let Some(row) = certs.next().await {
-        let row = row.or_exit(Exit::Runtime)?;
-        if let Ok(body) = row.body_json() {
-            let p = &body["payload"]["ledger"];
-            let sequence = body["sequence"].as_u64().unwrap_or(0);
-            listed.push((
-                sequence,
-                p["last_seq"].as_i64().unwrap_or(0),
-                p["last_row_sha256"].as_str().unwrap_or("").to_string(),
-            ));
-            let text = |k: &str| body[k].as_str().unwrap_or("").to_string();
-            recorded.push((
-                sequence,
-                text("certificate_file"),
-                text("certificate_sha256"),
-                text("manifest_file"),
-            ));
-        }
-    }
-    drop(certs);
-    let destination = Destination::open(&settings).or_exit(Exit::Runtime)?;
-    let in_destination = destination
-        .certificates()
-        .await
-        .context("cannot read the certificates")
-        .or_exit(Exit::Runtime)?;
-    // Every certificate the ledger records must be in the destination, unchanged.
-    let hashes: HashMap<&str, String> = in_destination
-        .iter()
-        .map(|(name, bytes)| (name.as_str(), certificate::sha256_hex(bytes)))
-        .collect();
-    for (sequence, file, sha256, manifest) in &recorded {
-        match hashes.get(file.as_str()) {
-            None => problems.push(format!(
-                "certificate #{sequence} is recorded in the ledger but {} is missing (the next run rebuilds the last certificate's files; an earlier one is lost)",
-                destination.location(file)
-            )),
-            Some(found) if found != sha256 => problems.push(format!(
-                "certificate #{sequence} at {} has SHA-256 {found}, the ledger records {sha256}",
-                destination.location(file)
-            )),
-            Some(_) => {}
-        }
-        if !destination
-            .contains(manifest)
-            .await
-            .context("cannot read the certificates")
-            .or_exit(Exit::Runtime)?
-        {
-            problems.push(format!(
-                "certificate #{sequence}'s manifest {} is missing",
-                destination.location(manifest)
-            ));
-        }
-    }
-    // ... and every certificate in the destination must be one the ledger
-    // records: a removed last row (the newest certificate's) shows here.
-    for (name, _) in &in_destination {
-        if !recorded.iter().any(|(_, file, _, _)| file == name) {
-            problems.push(format!(
-                "{} is in the destination but the ledger does not record it (ledger rows were removed, or it is another ledger's)",
-                destination.location(name)
-            ));
-        }
-    }
-    let files = in_destination
+    let lines = [
+        format!(
+            "ledger {}: {} rows, head {}",
+            settings.database.redacted(),
+            audit.chain.rows,
+            audit.chain.head
+        ),
+        format!(
+            "  {} certificate anchors checked (ledger rows and files)",
+            audit.anchors
+        ),
+        format!(
+            "  {} recorded certificates looked up in {}",
+            audit.recorded, audit.destination
+        ),
+    ];
+    for line in lines
         .into_iter()
-        .filter_map(|(_, bytes)| anchor(&bytes))
-        .collect::<Vec<_>>();
-    let anchors: std::collections::BTreeSet<(u64, i64, String)> =
-        listed.into_iter().chain(files).collect();
-    for (sequence, last_seq, hash) in anchors.iter().cloned() {
-        match ledger.row(last_seq).await.or_exit(Exit::Runtime)? {
-            Some(row) if row.hash == hash => {}
-            Some(_) => problems.push(format!("certificate #{sequence} pins ledger row {last_seq} with another hash (the row was changed)")),
-            None => problems.push(format!("certificate #{sequence} pins ledger row {last_seq}, which is missing (rows were removed)")),
-        }
+        .chain(audit.problems.iter().map(|p| format!("  FAIL  {p}")))
+    {
+        writeln!(out, "{line}").map_err(output_error)?;
     }
-    ledger.close().await;
-
-    writeln!(
-        out,
-        "ledger {}: {} rows, head {}",
-        settings.database.redacted(),
-        report.rows,
-        report.head
-    )
-    .map_err(output_error)?;
-    writeln!(
-        out,
-        "  {} certificate anchors checked (ledger rows and files)",
-        anchors.len()
-    )
-    .map_err(output_error)?;
-    writeln!(
-        out,
-        "  {} recorded certificates looked up in {}",
-        recorded.len(),
-        destination.location("").trim_end_matches('/')
-    )
-    .map_err(output_error)?;
-    for p in &problems {
-        writeln!(out, "  FAIL  {p}").map_err(output_error)?;
-    }
-    writeln!(
-        out,
-        "{}",
-        if problems.is_empty() {
-            "verified: the hash chain is intact"
-        } else {
-            "VERIFICATION FAILED"
-        }
-    )
-    .map_err(output_error)?;
-    Ok(if problems.is_empty() {
-        Exit::Success
-    } else {
-        Exit::Verification
+    let verdict = match audit.problems.is_empty() {
+        true => "verified: the hash chain is intact",
+        false => "VERIFICATION FAILED",
+    };
+    writeln!(out, "{verdict}").map_err(output_error)?;
+    Ok(match audit.problems.is_empty() {
+        true => Exit::Success,
+        false => Exit::Verification,
     })
-}
-
-/// `(sequence, last_seq, last_row_sha256)` of a certificate file, read
-/// without checking its signature (`verify` does that).
-fn anchor(bytes: &[u8]) -> Option<(u64, i64, String)> {
-    use base64::Engine;
-    let env = serde_json::from_slice::<certificate::Envelope>(bytes).ok()?;
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(&env.payload)
-        .ok()?;
-    let p = serde_json::from_slice::<certificate::Payload>(&payload).ok()?;
-    Some((p.sequence, p.ledger.last_seq, p.ledger.last_row_sha256))
 }
 
 /// Fetches `cert` (a URL under the configured certificates store); returns

@@ -11,6 +11,7 @@
 //! no exit codes: the CLI maps the outcome to one and renders it through
 //! `report`.
 
+mod audit;
 mod certify;
 mod destination;
 mod error;
@@ -20,6 +21,7 @@ mod run;
 mod shards;
 mod stores;
 
+pub use audit::{AuditError, LedgerAudit, audit_ledger, check_absence};
 pub use certify::{
     CertificateRow, CertifyError, Extras, Issue, StoreInfo, check_destination, restore,
 };

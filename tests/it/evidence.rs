@@ -485,7 +485,10 @@ fn a_ledger_and_certificates_of_the_release_before_the_library_pass_still_verify
     // that subject goes at the next run, in spite of its recent date.
     let key = "calls/feedback/2026/11/20/E-2.wav";
     w.put(key, "restored");
-    w.put("calls/feedback/2026/11/20/E-2.json", r#"{"subject":"cust-erase"}"#);
+    w.put(
+        "calls/feedback/2026/11/20/E-2.json",
+        r#"{"subject":"cust-erase"}"#,
+    );
     assert_exit(&w.lethe(&["run"]), 0);
     assert!(!w.exists(key));
     assert!(w.manifest_keys(5).contains(&key.to_string()));
