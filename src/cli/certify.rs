@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::certificate::{
@@ -24,20 +23,12 @@ use crate::certificate::{
 };
 use crate::config::{Certificates, Settings};
 use crate::execute::{Role, VERIFICATION};
-use crate::ledger::{Ledger, NewRow, kind, timestamp};
+use crate::ledger::{CertificateRecord, Event, Kind, Ledger, timestamp};
 use crate::policy::PolicyFile;
 use crate::store::{Store, Written};
 
 /// The body of a `certificate` ledger row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct CertificateRow {
-    pub sequence: u64,
-    pub certificate_file: String,
-    pub certificate_sha256: String,
-    pub manifest_file: String,
-    pub manifest_sha256: String,
-    pub payload: Payload,
-}
+pub(crate) type CertificateRow = CertificateRecord<Payload>;
 
 /// A store as the certificate describes it.
 pub(crate) struct StoreInfo {
@@ -119,15 +110,7 @@ async fn run_summary(ledger: &Ledger, run_id: &str) -> anyhow::Result<Option<Run
         return Ok(None);
     };
     let (finished_at, status) = match finished {
-        Some(f) => {
-            let status = f
-                .body_json()?
-                .get("status")
-                .and_then(|s| s.as_str())
-                .unwrap_or("finished")
-                .to_string();
-            (Some(f.at), status)
-        }
+        Some(f) => (Some(f.at), f.body.status.to_string()),
         None => (None, "interrupted".into()),
     };
     Ok(Some(RunSummary {
@@ -140,7 +123,7 @@ async fn run_summary(ledger: &Ledger, run_id: &str) -> anyhow::Result<Option<Run
 
 async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> anyhow::Result<Vec<RunSummary>> {
     let mut runs: Vec<RunSummary> = Vec::new();
-    let mut started = ledger.rows_of_kind(kind::RUN_STARTED, from, to);
+    let mut started = ledger.rows_of_kind(Kind::RunStarted, from, to);
     while let Some(row) = started.next().await {
         let row = row?;
         runs.push(RunSummary {
@@ -154,18 +137,16 @@ async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> anyhow::Result<Vec<RunS
     // Collected before any other query: a SQLite ledger has one connection,
     // and an open stream holds it.
     let finished: Vec<_> = ledger
-        .rows_of_kind(kind::RUN_FINISHED, from, to)
+        .rows_of_kind(Kind::RunFinished, from, to)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
     for row in finished {
-        let status = row
-            .body_json()?
-            .get("status")
-            .and_then(|s| s.as_str())
-            .unwrap_or("finished")
-            .to_string();
+        let status = match row.event()? {
+            Event::RunFinished(end) => end.status.to_string(),
+            _ => "finished".to_string(),
+        };
         if let Some(run) = runs.iter_mut().find(|r| r.id == row.run_id) {
             run.finished_at = Some(row.at);
             run.status = status;
@@ -603,17 +584,7 @@ async fn try_certify(
     };
     // The ledger first: if the files are lost, `restore` rebuilds them from here.
     let appended = ledger
-        .append_certificate(
-            NewRow {
-                kind: kind::CERTIFICATE,
-                run_id: run_id.to_string(),
-                store: None,
-                key: None,
-                ref_seq: None,
-                body: serde_json::to_value(&row)?,
-            },
-            previous_seq,
-        )
+        .append_certificate(run_id, &row, previous_seq)
         .await?;
     if appended.is_none() {
         return Ok(None);
@@ -651,7 +622,7 @@ pub(crate) async fn check_destination(
         Some(last) if last.sequence > highest => {
             // Later files are missing (the last one is rebuilt); the highest
             // present must still be this ledger's.
-            let mut rows = ledger.rows_of_kind(kind::CERTIFICATE, 1, i64::MAX);
+            let mut rows = ledger.rows_of_kind(Kind::Certificate, 1, i64::MAX);
             let mut found = None;
             while let Some(row) = rows.next().await {
                 let cert: CertificateRow =

@@ -581,7 +581,7 @@ pub(crate) async fn orders_from(
     // must agree with the hash chain, or an edited index could let a held
     // recording go.
     let problems = ledger
-        .verify_holds()
+        .verify_indexes()
         .await
         .context(context)
         .or_exit(Exit::Runtime)?;

@@ -24,7 +24,7 @@ use crate::certificate::Identity;
 use crate::config::Settings;
 use crate::decide::{Action, Planned, Shard, StoreStats, check_safety};
 use crate::execute::{self, Report};
-use crate::ledger::{Holder, Lease, Ledger, NewRow, kind, timestamp};
+use crate::ledger::{Holder, Kind, Lease, Ledger, NewRow, timestamp};
 use crate::plan::{ApprovedPlan, PlanFailure, Scope, Spool, plan_store};
 use crate::policy::Policy;
 use crate::report::bytes;
@@ -406,7 +406,7 @@ async fn pass(
                 .or_exit(Exit::Runtime)?,
         ),
     };
-    let run_rows = |k: &'static str, body: serde_json::Value| {
+    let run_rows = |k: Kind, body: serde_json::Value| {
         vec![NewRow {
             kind: k,
             run_id: run_id.to_string(),
@@ -461,7 +461,7 @@ async fn pass(
             "stores": passes.iter().map(|p| json!({"name": p.name, "url": p.url})).collect::<Vec<_>>(),
         });
         ledger
-            .append(run_rows(kind::RUN_STARTED, body))
+            .append(run_rows(Kind::RunStarted, body))
             .await
             .context("cannot record the run; nothing was deleted")
             .or_exit(Exit::Runtime)?;
@@ -764,7 +764,7 @@ async fn pass(
                 "failed": p.report.failed,
             })).collect::<Vec<_>>(),
         });
-        match ledger.append(run_rows(kind::RUN_FINISHED, body)).await {
+        match ledger.append(run_rows(Kind::RunFinished, body)).await {
             Ok(_) => {
                 let infos: Vec<StoreInfo> = passes
                     .iter()

@@ -230,6 +230,12 @@ async fn check_absence(cert: &Path, settings: &crate::config::Settings) -> Check
     ))
 }
 
+/// The part of a certificate row's payload that pins the ledger.
+#[derive(serde::Deserialize)]
+struct Anchored {
+    ledger: certificate::LedgerAnchor,
+}
+
 pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome {
     let settings = load_settings(config)?;
     if let Some(path) = ledger::sqlite_path(&settings.database)
@@ -245,30 +251,26 @@ pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome
         .or_exit(Exit::Runtime)?;
     let report = ledger.verify().await.or_exit(Exit::Runtime)?;
     let mut problems = report.problems.clone();
-    problems.extend(ledger.verify_holds().await.or_exit(Exit::Runtime)?);
+    problems.extend(ledger.verify_indexes().await.or_exit(Exit::Runtime)?);
 
     // Certificates pin the ledger: a row removed from the end of the chain,
     // where no later row links to it, still shows against them.
-    let mut certs = ledger.rows_of_kind(ledger::kind::CERTIFICATE, 1, i64::MAX);
+    let mut certs = ledger.rows_of_kind(ledger::Kind::Certificate, 1, i64::MAX);
     let mut listed: Vec<(u64, i64, String)> = Vec::new();
     // (sequence, certificate file, its SHA-256, manifest file) as recorded.
     let mut recorded: Vec<(u64, String, String, String)> = Vec::new();
     while let Some(row) = certs.next().await {
         let row = row.or_exit(Exit::Runtime)?;
-        if let Ok(body) = row.body_json() {
-            let p = &body["payload"]["ledger"];
-            let sequence = body["sequence"].as_u64().unwrap_or(0);
-            listed.push((
-                sequence,
-                p["last_seq"].as_i64().unwrap_or(0),
-                p["last_row_sha256"].as_str().unwrap_or("").to_string(),
-            ));
-            let text = |k: &str| body[k].as_str().unwrap_or("").to_string();
+        // A row that does not read as a certificate is an edit, which the
+        // chain's check reports.
+        if let Ok(cert) = row.certificate::<Anchored>() {
+            let anchor = cert.payload.ledger;
+            listed.push((cert.sequence, anchor.last_seq, anchor.last_row_sha256));
             recorded.push((
-                sequence,
-                text("certificate_file"),
-                text("certificate_sha256"),
-                text("manifest_file"),
+                cert.sequence,
+                cert.certificate_file,
+                cert.certificate_sha256,
+                cert.manifest_file,
             ));
         }
     }
