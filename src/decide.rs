@@ -532,8 +532,11 @@ pub fn fmt_time(t: Option<DateTime<Utc>>) -> String {
     }
 }
 
-/// Counts for one store's plan.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// Counts for one store's plan. They are recorded in the ledger's
+/// `run-finished` row; a row written by an older lethe may lack a count,
+/// which then reads as zero.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct StoreStats {
     /// Every listing entry, owned objects and problems included.
     pub listed: u64,

@@ -89,7 +89,7 @@ pub async fn audit_ledger(settings: &Settings) -> Result<LedgerAudit, AuditError
 async fn audit_open(ledger: &Ledger, settings: &Settings) -> Result<LedgerAudit, AuditError> {
     let chain = ledger.verify().await?;
     let mut problems = chain.problems.clone();
-    problems.extend(ledger.verify_holds().await?);
+    problems.extend(ledger.verify_indexes().await?);
     let recorded = recorded_certificates(ledger).await?;
     let destination = Destination::open(settings).map_err(AuditError::Destination)?;
     let in_destination = destination
@@ -123,7 +123,7 @@ async fn audit_open(ledger: &Ledger, settings: &Settings) -> Result<LedgerAudit,
 
 /// Every certificate row of the ledger, as far as it can be read.
 async fn recorded_certificates(ledger: &Ledger) -> Result<Vec<Recorded>, AuditError> {
-    let mut rows = ledger.rows_of_kind(ledger::kind::CERTIFICATE, 1, i64::MAX);
+    let mut rows = ledger.rows_of_kind(ledger::Kind::Certificate, 1, i64::MAX);
     let mut recorded = Vec::new();
     while let Some(row) = rows.next().await {
         if let Ok(r) = serde_json::from_str::<Recorded>(&row?.body) {

@@ -14,18 +14,16 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use super::destination::Destination;
 
-use crate::certificate::CertificateError;
 use crate::certificate::{
     self, Counts, Identity, LedgerAnchor, ManifestDigest, ManifestEntry, ManifestWriter, Payload,
     PolicyDigest, RunSummary, StoreSection, Tool, Window,
 };
 use crate::execute::{Role, VERIFICATION};
-use crate::ledger::{Ledger, LedgerError, NewRow, kind, timestamp};
+use crate::ledger::{CertificateRecord, Event, Kind, Ledger, LedgerError, LedgerRow, timestamp};
 use crate::policy::PolicyFile;
 use crate::store::StoreError;
 
@@ -46,11 +44,6 @@ pub enum CertifyError {
     ReadFolder {
         path: PathBuf,
         source: std::io::Error,
-    },
-    #[error("{what} cannot be read")]
-    Row {
-        what: &'static str,
-        source: serde_json::Error,
     },
     #[error(
         "{location} already exists with SHA-256 {found}, and lethe's certificate #{sequence} would have SHA-256 {expected} there; it was not replaced"
@@ -82,20 +75,12 @@ pub enum CertifyError {
 type Result<T, E = CertifyError> = std::result::Result<T, E>;
 
 /// A certificate row of the ledger, read back.
-fn certificate_row(body: &str, what: &'static str) -> Result<CertificateRow> {
-    serde_json::from_str(body).map_err(|source| CertifyError::Row { what, source })
+fn certificate_row(row: &LedgerRow) -> Result<CertificateRow> {
+    Ok(row.certificate::<Payload>()?)
 }
 
 /// The body of a `certificate` ledger row.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CertificateRow {
-    pub sequence: u64,
-    pub certificate_file: String,
-    pub certificate_sha256: String,
-    pub manifest_file: String,
-    pub manifest_sha256: String,
-    pub payload: Payload,
-}
+pub type CertificateRow = CertificateRecord<Payload>;
 
 /// A store as the certificate describes it.
 pub struct StoreInfo {
@@ -177,15 +162,7 @@ async fn run_summary(ledger: &Ledger, run_id: &str) -> Result<Option<RunSummary>
         return Ok(None);
     };
     let (finished_at, status) = match finished {
-        Some(f) => {
-            let status = f
-                .body_json()?
-                .get("status")
-                .and_then(|s| s.as_str())
-                .unwrap_or("finished")
-                .to_string();
-            (Some(f.at), status)
-        }
+        Some(f) => (Some(f.at), f.body.status.to_string()),
         None => (None, "interrupted".into()),
     };
     Ok(Some(RunSummary {
@@ -198,7 +175,7 @@ async fn run_summary(ledger: &Ledger, run_id: &str) -> Result<Option<RunSummary>
 
 async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> Result<Vec<RunSummary>> {
     let mut runs: Vec<RunSummary> = Vec::new();
-    let mut started = ledger.rows_of_kind(kind::RUN_STARTED, from, to);
+    let mut started = ledger.rows_of_kind(Kind::RunStarted, from, to);
     while let Some(row) = started.next().await {
         let row = row?;
         runs.push(RunSummary {
@@ -212,18 +189,16 @@ async fn runs_in(ledger: &Ledger, from: i64, to: i64) -> Result<Vec<RunSummary>>
     // Collected before any other query: a SQLite ledger has one connection,
     // and an open stream holds it.
     let finished: Vec<_> = ledger
-        .rows_of_kind(kind::RUN_FINISHED, from, to)
+        .rows_of_kind(Kind::RunFinished, from, to)
         .collect::<Vec<_>>()
         .await
         .into_iter()
         .collect::<Result<_, _>>()?;
     for row in finished {
-        let status = row
-            .body_json()?
-            .get("status")
-            .and_then(|s| s.as_str())
-            .unwrap_or("finished")
-            .to_string();
+        let status = match row.event()? {
+            Event::RunFinished(end) => end.status.to_string(),
+            _ => "finished".to_string(),
+        };
         if let Some(run) = runs.iter_mut().find(|r| r.id == row.run_id) {
             run.finished_at = Some(row.at);
             run.status = status;
@@ -287,7 +262,7 @@ impl Issue<'_> {
         Ok(Previous {
             seq: last_row.as_ref().map(|r| r.seq),
             row: match last_row {
-                Some(row) => Some(certificate_row(&row.body, "the last certificate row")?),
+                Some(row) => Some(certificate_row(&row)?),
                 None => None,
             },
         })
@@ -380,17 +355,7 @@ impl Issue<'_> {
         };
         // The ledger first: if the files are lost, `restore` rebuilds them from here.
         let appended = ledger
-            .append_certificate(
-                NewRow {
-                    kind: kind::CERTIFICATE,
-                    run_id: self.run_id.to_string(),
-                    store: None,
-                    key: None,
-                    ref_seq: None,
-                    body: serde_json::to_value(&row).map_err(CertificateError::Encode)?,
-                },
-                previous.seq,
-            )
+            .append_certificate(self.run_id, &row, previous.seq)
             .await?;
         if appended.is_none() {
             return Ok(None);
@@ -469,7 +434,7 @@ pub async fn check_destination(
         return Ok(Ok(()));
     };
     let last = match ledger.last_certificate().await? {
-        Some(row) => Some(certificate_row(&row.body, "the last certificate row")?),
+        Some(row) => Some(certificate_row(&row)?),
         None => None,
     };
     let recorded = match &last {
@@ -477,10 +442,10 @@ pub async fn check_destination(
         Some(last) if last.sequence > highest => {
             // Later files are missing (the last one is rebuilt); the highest
             // present must still be this ledger's.
-            let mut rows = ledger.rows_of_kind(kind::CERTIFICATE, 1, i64::MAX);
+            let mut rows = ledger.rows_of_kind(Kind::Certificate, 1, i64::MAX);
             let mut found = None;
             while let Some(row) = rows.next().await {
-                let cert = certificate_row(&row?.body, "a certificate row")?;
+                let cert = certificate_row(&row?)?;
                 if cert.sequence == highest {
                     found = Some(cert);
                     break;
@@ -522,7 +487,7 @@ pub async fn restore(
     let Some(row) = ledger.last_certificate().await? else {
         return Ok(None);
     };
-    let cert = certificate_row(&row.body, "the last certificate row")?;
+    let cert = certificate_row(&row)?;
     let has_certificate = destination.contains(&cert.certificate_file).await?;
     if has_certificate && destination.contains(&cert.manifest_file).await? {
         return Ok(None);

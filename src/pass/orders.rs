@@ -32,7 +32,7 @@ pub async fn orders_from(ledger: &Ledger) -> Result<Orders, PassError> {
     // must agree with the hash chain, or an edited index could let a held
     // recording go.
     let problems = ledger
-        .verify_holds()
+        .verify_indexes()
         .await
         .map_err(PassError::ledger(CONTEXT))?;
     if !problems.is_empty() {

@@ -11,37 +11,7 @@ use crate::execute::Report;
 use crate::store::DeletionStatement;
 use crate::telemetry::StoreFigures;
 
-/// How a run ended, as the ledger's `run-finished` row records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    Completed,
-    /// Everything ran, but a store, an object or a step failed.
-    CompletedWithFailures,
-    /// The journal failed and execution stopped.
-    Failed,
-    /// Stopped on request (SIGTERM): what was deleted is recorded and certified.
-    Interrupted,
-    /// A safety limit was exceeded: nothing was deleted.
-    StoppedBySafetyLimit,
-}
-
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Completed => "completed",
-            RunStatus::CompletedWithFailures => "completed-with-failures",
-            RunStatus::Failed => "failed",
-            RunStatus::Interrupted => "interrupted",
-            RunStatus::StoppedBySafetyLimit => "stopped-by-safety-limit",
-        }
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::ledger::RunStatus;
 
 /// What the run means for whoever started it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

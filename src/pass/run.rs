@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::certify::{Extras, Issue, StoreInfo, check_destination, restore};
@@ -25,7 +24,10 @@ use super::stores::{self, Planning, StorePass};
 use super::{PassError, Setup, chain, orders_from, read_orders};
 use crate::decide::{Orders, Shard, check_safety};
 use crate::execute::{self, Report};
-use crate::ledger::{Holder, Lease, Ledger, NewRow, RunJournal, kind, timestamp};
+use crate::ledger::{
+    Event, Holder, Lease, Ledger, PolicyRef, Purpose, RunFinished, RunJournal, RunStarted,
+    StoreFinished, StoreRef, Tool,
+};
 use crate::plan::{ApprovedPlan, Progress, Quiet, Scope};
 
 /// What a pass is for.
@@ -318,7 +320,7 @@ impl<'a> Pass<'a> {
             return Err(PassError::Uncertified);
         }
         ledger
-            .append(self.run_row(kind::RUN_STARTED, self.started_body()))
+            .record(self.run_id, &Event::RunStarted(self.started()))
             .await
             .map_err(PassError::ledger(
                 "cannot record the run; nothing was deleted",
@@ -326,28 +328,30 @@ impl<'a> Pass<'a> {
         self.recover().await
     }
 
-    fn run_row(&self, kind: &'static str, body: serde_json::Value) -> Vec<NewRow> {
-        vec![NewRow {
-            kind,
-            run_id: self.run_id.to_string(),
-            store: None,
-            key: None,
-            ref_seq: None,
-            body,
-        }]
-    }
-
-    fn started_body(&self) -> serde_json::Value {
+    fn started(&self) -> RunStarted {
         let mode = &self.job.mode;
-        json!({
-            "started_at": timestamp(self.now),
-            "purpose": if mode.erasure().is_some() { "erasure" } else { "retention" },
-            "approved_plan_sha256": mode.approved().map(|a| a.sha256.clone()),
-            "shard": mode.shard().map(|s| s.to_string()),
-            "tool": {"name": "lethe", "version": env!("CARGO_PKG_VERSION")},
-            "policies": self.setup.policy.files.iter().map(|f| json!({"file": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
-            "stores": self.stores.iter().map(|p| json!({"name": p.outcome.name, "url": p.outcome.url})).collect::<Vec<_>>(),
-        })
+        RunStarted {
+            started_at: self.now,
+            purpose: match mode {
+                Mode::Retention { .. } => Purpose::Retention,
+                Mode::Erasure { .. } => Purpose::Erasure,
+            },
+            approved_plan_sha256: mode.approved().map(|a| a.sha256.clone()),
+            shard: mode.shard().map(|s| s.to_string()),
+            tool: Tool::lethe(),
+            policies: (self.setup.policy.files.iter())
+                .map(|f| PolicyRef {
+                    file: f.name.clone(),
+                    sha256: f.sha256.clone(),
+                })
+                .collect(),
+            stores: (self.stores.iter())
+                .map(|p| StoreRef {
+                    name: p.outcome.name.clone(),
+                    url: p.outcome.url.clone(),
+                })
+                .collect(),
+        }
     }
 
     /// Completes the deletions an interrupted run left. Intents of a run
@@ -572,22 +576,24 @@ impl<'a> Pass<'a> {
         finished_at: DateTime<Utc>,
     ) -> Option<String> {
         let rec = self.recorder.as_ref()?;
-        let body = json!({
-            "finished_at": timestamp(finished_at),
-            "status": status.as_str(),
-            "safety_breaches": breaches,
-            "stores": self.stores.iter().map(|p| json!({
-                "name": p.outcome.name,
-                "error": p.outcome.error,
-                "planned": p.outcome.stats,
-                "recordings_deleted": p.outcome.report.recordings_deleted,
-                "objects_deleted": p.outcome.report.objects_deleted,
-                "failed": p.outcome.report.failed,
-            })).collect::<Vec<_>>(),
-        });
+        let end = RunFinished {
+            finished_at,
+            status,
+            safety_breaches: breaches.to_vec(),
+            stores: (self.stores.iter())
+                .map(|p| StoreFinished {
+                    name: p.outcome.name.clone(),
+                    error: p.outcome.error.clone(),
+                    planned: p.outcome.stats.clone(),
+                    recordings_deleted: p.outcome.report.recordings_deleted,
+                    objects_deleted: p.outcome.report.objects_deleted,
+                    failed: p.outcome.report.failed,
+                })
+                .collect(),
+        };
         if let Err(e) = rec
             .ledger
-            .append(self.run_row(kind::RUN_FINISHED, body))
+            .record(self.run_id, &Event::RunFinished(end))
             .await
         {
             self.problems

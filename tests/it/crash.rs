@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use lethe::execute::{Intent, Journal, Role};
-use lethe::ledger::{NewRow, kind};
+use lethe::ledger::{Event, Purpose, RunStarted, Tool};
 
 use crate::*;
 
@@ -31,17 +31,16 @@ fn intent(store: &str, key: &str, recording: &str, role: Role) -> Intent {
 /// Leaves the ledger as a run killed between its intents and its outcomes would.
 async fn crashed_run(w: &World, groups: &[(&str, &[&str])]) {
     let ledger = w.ledger().await;
-    ledger
-        .append(vec![NewRow {
-            kind: kind::RUN_STARTED,
-            run_id: "crashed-run".into(),
-            store: None,
-            key: None,
-            ref_seq: None,
-            body: serde_json::json!({}),
-        }])
-        .await
-        .unwrap();
+    let started = Event::RunStarted(RunStarted {
+        started_at: chrono::Utc::now(),
+        purpose: Purpose::Retention,
+        approved_plan_sha256: None,
+        shard: None,
+        tool: Tool::lethe(),
+        policies: vec![],
+        stores: vec![],
+    });
+    ledger.record("crashed-run", &started).await.unwrap();
     let mut intents = Vec::new();
     for (recording, others) in groups {
         intents.push(intent("recordings", recording, recording, Role::Recording));

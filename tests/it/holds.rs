@@ -379,7 +379,7 @@ async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
 
     // No deletion intent was recorded after the hold.
     let hold_seq = observer.holds().await.unwrap()[0].placed_seq;
-    let mut intents = observer.rows_of_kind(lethe::ledger::kind::INTENT, 1, i64::MAX);
+    let mut intents = observer.rows_of_kind(lethe::ledger::Kind::Intent, 1, i64::MAX);
     let mut deleted = Vec::new();
     while let Some(row) = intents.next().await {
         let row = row.unwrap();
@@ -398,7 +398,7 @@ async fn a_hold_placed_during_a_run_protects_what_has_not_started(db: Db) {
 }
 
 /// The ledger's rows of one kind: (seq, key; empty for rows without one).
-async fn rows(ledger: &lethe::ledger::Ledger, kind: &'static str) -> Vec<(i64, String)> {
+async fn rows(ledger: &lethe::ledger::Ledger, kind: lethe::ledger::Kind) -> Vec<(i64, String)> {
     ledger
         .rows_of_kind(kind, 1, i64::MAX)
         .map(|row| {
@@ -410,7 +410,7 @@ async fn rows(ledger: &lethe::ledger::Ledger, kind: &'static str) -> Vec<(i64, S
 }
 
 async fn intents(ledger: &lethe::ledger::Ledger) -> Vec<(i64, String)> {
-    rows(ledger, lethe::ledger::kind::INTENT).await
+    rows(ledger, lethe::ledger::Kind::Intent).await
 }
 
 async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db: Db) {
@@ -483,7 +483,7 @@ async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db:
             "{k} released, expired: deleted by the next run"
         );
     }
-    let released_at = rows(&observer, lethe::ledger::kind::HOLD_RELEASED).await;
+    let released_at = rows(&observer, lethe::ledger::Kind::HoldReleased).await;
     assert_eq!(released_at.len(), 1);
     let after: Vec<(i64, String)> = intents(&observer)
         .await
@@ -508,8 +508,8 @@ async fn a_hold_released_during_a_run_protects_its_recordings_until_the_next(db:
 
 /// Whether the slow run had recorded its end before the release row.
 async fn run_finished_early(ledger: &lethe::ledger::Ledger) -> bool {
-    let released = rows(ledger, lethe::ledger::kind::HOLD_RELEASED).await;
-    let outcomes = rows(ledger, lethe::ledger::kind::OUTCOME).await;
+    let released = rows(ledger, lethe::ledger::Kind::HoldReleased).await;
+    let outcomes = rows(ledger, lethe::ledger::Kind::Outcome).await;
     released
         .first()
         .is_some_and(|(r, _)| outcomes.iter().all(|(o, _)| o < r))

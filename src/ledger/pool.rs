@@ -1,0 +1,155 @@
+//! The connection pool and the schema: opening a ledger (SQLite or
+//! PostgreSQL), applying the migrations in `migrations/`, and the write
+//! transaction every appender takes, which keeps the chain linear.
+
+use sqlx::any::AnyPoolOptions;
+
+use super::{Backend, Ledger, LedgerError, Result, sqlite_path};
+use crate::config::DatabaseUrl;
+
+impl Ledger {
+    /// Connects, applies the migrations and returns the ledger.
+    pub async fn open(url: &DatabaseUrl) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.is_sqlite() {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        if let Some(dir) = sqlite_path(url)
+            .as_deref()
+            .and_then(std::path::Path::parent)
+        {
+            std::fs::create_dir_all(dir).map_err(|e| LedgerError::Prepare {
+                url: url.redacted(),
+                message: e.to_string(),
+            })?;
+        }
+        let mut options =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 1 } else { 4 });
+        if backend == Backend::Sqlite {
+            // WAL with full synchronous writes: a committed intent survives a
+            // power cut; the busy timeout makes a second writer wait, not fail.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA busy_timeout = 30000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        // One direct connection first: an unreachable or refusing database
+        // fails at once with its own error, instead of after the pool's
+        // acquire timeout.
+        {
+            use sqlx::Connection;
+            let probe = sqlx::AnyConnection::connect(url.expose())
+                .await
+                .map_err(|source| LedgerError::Open {
+                    url: url.redacted(),
+                    source,
+                })?;
+            probe.close().await.ok();
+        }
+        let pool = options
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect(url.expose())
+            .await
+            .map_err(|source| LedgerError::Open {
+                url: url.redacted(),
+                source,
+            })?;
+        let ledger = Self { pool, backend };
+        ledger.migrate().await?;
+        Ok(ledger)
+    }
+
+    /// Applies the migrations. Two first runs may migrate a fresh SQLite file
+    /// at once (SQLite has no migration lock): the loser finds a table
+    /// already created and tries again, when the winner's migrations are on
+    /// record.
+    async fn migrate(&self) -> Result<()> {
+        let migrator = sqlx::migrate!("./migrations");
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, attempt, "ledger migration collided; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(
+                        100 + fastrand::u64(0..200),
+                    ))
+                    .await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+
+    /// A write transaction: one appender at a time keeps the chain linear
+    /// (SQLite's `BEGIN IMMEDIATE`, PostgreSQL's table lock); readers are
+    /// not blocked.
+    pub(super) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("LOCK TABLE ledger IN EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                tx
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+
+    use super::super::scratch;
+
+    #[tokio::test]
+    async fn a_fresh_ledger_has_every_table_and_opens_again() {
+        let (dir, ledger) = scratch().await;
+        for table in ["ledger", "pending_intent", "hold", "lease", "erasure"] {
+            let sql = format!("SELECT COUNT(*) AS n FROM {table}");
+            let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&ledger.pool)
+                .await
+                .unwrap();
+            assert_eq!(row.try_get::<i64, _>("n").unwrap(), 0, "{table}");
+        }
+        ledger.close().await;
+        // Migrations already on record are not applied twice.
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("ledger.db").display()
+        );
+        let again = super::Ledger::open(&crate::config::DatabaseUrl::new(url))
+            .await
+            .unwrap();
+        assert_eq!(again.head().await.unwrap().0, 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_database_folder_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/ledger.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        super::Ledger::open(&crate::config::DatabaseUrl::new(url))
+            .await
+            .unwrap();
+        assert!(path.exists());
+    }
+}
