@@ -24,6 +24,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
+use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::decide::{Action, Planned};
 use crate::hold::HoldTarget;
 use crate::store::{DeleteAnswer, Store};
@@ -170,6 +171,8 @@ pub struct Options {
     pub stop: Option<Arc<AtomicBool>>,
     /// Counts recordings deleted as they go, for a progress display.
     pub progress: Option<Arc<AtomicU64>>,
+    /// What stamps each outcome: the run's clock.
+    pub clock: SharedClock,
 }
 
 impl Default for Options {
@@ -179,6 +182,7 @@ impl Default for Options {
             concurrency: 16,
             stop: None,
             progress: None,
+            clock: SystemClock::shared(),
         }
     }
 }
@@ -467,6 +471,7 @@ async fn delete_groups(
     store: &Store,
     groups: Vec<Vec<(i64, Intent)>>,
     concurrency: usize,
+    clock: &dyn Clock,
 ) -> Vec<(Intent, Outcome)> {
     let recordings: Vec<String> = groups.iter().map(|g| g[0].1.key.clone()).collect();
     let recording_results = delete_verified(store, &recordings, concurrency).await;
@@ -499,7 +504,7 @@ async fn delete_groups(
                 Outcome {
                     intent: seq,
                     result,
-                    at: Utc::now(),
+                    at: clock.now(),
                     detail,
                 },
             ));
@@ -607,7 +612,8 @@ pub async fn execute<J: Journal>(
         if numbered.is_empty() {
             continue;
         }
-        let outcomes = delete_groups(store, numbered, options.concurrency).await;
+        let outcomes =
+            delete_groups(store, numbered, options.concurrency, options.clock.as_ref()).await;
         let before = report.recordings_deleted;
         for (intent, outcome) in &outcomes {
             report.absorb(store.name(), intent, outcome);
@@ -641,6 +647,7 @@ pub async fn recover<J: Journal>(
     stores: &HashMap<String, Store>,
     pending: Vec<Pending>,
     journal: &J,
+    clock: &dyn Clock,
 ) -> Report {
     let mut report = Report::default();
     let mut groups: BTreeMap<(String, String), Vec<Pending>> = BTreeMap::new();
@@ -697,7 +704,7 @@ pub async fn recover<J: Journal>(
             let outcome = Outcome {
                 intent: p.seq,
                 result,
-                at: Utc::now(),
+                at: clock.now(),
                 detail,
             };
             report.absorb(&store_name, &p.intent, &outcome);

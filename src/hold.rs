@@ -229,7 +229,7 @@ mod tests {
             case: "CASE-1".into(),
             reason: "r".into(),
             placed_by: "j".into(),
-            placed_at: Utc::now(),
+            placed_at: crate::clock::SystemClock::read(),
             selectors,
             store: store.map(str::to_string),
             review: None,
@@ -394,7 +394,7 @@ mod tests {
 
     #[test]
     fn a_key_or_prefix_on_a_sidecar_or_companion_covers_its_recording() {
-        let mut t = target("calls/q/x.wav", None, Utc::now());
+        let mut t = target("calls/q/x.wav", None, crate::clock::SystemClock::read());
         t.objects = vec!["transcripts/x.txt".into(), "calls/q/x.json".into()];
         for (selector, covered) in [
             (

@@ -15,6 +15,7 @@ pub mod certificate;
 pub mod claims;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod decide;
 pub mod execute;

@@ -371,7 +371,7 @@ mod tests {
             "completed",
             0,
             Duration::from_millis(1500),
-            Utc::now(),
+            crate::clock::SystemClock::read(),
         );
         let text = t.encode().unwrap();
         for line in [

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use chrono::{Datelike, Months, NaiveDate, Utc};
+use chrono::{Datelike, Months, NaiveDate};
 
 use super::{Exit, Format, OrExit, Outcome, output_error, plan, run, verify};
 use crate::certificate::{certificate_file_name, dsse};
@@ -109,7 +109,7 @@ fn lay_out(dir: &Path) -> anyhow::Result<()> {
         &dir.join(MARKER),
         b"made by lethe demo; `lethe demo` may replace this folder\n",
     )?;
-    let today = Utc::now().date_naive();
+    let today = crate::clock::SystemClock::read().date_naive();
     write(&dir.join("policies/retention.yaml"), POLICY.as_bytes())?;
     write(
         &dir.join("lethe.toml"),

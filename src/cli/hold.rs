@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, anyhow};
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use tracing::{info, warn};
 
 use super::{Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, output_error};
@@ -116,7 +116,7 @@ pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> O
         ),
         None => None,
     };
-    let placed_at = Utc::now();
+    let placed_at = crate::clock::SystemClock::read();
     let review_passed = review.filter(|r| *r < placed_at.date_naive());
     let hold = Hold {
         case: case.clone(),
@@ -202,7 +202,8 @@ async fn report_coverage(
             &store,
             &policy,
             &orders,
-            Utc::now(),
+            // What the hold covers at the instant it was placed.
+            hold.placed_at,
             Scope::default(),
             &Quiet,
             &mut |item| {
@@ -258,7 +259,7 @@ pub(crate) async fn release(
         case: required("case", case)?,
         by: required("by", by)?,
         reason: required("reason", reason)?,
-        at: Utc::now(),
+        at: crate::clock::SystemClock::read(),
         approved_by: vec![],
     };
     let ledger = Ledger::open(&settings.database)
@@ -287,7 +288,12 @@ pub(crate) async fn approve_release(
         .context("cannot open the ledger")
         .or_exit(Exit::Runtime)?;
     let state = ledger
-        .approve_release(&case, &by, Utc::now(), settings.release_approvals)
+        .approve_release(
+            &case,
+            &by,
+            crate::clock::SystemClock::read(),
+            settings.release_approvals,
+        )
         .await
         .map_err(ledger_failure)?;
     ledger.close().await;
@@ -343,7 +349,7 @@ async fn records(config: &Path) -> Result<Vec<HoldRecord>, Failure> {
 }
 
 pub(crate) async fn list(config: &Path, all: bool, format: Format, out: &mut dyn Write) -> Outcome {
-    let today = Utc::now().date_naive();
+    let today = crate::clock::SystemClock::read().date_naive();
     let holds: Vec<HoldRecord> = records(config)
         .await?
         .into_iter()
@@ -437,7 +443,7 @@ pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outc
     writeln!(out, "  covers {}", describe(&record.hold)).map_err(output_error)?;
     writeln!(out, "recordings it holds now:").map_err(output_error)?;
     let orders = crate::decide::Orders::with_holds(vec![record.hold.clone()]);
-    let now = Utc::now();
+    let now = crate::clock::SystemClock::read();
     let mut count = 0u64;
     let mut failed = false;
     for sc in &settings.stores {

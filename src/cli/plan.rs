@@ -74,7 +74,7 @@ pub(crate) async fn plan(
     let policy = load_policy(&settings)?;
     let now = match as_of {
         Some(t) => parse_time(t).or_exit(Exit::Usage)?,
-        None => Utc::now(),
+        None => crate::clock::SystemClock::read(),
     };
     let orders = crate::pass::read_orders(&settings)
         .await

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use chrono::Utc;
 use tracing::warn;
 
 use super::progress::Progress;
@@ -64,7 +63,13 @@ pub(crate) async fn run(
                 outcome.finished_at,
             ),
             // A pass that failed records the failure.
-            Err(f) => t.record_run(&[], "failed", f.exit as i64, clock.elapsed(), Utc::now()),
+            Err(f) => t.record_run(
+                &[],
+                "failed",
+                f.exit as i64,
+                clock.elapsed(),
+                crate::clock::SystemClock::read(),
+            ),
         }
     }
     result.map(|(exit, _)| exit)

@@ -51,7 +51,9 @@ impl Ledger {
             tx.rollback().await?;
             return Ok(None);
         }
-        let seq = Self::append_event_in(&mut tx, run_id, &Event::Certificate(record)).await?;
+        let seq = self
+            .append_event_in(&mut tx, run_id, &Event::Certificate(record))
+            .await?;
         tx.commit().await?;
         Ok(Some(seq))
     }
@@ -138,7 +140,7 @@ mod tests {
     async fn outcomes_after_the_last_certificate_are_uncertified() {
         let (_dir, ledger) = scratch().await;
         assert!(!ledger.has_uncertified().await.unwrap());
-        let t = chrono::Utc::now();
+        let t = crate::clock::SystemClock::read();
         let intent = Intent {
             store: "s".into(),
             key: "k".into(),

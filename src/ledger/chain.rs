@@ -4,7 +4,6 @@
 //! predecessor's hash, starting from [`GENESIS`]; any edited, inserted,
 //! removed or reordered row breaks a link.
 
-use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::Serialize;
@@ -185,13 +184,14 @@ impl Ledger {
     /// Appends rows in one transaction and returns their sequence numbers.
     pub(super) async fn append(&self, rows: Vec<NewRow>) -> Result<Vec<i64>> {
         let mut tx = self.begin().await?;
-        let seqs = Self::append_in(&mut tx, rows).await?;
+        let seqs = self.append_in(&mut tx, rows).await?;
         tx.commit().await?;
         Ok(seqs)
     }
 
     /// Appends an event inside an open transaction (that also updates an index).
     pub(super) async fn append_event_in(
+        &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         run_id: &str,
         event: &Event,
@@ -200,13 +200,14 @@ impl Ledger {
             seq: 0,
             message: e.to_string(),
         })?;
-        Ok(Self::append_in(tx, vec![row]).await?[0])
+        Ok(self.append_in(tx, vec![row]).await?[0])
     }
 
     /// Appends inside an open transaction: the hash chain is computed row by
     /// row, and the rows are written many to a statement (a statement per row
     /// would cost a round trip to the database worker each).
     pub(super) async fn append_in(
+        &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         rows: Vec<NewRow>,
     ) -> Result<Vec<i64>> {
@@ -231,7 +232,7 @@ impl Ledger {
                 seq,
                 kind: row.kind.as_str().to_string(),
                 run_id: row.run_id,
-                at: timestamp(Utc::now()),
+                at: timestamp(self.clock.now()),
                 store: row.store,
                 key: row.key,
                 ref_seq: row.ref_seq,
@@ -514,7 +515,7 @@ mod tests {
         let erasure = Event::ErasureRequested(super::super::ErasureRequest {
             request: "DSR-1".into(),
             subject_sha256: "00".into(),
-            at: Utc::now(),
+            at: crate::clock::SystemClock::read(),
         });
         assert!(matches!(
             ledger.record("r", &erasure).await,
@@ -527,7 +528,7 @@ mod tests {
     async fn rows_of_one_kind_are_read_within_a_range() {
         let (_dir, ledger) = scratch().await;
         let started = Event::RunStarted(RunStarted {
-            started_at: Utc::now(),
+            started_at: crate::clock::SystemClock::read(),
             purpose: super::super::Purpose::Retention,
             approved_plan_sha256: None,
             shard: None,

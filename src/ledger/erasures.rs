@@ -37,7 +37,7 @@ impl Ledger {
             subject_sha256: subject_sha256.to_string(),
             at,
         });
-        let seq = Self::append_event_in(&mut tx, run_id, &event).await?;
+        let seq = self.append_event_in(&mut tx, run_id, &event).await?;
         if existing.is_none() {
             sqlx::query("INSERT INTO erasure (request, subject_sha256, seq) VALUES ($1, $2, $3)")
                 .bind(request.to_string())
@@ -73,20 +73,22 @@ mod tests {
     async fn a_request_names_one_subject_and_may_be_repeated_for_it() {
         let (_dir, ledger) = scratch().await;
         let first = ledger
-            .record_erasure("r1", "DSR-1", "aa", Utc::now())
+            .record_erasure("r1", "DSR-1", "aa", crate::clock::SystemClock::read())
             .await
             .unwrap();
         let again = ledger
-            .record_erasure("r2", "DSR-1", "aa", Utc::now())
+            .record_erasure("r2", "DSR-1", "aa", crate::clock::SystemClock::read())
             .await
             .unwrap();
         assert_eq!((first, again), (1, 2));
         assert!(matches!(
-            ledger.record_erasure("r3", "DSR-1", "bb", Utc::now()).await,
+            ledger
+                .record_erasure("r3", "DSR-1", "bb", crate::clock::SystemClock::read())
+                .await,
             Err(LedgerError::RequestReused(_))
         ));
         ledger
-            .record_erasure("r3", "DSR-2", "aa", Utc::now())
+            .record_erasure("r3", "DSR-2", "aa", crate::clock::SystemClock::read())
             .await
             .unwrap();
         // The first request for a subject is the one remembered.

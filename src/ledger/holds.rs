@@ -116,7 +116,7 @@ impl Ledger {
             })?;
         // The index keeps the hold exactly as the row's body has it.
         let body = String::from_utf8_lossy(&jcs::value_to_vec(&row.body)).into_owned();
-        let seq = Self::append_in(&mut tx, vec![row]).await?[0];
+        let seq = self.append_in(&mut tx, vec![row]).await?[0];
         sqlx::query("INSERT INTO hold (case_id, placed_seq, body) VALUES ($1, $2, $3)")
             .bind(hold.case.clone())
             .bind(seq)
@@ -151,7 +151,8 @@ impl Ledger {
             placed_seq,
             request,
         };
-        Self::append_event_in(&mut tx, &hold_run(&release.case), &event).await?;
+        self.append_event_in(&mut tx, &hold_run(&release.case), &event)
+            .await?;
         tx.commit().await?;
         Ok(ReleaseState::Awaiting {
             requested_by: release.by.clone(),
@@ -190,7 +191,8 @@ impl Ledger {
             placed_seq,
             approval,
         };
-        Self::append_event_in(&mut tx, &hold_run(case), &event).await?;
+        self.append_event_in(&mut tx, &hold_run(case), &event)
+            .await?;
         let mut approved_by = pending.approved_by;
         approved_by.push(by.to_string());
         let state = if approved_by.len() + 1 >= people {
@@ -201,7 +203,7 @@ impl Ledger {
                 at,
                 approved_by,
             };
-            ReleaseState::Released(Self::release_in(&mut tx, &release, placed_seq).await?)
+            ReleaseState::Released(self.release_in(&mut tx, &release, placed_seq).await?)
         } else {
             ReleaseState::Awaiting {
                 requested_by: pending.by,
@@ -216,7 +218,7 @@ impl Ledger {
     pub async fn release_hold(&self, release: &Release) -> Result<i64> {
         let mut tx = self.begin().await?;
         let placed_seq = Self::active_hold_in(&mut tx, &release.case).await?;
-        let seq = Self::release_in(&mut tx, release, placed_seq).await?;
+        let seq = self.release_in(&mut tx, release, placed_seq).await?;
         tx.commit().await?;
         Ok(seq)
     }
@@ -279,12 +281,14 @@ impl Ledger {
     }
 
     /// Records the release and marks the index entry released.
-    async fn release_in(tx: &mut Tx, release: &Release, placed_seq: i64) -> Result<i64> {
+    async fn release_in(&self, tx: &mut Tx, release: &Release, placed_seq: i64) -> Result<i64> {
         let event = Event::HoldReleased {
             placed_seq,
             release: release.clone(),
         };
-        let seq = Self::append_event_in(tx, &hold_run(&release.case), &event).await?;
+        let seq = self
+            .append_event_in(tx, &hold_run(&release.case), &event)
+            .await?;
         sqlx::query("UPDATE hold SET released_seq = $1 WHERE case_id = $2")
             .bind(seq)
             .bind(release.case.clone())
@@ -325,7 +329,7 @@ mod tests {
             case: case.into(),
             by: by.into(),
             reason: "closed".into(),
-            at: Utc::now(),
+            at: crate::clock::SystemClock::read(),
             approved_by: vec![],
         }
     }
@@ -385,7 +389,9 @@ mod tests {
             Err(LedgerError::ReleasePending { .. })
         ));
         assert!(matches!(
-            ledger.approve_release("C-1", "Alice", Utc::now(), 2).await,
+            ledger
+                .approve_release("C-1", "Alice", crate::clock::SystemClock::read(), 2)
+                .await,
             Err(LedgerError::SamePerson { .. })
         ));
         let pending = ledger.pending_releases().await.unwrap();
@@ -398,7 +404,7 @@ mod tests {
             Some("alice")
         );
         let ReleaseState::Released(seq) = ledger
-            .approve_release("C-1", "bob", Utc::now(), 2)
+            .approve_release("C-1", "bob", crate::clock::SystemClock::read(), 2)
             .await
             .unwrap()
         else {
@@ -418,7 +424,9 @@ mod tests {
         );
         assert!(ledger.active_holds().await.unwrap().is_empty());
         assert!(matches!(
-            ledger.approve_release("C-1", "carol", Utc::now(), 2).await,
+            ledger
+                .approve_release("C-1", "carol", crate::clock::SystemClock::read(), 2)
+                .await,
             Err(LedgerError::AlreadyReleased(_))
         ));
     }
@@ -428,7 +436,9 @@ mod tests {
         let (_dir, ledger) = scratch().await;
         ledger.place_hold(&hold("C-1")).await.unwrap();
         assert!(matches!(
-            ledger.approve_release("C-1", "bob", Utc::now(), 2).await,
+            ledger
+                .approve_release("C-1", "bob", crate::clock::SystemClock::read(), 2)
+                .await,
             Err(LedgerError::NoReleaseRequested(_))
         ));
     }

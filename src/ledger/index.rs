@@ -155,7 +155,6 @@ impl Ledger {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
 
     use super::super::{Release, scratch};
     use crate::hold::Hold;
@@ -182,12 +181,12 @@ mod tests {
             case: "C-2".into(),
             by: "dpo".into(),
             reason: "closed".into(),
-            at: Utc::now(),
+            at: crate::clock::SystemClock::read(),
             approved_by: vec![],
         };
         ledger.release_hold(&release).await.unwrap();
         ledger
-            .record_erasure("r", "DSR-1", "aa", Utc::now())
+            .record_erasure("r", "DSR-1", "aa", crate::clock::SystemClock::read())
             .await
             .unwrap();
         assert_eq!(ledger.verify_indexes().await.unwrap(), Vec::<String>::new());
@@ -199,11 +198,11 @@ mod tests {
         ledger.place_hold(&hold("C-1")).await.unwrap();
         ledger.place_hold(&hold("C-2")).await.unwrap();
         ledger
-            .record_erasure("r", "DSR-1", "aa", Utc::now())
+            .record_erasure("r", "DSR-1", "aa", crate::clock::SystemClock::read())
             .await
             .unwrap();
         ledger
-            .record_erasure("r", "DSR-2", "bb", Utc::now())
+            .record_erasure("r", "DSR-2", "bb", crate::clock::SystemClock::read())
             .await
             .unwrap();
         exec(&ledger, "DELETE FROM hold WHERE case_id = 'C-1'").await;
@@ -246,7 +245,7 @@ mod tests {
         let (_dir, ledger) = scratch().await;
         ledger.place_hold(&hold("C-1")).await.unwrap();
         ledger
-            .record_erasure("r", "DSR-1", "aa", Utc::now())
+            .record_erasure("r", "DSR-1", "aa", crate::clock::SystemClock::read())
             .await
             .unwrap();
         exec(&ledger, "UPDATE ledger SET hash = 'ff' WHERE seq = 1").await;

@@ -164,7 +164,7 @@ impl Journal for RunJournal<'_> {
                 }
             }
         }
-        let seqs = Ledger::append_in(&mut tx, rows).await?;
+        let seqs = self.ledger.append_in(&mut tx, rows).await?;
         index_seqs(&mut tx, &seqs, true).await?;
         tx.commit().await.map_err(LedgerError::from)?;
         let mut seqs = seqs.into_iter();
@@ -200,7 +200,7 @@ impl Journal for RunJournal<'_> {
             .filter(|(i, o)| !crate::execute::stays_pending(i, o))
             .map(|(_, o)| o.intent)
             .collect();
-        Ledger::append_in(&mut tx, rows).await?;
+        self.ledger.append_in(&mut tx, rows).await?;
         index_seqs(&mut tx, &closed, false).await?;
         tx.commit().await.map_err(LedgerError::from)?;
         Ok(())
@@ -209,14 +209,14 @@ impl Journal for RunJournal<'_> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, Utc};
+    use chrono::Duration;
 
     use super::super::scratch;
     use super::*;
     use crate::execute::{Role, Status};
 
     fn intent(key: &str) -> Intent {
-        let t = Utc::now() - Duration::days(1000);
+        let t = crate::clock::SystemClock::read() - Duration::days(1000);
         Intent {
             store: "recordings".into(),
             key: key.into(),
@@ -244,7 +244,7 @@ mod tests {
         Outcome {
             intent: seq,
             result,
-            at: Utc::now(),
+            at: crate::clock::SystemClock::read(),
             detail: None,
         }
     }

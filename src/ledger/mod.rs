@@ -91,6 +91,18 @@ enum Backend {
 pub struct Ledger {
     pool: AnyPool,
     backend: Backend,
+    /// What stamps each row's `at`: this machine's clock, or a run's.
+    clock: crate::clock::SharedClock,
+}
+
+impl Ledger {
+    /// The same ledger, stamping its rows with `clock` (a run's).
+    pub fn with_clock(&self, clock: crate::clock::SharedClock) -> Self {
+        Self {
+            clock,
+            ..self.clone()
+        }
+    }
 }
 
 /// Where a SQLite ledger file lives, for messages and existence checks.

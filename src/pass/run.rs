@@ -22,6 +22,7 @@ use super::outcome::{ApprovedSummary, ErasureOutcome, RunOutcome, RunStatus};
 use super::shards::whole_pass;
 use super::stores::{self, Planning, StorePass};
 use super::{PassError, Setup, chain, orders_from, read_orders};
+use crate::clock::{Anchored, SharedClock, SystemClock};
 use crate::decide::{Orders, Shard, check_safety};
 use crate::execute::{self, Report};
 use crate::ledger::{
@@ -137,7 +138,8 @@ const LEASE_TTL: Duration = Duration::from_secs(120);
 /// none of it.
 async fn locked(setup: &Setup, run_id: &str, job: &Job<'_>) -> Result<RunOutcome, PassError> {
     if job.dry_run {
-        return Pass::new(setup, job, run_id, None, Utc::now())?.go().await;
+        let clock = Arc::new(Anchored::new(SystemClock::read()));
+        return Pass::new(setup, job, run_id, None, clock)?.go().await;
     }
     let settings = &setup.settings;
     let ledger = Ledger::open(&settings.database)
@@ -154,7 +156,10 @@ async fn locked(setup: &Setup, run_id: &str, job: &Job<'_>) -> Result<RunOutcome
         .await?;
     info!(epoch = lease.epoch, until = %lease.expires_at, "run lease taken");
     let result = match clock(&ledger, settings.safety.max_clock_skew).await {
-        Ok(now) => {
+        Ok(db_now) => {
+            // From here on the run tells the database's time.
+            let clock: SharedClock = Arc::new(Anchored::new(db_now));
+            let clocked = ledger.with_clock(clock.clone());
             // Renew the lease in the background; if it is lost, fencing stops
             // new deletions at the next intent transaction.
             let renewal = {
@@ -169,7 +174,8 @@ async fn locked(setup: &Setup, run_id: &str, job: &Job<'_>) -> Result<RunOutcome
                     }
                 })
             };
-            let result = match Pass::new(setup, job, run_id, Some((&ledger, lease.clone())), now) {
+            let result = match Pass::new(setup, job, run_id, Some((&clocked, lease.clone())), clock)
+            {
                 Ok(pass) => pass.go().await,
                 Err(e) => Err(e),
             };
@@ -191,7 +197,7 @@ async fn clock(ledger: &Ledger, max_skew: Duration) -> Result<DateTime<Utc>, Pas
     let db_now = ledger.now().await.map_err(PassError::ledger(
         "cannot read the database's clock; nothing was deleted",
     ))?;
-    let skew = (Utc::now() - db_now).abs();
+    let skew = (SystemClock::read() - db_now).abs();
     if skew.to_std().unwrap_or(Duration::MAX) > max_skew {
         return Err(PassError::ClockSkew {
             skew_seconds: skew.num_seconds(),
@@ -215,6 +221,9 @@ struct Pass<'a> {
     setup: &'a Setup,
     job: &'a Job<'a>,
     run_id: &'a str,
+    /// The run's clock; `now` is its reading at the start, the one every
+    /// decision of the run is made at.
+    clock: SharedClock,
     now: DateTime<Utc>,
     recorder: Option<Recorder<'a>>,
     stores: Vec<StorePass>,
@@ -231,7 +240,7 @@ impl<'a> Pass<'a> {
         job: &'a Job<'a>,
         run_id: &'a str,
         ledger: Option<(&'a Ledger, Lease)>,
-        now: DateTime<Utc>,
+        clock: SharedClock,
     ) -> Result<Self, PassError> {
         let recorder = match ledger {
             Some((ledger, lease)) => Some(Recorder {
@@ -251,7 +260,8 @@ impl<'a> Pass<'a> {
             setup,
             job,
             run_id,
-            now,
+            now: clock.now(),
+            clock,
             recorder,
             stores: Vec::new(),
             recovered: Report::default(),
@@ -281,7 +291,7 @@ impl<'a> Pass<'a> {
         }
         self.note_unread_sidecars();
         let status = self.status(&breaches);
-        let finished_at = Utc::now();
+        let finished_at = self.clock.now();
         let certificate = self.record_end(status, &breaches, finished_at).await;
         Ok(self.outcome(status, breaches, certificate, finished_at))
     }
@@ -386,7 +396,8 @@ impl<'a> Pass<'a> {
             .iter()
             .filter_map(|p| p.store.clone().map(|s| (p.outcome.name.clone(), s)))
             .collect();
-        self.recovered = execute::recover(&stores, pending, &rec.journal).await;
+        self.recovered =
+            execute::recover(&stores, pending, &rec.journal, self.clock.as_ref()).await;
         if let Some(a) = &self.recovered.aborted {
             self.problems.push(a.clone());
         }
@@ -507,6 +518,7 @@ impl<'a> Pass<'a> {
             let options = execute::Options {
                 stop: Some(self.job.ctx.stop.clone()),
                 progress: progress.deletions(),
+                clock: self.clock.clone(),
                 ..Default::default()
             };
             progress.store(&p.outcome.name);
@@ -620,7 +632,7 @@ impl<'a> Pass<'a> {
                 erasure: self.receipt(),
                 approved_plan_sha256: self.job.mode.approved().map(|a| a.sha256.clone()),
             },
-            issued_at: Utc::now(),
+            issued_at: self.clock.now(),
         };
         match issue.certify().await {
             Ok(location) => Some(location),

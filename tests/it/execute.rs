@@ -230,6 +230,7 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
         &stores,
         ledger.pending().await.unwrap(),
         &ledger.journal("run-2"),
+        &lethe::clock::SystemClock,
     )
     .await;
     assert_eq!(recovered.failed, 0, "{recovered:?}");
