@@ -450,3 +450,38 @@ impl Spool {
         Ok(futures::stream::iter(lines))
     }
 }
+
+/// Writes the deletions of a plan, one canonical JSON line each; the file's
+/// SHA-256 is what a run with `--plan` certifies.
+pub struct PlanFile {
+    writer: std::io::BufWriter<std::fs::File>,
+    sha: sha2::Sha256,
+    items: u64,
+}
+
+impl PlanFile {
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        use sha2::Digest;
+        Ok(Self {
+            writer: std::io::BufWriter::new(std::fs::File::create(path)?),
+            sha: sha2::Sha256::new(),
+            items: 0,
+        })
+    }
+
+    pub fn push(&mut self, item: &Planned) -> std::io::Result<()> {
+        use sha2::Digest;
+        let mut line = crate::certificate::jcs::to_vec(item).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.sha.update(&line);
+        self.items += 1;
+        self.writer.write_all(&line)
+    }
+
+    pub fn finish(mut self) -> std::io::Result<(u64, String)> {
+        use sha2::Digest;
+        self.writer.flush()?;
+        self.writer.get_ref().sync_all()?;
+        Ok((self.items, hex::encode(self.sha.finalize())))
+    }
+}

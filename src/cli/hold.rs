@@ -184,43 +184,11 @@ async fn report_coverage(
             return Ok(());
         }
     };
-    let orders = crate::decide::Orders::with_holds(vec![hold.clone()]);
-    let (mut recordings, mut objects) = (0u64, 0u64);
-    let mut unscanned = Vec::new();
-    for sc in &settings.stores {
-        if hold.store.as_ref().is_some_and(|s| *s != sc.name) {
-            continue;
-        }
-        let store = match crate::pass::open_store(settings, sc) {
-            Ok(s) => s,
-            Err(e) => {
-                unscanned.push(format!("{}: {e}", sc.name));
-                continue;
-            }
-        };
-        let result = plan_store(
-            &store,
-            &policy,
-            &orders,
-            // What the hold covers at the instant it was placed.
-            hold.placed_at,
-            Scope::default(),
-            &Quiet,
-            &mut |item| {
-                if item.hold.as_deref() == Some(case) {
-                    recordings += 1;
-                    objects += 1 + item.sidecars.len() as u64;
-                }
-                Ok(())
-            },
-        )
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(PlanFailure::Store(e)) => unscanned.push(format!("{}: {e}", sc.name)),
-            Err(PlanFailure::Sink(e)) => return Err(output_error(e)),
-        }
-    }
+    let crate::pass::Coverage {
+        recordings,
+        objects,
+        unscanned,
+    } = crate::pass::hold_coverage(settings, &policy, hold).await;
     for failure in &unscanned {
         warn!(case, store = %failure, "cannot count what the hold covers in this store");
         writeln!(out, "WARNING: store {failure}: not scanned").map_err(output_error)?;
