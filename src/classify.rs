@@ -16,9 +16,9 @@ use chrono_tz::Tz;
 use object_store::ObjectMeta;
 use serde::Deserialize;
 
-use crate::policy::Policy;
 use crate::policy::duration::resolve_local;
-use crate::scan::{Candidate, Scanned, SidecarState};
+use crate::policy::{Policy, RuleMatch};
+use crate::scan::{Candidate, Scanned, SidecarRead, SidecarState};
 
 #[derive(Debug)]
 pub enum Classified {
@@ -364,36 +364,16 @@ pub fn classify(scanned: Scanned<'_>, policy: &Policy) -> Classified {
     }
 }
 
+/// Classifies a key that matched at least one rule: the key and its
+/// sidecars are read for purposes, a subject and a date, and the recording
+/// is kept unclassified at the first thing that cannot be established.
 fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
     let key = c.object.location.to_string();
     let rules: Vec<String> = c.matches.iter().map(|m| m.rule.name.clone()).collect();
     // What the recording names, whether or not it can be classified: an
     // unclassified recording keeps its sidecars and companions too.
-    let mut owns: Vec<String> = c.sidecars.iter().map(|s| s.key.clone()).collect();
-    for m in &c.matches {
-        let recorded = match (m.rule.pattern.date_format(), m.captures.get("recorded")) {
-            (Some(f), Some(raw)) => f.parse_value(raw).ok(),
-            _ => None,
-        };
-        for template in &m.rule.companions {
-            if let Some(k) = template.render(&m.captures, recorded)
-                && k != key
-                && !owns.contains(&k)
-            {
-                owns.push(k);
-            }
-        }
-    }
-    let named_subject = c
-        .matches
-        .iter()
-        .find_map(|m| m.captures.get("subject").cloned())
-        .or_else(|| {
-            c.sidecars.iter().find_map(|s| match &s.state {
-                SidecarState::Present { bytes, .. } => subject_in(bytes),
-                _ => None,
-            })
-        });
+    let owns = owned_keys(&c, &key);
+    let named_subject = named_subject(&c);
     let unclassified = |reason: Reason| {
         Classified::Unclassified(Unclassified {
             key: key.clone(),
@@ -409,101 +389,24 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
         .first()
         .map(|m| m.rule.timezone)
         .unwrap_or(Tz::UTC);
-
-    let mut purposes: BTreeSet<String> = BTreeSet::new();
-    let mut subject: Option<String> = None;
     let call_id = c
         .matches
         .iter()
         .find_map(|m| m.captures.get("call_id").cloned());
-    let mut key_date: Option<(DateTime<Utc>, bool)> = None;
-    let mut companions: Vec<String> = Vec::new();
-    for m in &c.matches {
-        if let Some(p) = m.captures.get("purpose") {
-            purposes.insert(p.clone());
-        }
-        purposes.extend(m.rule.purposes.iter().cloned());
-        if subject.is_none() {
-            subject = m.captures.get("subject").cloned();
-        }
-        let mut recorded_local = None;
-        if let (Some(format), Some(raw)) =
-            (m.rule.pattern.date_format(), m.captures.get("recorded"))
-        {
-            match format.parse_value(raw) {
-                Ok(local) => {
-                    recorded_local = Some(local);
-                    let at = (resolve_local(local, m.rule.timezone), format.is_date_only());
-                    // Several rules may date the key differently: the later date keeps longer.
-                    key_date = Some(later_date(key_date, at, timezone));
-                }
-                Err(e) => return unclassified(Reason::UnreadableDate(e)),
-            }
-        }
-        for template in &m.rule.companions {
-            if let Some(k) = template.render(&m.captures, recorded_local)
-                && k != key
-                && !companions.contains(&k)
-            {
-                companions.push(k);
-            }
-        }
-    }
-
-    let mut sidecar_date: Option<(DateTime<Utc>, bool)> = None;
-    let mut sidecars = Vec::new();
+    let mut evidence = match Evidence::from_key(&c.matches, &key, timezone) {
+        Ok(evidence) => evidence,
+        Err(reason) => return unclassified(reason),
+    };
     for s in c.sidecars {
-        match s.state {
-            SidecarState::Absent => {}
-            SidecarState::Failed(detail) => {
-                return unclassified(Reason::SidecarReadFailed { key: s.key, detail });
-            }
-            SidecarState::Unreadable(detail) => {
-                return unclassified(Reason::UnreadableSidecar { key: s.key, detail });
-            }
-            SidecarState::Present { meta, bytes } => {
-                let parsed = match parse_sidecar(&bytes) {
-                    Ok(p) => p,
-                    Err(detail) => {
-                        return unclassified(Reason::UnreadableSidecar { key: s.key, detail });
-                    }
-                };
-                purposes.extend(
-                    parsed
-                        .purposes
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|p| p.trim().to_string()),
-                );
-                if subject.is_none() {
-                    subject = parsed.subject;
-                }
-                if let Some(text) = parsed.recorded_at {
-                    match parse_sidecar_date(&text, timezone) {
-                        Ok(at) => sidecar_date = Some(later_date(sidecar_date, at, timezone)),
-                        Err(detail) => {
-                            return unclassified(Reason::UnreadableSidecar { key: s.key, detail });
-                        }
-                    }
-                }
-                companions.retain(|k| *k != s.key);
-                sidecars.push(meta);
-            }
+        if let Err(reason) = evidence.read_sidecar(s, timezone) {
+            return unclassified(reason);
         }
     }
-
-    if purposes.is_empty() {
-        return unclassified(Reason::NoPurpose);
+    if let Err(reason) = evidence.check_purposes(policy) {
+        return unclassified(reason);
     }
-    let undefined: Vec<String> = purposes
-        .iter()
-        .filter(|p| policy.purpose(p).is_none())
-        .cloned()
-        .collect();
-    if !undefined.is_empty() {
-        return unclassified(Reason::UndefinedPurpose(undefined));
-    }
-    let ((recorded_at, date_only), recorded_from) = match (key_date, sidecar_date) {
+    let ((recorded_at, date_only), recorded_from) = match (evidence.key_date, evidence.sidecar_date)
+    {
         (Some(d), _) => (d, DateSource::Key),
         (None, Some(d)) => (d, DateSource::Sidecar),
         (None, None) => ((c.object.last_modified, false), DateSource::LastModified),
@@ -511,16 +414,173 @@ fn classify_candidate(c: Candidate<'_>, policy: &Policy) -> Classified {
     Classified::Recording(Recording {
         object: c.object,
         rules,
-        purposes: purposes.into_iter().collect(),
+        purposes: evidence.purposes.into_iter().collect(),
         recorded_at,
         recorded_from,
         date_only,
         timezone,
-        subject,
+        subject: evidence.subject,
         call_id,
-        sidecars,
-        companions,
+        sidecars: evidence.sidecars,
+        companions: evidence.companions,
     })
+}
+
+/// The sidecar and companion keys a candidate's rules name, other than the
+/// key itself; a companion template that needs an unreadable key date names nothing.
+fn owned_keys(c: &Candidate<'_>, key: &str) -> Vec<String> {
+    let mut owns: Vec<String> = c.sidecars.iter().map(|s| s.key.clone()).collect();
+    for m in &c.matches {
+        let recorded = match (m.rule.pattern.date_format(), m.captures.get("recorded")) {
+            (Some(f), Some(raw)) => f.parse_value(raw).ok(),
+            _ => None,
+        };
+        for template in &m.rule.companions {
+            if let Some(k) = template.render(&m.captures, recorded)
+                && k != key
+                && !owns.contains(&k)
+            {
+                owns.push(k);
+            }
+        }
+    }
+    owns
+}
+
+/// The subject a candidate's key or any present sidecar names, even one the
+/// sidecar parser would refuse, so that an erasure can list it as kept.
+fn named_subject(c: &Candidate<'_>) -> Option<String> {
+    c.matches
+        .iter()
+        .find_map(|m| m.captures.get("subject").cloned())
+        .or_else(|| {
+            c.sidecars.iter().find_map(|s| match &s.state {
+                SidecarState::Present { bytes, .. } => subject_in(bytes),
+                _ => None,
+            })
+        })
+}
+
+/// What a candidate's key and sidecars say about it, gathered before the
+/// recording is judged.
+struct Evidence {
+    purposes: BTreeSet<String>,
+    subject: Option<String>,
+    key_date: Option<(DateTime<Utc>, bool)>,
+    sidecar_date: Option<(DateTime<Utc>, bool)>,
+    /// Companion keys rendered from the captures, less those that are sidecars.
+    companions: Vec<String>,
+    /// Sidecars that exist.
+    sidecars: Vec<ObjectMeta>,
+}
+
+impl Evidence {
+    /// Reads the purposes, subject, date and companions every matching rule
+    /// finds in the key; `Err` if a rule's date capture is not a date.
+    fn from_key(matches: &[RuleMatch<'_>], key: &str, timezone: Tz) -> Result<Self, Reason> {
+        let mut evidence = Evidence {
+            purposes: BTreeSet::new(),
+            subject: None,
+            key_date: None,
+            sidecar_date: None,
+            companions: Vec::new(),
+            sidecars: Vec::new(),
+        };
+        for m in matches {
+            if let Some(p) = m.captures.get("purpose") {
+                evidence.purposes.insert(p.clone());
+            }
+            evidence.purposes.extend(m.rule.purposes.iter().cloned());
+            if evidence.subject.is_none() {
+                evidence.subject = m.captures.get("subject").cloned();
+            }
+            let mut recorded_local = None;
+            if let (Some(format), Some(raw)) =
+                (m.rule.pattern.date_format(), m.captures.get("recorded"))
+            {
+                match format.parse_value(raw) {
+                    Ok(local) => {
+                        recorded_local = Some(local);
+                        let at = (resolve_local(local, m.rule.timezone), format.is_date_only());
+                        // Several rules may date the key differently: the later date keeps longer.
+                        evidence.key_date = Some(later_date(evidence.key_date, at, timezone));
+                    }
+                    Err(e) => return Err(Reason::UnreadableDate(e)),
+                }
+            }
+            for template in &m.rule.companions {
+                if let Some(k) = template.render(&m.captures, recorded_local)
+                    && k != key
+                    && !evidence.companions.contains(&k)
+                {
+                    evidence.companions.push(k);
+                }
+            }
+        }
+        Ok(evidence)
+    }
+
+    /// Adds what one sidecar says; `Err` if the store failed to give it or
+    /// its content cannot be read, since a guess could delete too early.
+    fn read_sidecar(&mut self, s: SidecarRead, timezone: Tz) -> Result<(), Reason> {
+        match s.state {
+            SidecarState::Absent => {}
+            SidecarState::Failed(detail) => {
+                return Err(Reason::SidecarReadFailed { key: s.key, detail });
+            }
+            SidecarState::Unreadable(detail) => {
+                return Err(Reason::UnreadableSidecar { key: s.key, detail });
+            }
+            SidecarState::Present { meta, bytes } => {
+                let parsed = match parse_sidecar(&bytes) {
+                    Ok(p) => p,
+                    Err(detail) => {
+                        return Err(Reason::UnreadableSidecar { key: s.key, detail });
+                    }
+                };
+                self.purposes.extend(
+                    parsed
+                        .purposes
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|p| p.trim().to_string()),
+                );
+                if self.subject.is_none() {
+                    self.subject = parsed.subject;
+                }
+                if let Some(text) = parsed.recorded_at {
+                    match parse_sidecar_date(&text, timezone) {
+                        Ok(at) => {
+                            self.sidecar_date = Some(later_date(self.sidecar_date, at, timezone))
+                        }
+                        Err(detail) => {
+                            return Err(Reason::UnreadableSidecar { key: s.key, detail });
+                        }
+                    }
+                }
+                self.companions.retain(|k| *k != s.key);
+                self.sidecars.push(meta);
+            }
+        }
+        Ok(())
+    }
+
+    /// Requires at least one purpose, and every purpose defined by the policy.
+    fn check_purposes(&self, policy: &Policy) -> Result<(), Reason> {
+        if self.purposes.is_empty() {
+            return Err(Reason::NoPurpose);
+        }
+        let undefined: Vec<String> = self
+            .purposes
+            .iter()
+            .filter(|p| policy.purpose(p).is_none())
+            .cloned()
+            .collect();
+        if !undefined.is_empty() {
+            return Err(Reason::UndefinedPurpose(undefined));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -192,6 +192,277 @@ fn valid_purpose_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// A parsed policy file with the path its messages name.
+type ParsedFile = (PathBuf, RawFile);
+
+/// A recording rule not yet validated, with its file and resolved timezone.
+type PendingRule = (PathBuf, Tz, Spanned<RawRule>);
+
+/// Hashes every source for the certificates and parses those that are
+/// non-empty UTF-8 YAML, recording a problem for each one that is not.
+fn parse_sources(
+    sources: Vec<(String, PathBuf, Vec<u8>)>,
+    errors: &mut Vec<PolicyError>,
+) -> (Vec<PolicyFile>, Vec<ParsedFile>) {
+    let mut files = Vec::new();
+    let mut parsed = Vec::new();
+    for (name, path, bytes) in sources {
+        files.push(PolicyFile {
+            name,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(PolicyError::File {
+                    path,
+                    message: format!("not valid UTF-8 text: {e}"),
+                });
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            errors.push(PolicyError::File {
+                path,
+                message: "the file is empty".into(),
+            });
+            continue;
+        }
+        match serde_saphyr::from_str::<RawFile>(text) {
+            Ok(raw) => parsed.push((path, raw)),
+            Err(e) => errors.push(yaml_error(&path, text, &e)),
+        }
+    }
+    (files, parsed)
+}
+
+/// Validates the purposes of every file and sets its recording rules aside
+/// with their timezones, because rules can only be checked once every file's
+/// purposes are known.
+fn collect_purposes(
+    parsed: Vec<ParsedFile>,
+    errors: &mut Vec<PolicyError>,
+) -> (BTreeMap<String, Purpose>, Vec<PendingRule>) {
+    let mut purposes: BTreeMap<String, Purpose> = BTreeMap::new();
+    let mut pending_rules = Vec::new();
+    for (path, raw) in parsed {
+        let mut c = Collector {
+            file: &path,
+            errors: &mut *errors,
+        };
+        let file_tz = match &raw.timezone {
+            Some(tz) => parse_tz(&mut c, tz).unwrap_or(Tz::UTC),
+            None => Tz::UTC,
+        };
+        for (name, spanned) in &raw.purposes {
+            if let Some(purpose) = build_purpose(&mut c, &purposes, name, spanned) {
+                purposes.insert(name.clone(), purpose);
+            }
+        }
+        for rule in raw.recordings {
+            let tz = match &rule.value.timezone {
+                Some(tz) => parse_tz(&mut c, tz).unwrap_or(file_tz),
+                None => file_tz,
+            };
+            pending_rules.push((path.clone(), tz, rule));
+        }
+    }
+    (purposes, pending_rules)
+}
+
+/// Checks one declared purpose against those defined so far; records the
+/// first problem and returns `None` if it has one.
+fn build_purpose(
+    c: &mut Collector<'_>,
+    purposes: &BTreeMap<String, Purpose>,
+    name: &str,
+    spanned: &Spanned<RawPurpose>,
+) -> Option<Purpose> {
+    let purpose = &spanned.value;
+    if !valid_purpose_name(name) {
+        c.at(
+            spanned,
+            format!("purpose name {name:?} must be letters, digits, '-', '_' or '.'"),
+        );
+        return None;
+    }
+    if let Some(existing) = purposes.get(name) {
+        c.at(
+            spanned,
+            format!("purpose {name:?} is already defined at {}", existing.origin),
+        );
+        return None;
+    }
+    let retain = match CalendarDuration::parse(&purpose.retain.value) {
+        Ok(d) => d,
+        Err(m) => {
+            c.at(&purpose.retain, format!("retain: {m}"));
+            return None;
+        }
+    };
+    let minimum = match &purpose.minimum {
+        Some(m) => match CalendarDuration::parse(&m.value) {
+            Ok(d) => Some(d),
+            Err(msg) => {
+                c.at(m, format!("minimum: {msg}"));
+                return None;
+            }
+        },
+        None => None,
+    };
+    if let (Some(min), Some(min_span)) = (minimum, &purpose.minimum)
+        && can_be_shorter(retain, min)
+    {
+        c.at(
+            min_span,
+            format!("retain ({retain}) is shorter than the legal minimum ({min}) for purpose {name:?}; a purpose must be kept at least as long as the law requires"),
+        );
+        return None;
+    }
+    if purpose.basis.value.trim().is_empty() {
+        c.at(
+            &purpose.basis,
+            format!("purpose {name:?} needs a legal basis (basis: \"...\")"),
+        );
+        return None;
+    }
+    Some(Purpose {
+        name: name.to_string(),
+        retain,
+        minimum,
+        retain_text: normalize_space(&purpose.retain.value),
+        minimum_text: purpose.minimum.as_ref().map(|m| normalize_space(&m.value)),
+        basis: purpose.basis.value.trim().to_string(),
+        origin: c.origin(spanned),
+    })
+}
+
+/// Checks one recording rule against the purposes and the rules accepted so
+/// far; records every problem found after its name and pattern are usable,
+/// and returns `None` if there was any.
+fn build_rule(
+    c: &mut Collector<'_>,
+    purposes: &BTreeMap<String, Purpose>,
+    rules: &[Rule],
+    tz: Tz,
+    raw: RawRule,
+) -> Option<Rule> {
+    let name = raw.name.value.trim().to_string();
+    if name.is_empty() {
+        c.at(&raw.name, "rule name must not be empty");
+        return None;
+    }
+    if let Some(existing) = rules.iter().find(|r| r.name == name) {
+        c.at(
+            &raw.name,
+            format!("rule name {name:?} is already used at {}", existing.origin),
+        );
+        return None;
+    }
+    let pattern = match KeyPattern::parse(&raw.pattern.value) {
+        Ok(p) => p,
+        Err(m) => {
+            c.at(&raw.pattern, format!("match: {m}"));
+            return None;
+        }
+    };
+    let mut ok = true;
+    let fixed = raw
+        .purposes
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_default();
+    ok &= check_fixed_purposes(c, purposes, &raw, &fixed);
+    let captures_purpose = pattern.capture_names().any(|n| n == "purpose");
+    if fixed.is_empty() && !captures_purpose && raw.sidecar.is_none() {
+        c.at(&raw.pattern, "the rule gives no purpose: capture {purpose}, list purposes: [...], or name a sidecar that carries them");
+        ok = false;
+    }
+    let sidecar = match &raw.sidecar {
+        Some(s) => match Template::parse(&s.value, &pattern) {
+            Ok(t) => Some(t),
+            Err(m) => {
+                c.at(s, format!("sidecar: {m}"));
+                ok = false;
+                None
+            }
+        },
+        None => None,
+    };
+    let companions = parse_companions(c, &raw, &pattern, &mut ok);
+    if !ok {
+        return None;
+    }
+    Some(Rule {
+        name,
+        store: raw.store.value.trim().to_string(),
+        pattern,
+        purposes: fixed,
+        sidecar,
+        companions,
+        timezone: tz,
+        origin: c.origin(&raw.name),
+    })
+}
+
+/// Records a problem for each purpose a rule lists that no file defines;
+/// returns whether they are all defined.
+fn check_fixed_purposes(
+    c: &mut Collector<'_>,
+    purposes: &BTreeMap<String, Purpose>,
+    raw: &RawRule,
+    fixed: &[String],
+) -> bool {
+    let mut ok = true;
+    for p in fixed {
+        if !purposes.contains_key(p) {
+            let known = purposes.keys().cloned().collect::<Vec<_>>().join(", ");
+            let known = if known.is_empty() {
+                "no purpose is defined".to_string()
+            } else {
+                format!("defined: {known}")
+            };
+            c.at(
+                raw.purposes
+                    .as_ref()
+                    .expect("fixed purposes come from this field"),
+                format!("purpose {p:?} is not defined ({known})"),
+            );
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// Parses a rule's companion templates, refusing one that would itself match
+/// the recording pattern (it would be both a recording and a companion);
+/// clears `ok` on any problem.
+fn parse_companions(
+    c: &mut Collector<'_>,
+    raw: &RawRule,
+    pattern: &KeyPattern,
+    ok: &mut bool,
+) -> Vec<Template> {
+    let mut companions = Vec::new();
+    for comp in &raw.companions {
+        match Template::parse(&comp.value, pattern) {
+            Ok(t) if pattern.captures(t.as_str()).is_some() => {
+                c.at(
+                    comp,
+                    "companion: this key would itself match the recording pattern",
+                );
+                *ok = false;
+            }
+            Ok(t) => companions.push(t),
+            Err(m) => {
+                c.at(comp, format!("companion: {m}"));
+                *ok = false;
+            }
+        }
+    }
+    companions
+}
+
 impl Policy {
     /// Loads every `*.yaml` / `*.yml` file of `dir` (sorted by name; hidden
     /// files skipped; symbolic links followed, as Kubernetes ConfigMaps use them).
@@ -243,211 +514,16 @@ impl Policy {
     /// Builds a policy from `(name, path, bytes)` triples.
     pub fn from_sources(sources: Vec<(String, PathBuf, Vec<u8>)>) -> Result<Self> {
         let mut errors = Vec::new();
-        let mut files = Vec::new();
-        let mut parsed = Vec::new();
-        for (name, path, bytes) in sources {
-            files.push(PolicyFile {
-                name,
-                sha256: hex::encode(Sha256::digest(&bytes)),
-            });
-            let text = match std::str::from_utf8(&bytes) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(PolicyError::File {
-                        path,
-                        message: format!("not valid UTF-8 text: {e}"),
-                    });
-                    continue;
-                }
-            };
-            if text.trim().is_empty() {
-                errors.push(PolicyError::File {
-                    path,
-                    message: "the file is empty".into(),
-                });
-                continue;
-            }
-            match serde_saphyr::from_str::<RawFile>(text) {
-                Ok(raw) => parsed.push((path, raw)),
-                Err(e) => errors.push(yaml_error(&path, text, &e)),
-            }
-        }
-
-        let mut purposes: BTreeMap<String, Purpose> = BTreeMap::new();
-        let mut pending_rules = Vec::new();
-        for (path, raw) in parsed {
-            let mut c = Collector {
-                file: &path,
-                errors: &mut errors,
-            };
-            let file_tz = match &raw.timezone {
-                Some(tz) => parse_tz(&mut c, tz).unwrap_or(Tz::UTC),
-                None => Tz::UTC,
-            };
-            for (name, spanned) in &raw.purposes {
-                let purpose = &spanned.value;
-                if !valid_purpose_name(name) {
-                    c.at(
-                        spanned,
-                        format!("purpose name {name:?} must be letters, digits, '-', '_' or '.'"),
-                    );
-                    continue;
-                }
-                if let Some(existing) = purposes.get(name) {
-                    c.at(
-                        spanned,
-                        format!("purpose {name:?} is already defined at {}", existing.origin),
-                    );
-                    continue;
-                }
-                let retain = match CalendarDuration::parse(&purpose.retain.value) {
-                    Ok(d) => d,
-                    Err(m) => {
-                        c.at(&purpose.retain, format!("retain: {m}"));
-                        continue;
-                    }
-                };
-                let minimum = match &purpose.minimum {
-                    Some(m) => match CalendarDuration::parse(&m.value) {
-                        Ok(d) => Some(d),
-                        Err(msg) => {
-                            c.at(m, format!("minimum: {msg}"));
-                            continue;
-                        }
-                    },
-                    None => None,
-                };
-                if let (Some(min), Some(min_span)) = (minimum, &purpose.minimum)
-                    && can_be_shorter(retain, min)
-                {
-                    c.at(
-                        min_span,
-                        format!("retain ({retain}) is shorter than the legal minimum ({min}) for purpose {name:?}; a purpose must be kept at least as long as the law requires"),
-                    );
-                    continue;
-                }
-                if purpose.basis.value.trim().is_empty() {
-                    c.at(
-                        &purpose.basis,
-                        format!("purpose {name:?} needs a legal basis (basis: \"...\")"),
-                    );
-                    continue;
-                }
-                purposes.insert(
-                    name.clone(),
-                    Purpose {
-                        name: name.clone(),
-                        retain,
-                        minimum,
-                        retain_text: normalize_space(&purpose.retain.value),
-                        minimum_text: purpose.minimum.as_ref().map(|m| normalize_space(&m.value)),
-                        basis: purpose.basis.value.trim().to_string(),
-                        origin: c.origin(spanned),
-                    },
-                );
-            }
-            for rule in raw.recordings {
-                let tz = match &rule.value.timezone {
-                    Some(tz) => parse_tz(&mut c, tz).unwrap_or(file_tz),
-                    None => file_tz,
-                };
-                pending_rules.push((path.clone(), tz, rule));
-            }
-        }
-
+        let (files, parsed) = parse_sources(sources, &mut errors);
+        let (purposes, pending_rules) = collect_purposes(parsed, &mut errors);
         let mut rules: Vec<Rule> = Vec::new();
         for (path, tz, spanned) in pending_rules {
             let mut c = Collector {
                 file: &path,
                 errors: &mut errors,
             };
-            let raw = spanned.value;
-            let name = raw.name.value.trim().to_string();
-            if name.is_empty() {
-                c.at(&raw.name, "rule name must not be empty");
-                continue;
-            }
-            if let Some(existing) = rules.iter().find(|r| r.name == name) {
-                c.at(
-                    &raw.name,
-                    format!("rule name {name:?} is already used at {}", existing.origin),
-                );
-                continue;
-            }
-            let pattern = match KeyPattern::parse(&raw.pattern.value) {
-                Ok(p) => p,
-                Err(m) => {
-                    c.at(&raw.pattern, format!("match: {m}"));
-                    continue;
-                }
-            };
-            let mut ok = true;
-            let fixed = raw
-                .purposes
-                .as_ref()
-                .map(|p| p.value.clone())
-                .unwrap_or_default();
-            for p in &fixed {
-                if !purposes.contains_key(p) {
-                    let known = purposes.keys().cloned().collect::<Vec<_>>().join(", ");
-                    let known = if known.is_empty() {
-                        "no purpose is defined".to_string()
-                    } else {
-                        format!("defined: {known}")
-                    };
-                    c.at(
-                        raw.purposes
-                            .as_ref()
-                            .expect("fixed purposes come from this field"),
-                        format!("purpose {p:?} is not defined ({known})"),
-                    );
-                    ok = false;
-                }
-            }
-            let captures_purpose = pattern.capture_names().any(|n| n == "purpose");
-            if fixed.is_empty() && !captures_purpose && raw.sidecar.is_none() {
-                c.at(&raw.pattern, "the rule gives no purpose: capture {purpose}, list purposes: [...], or name a sidecar that carries them");
-                ok = false;
-            }
-            let sidecar = match &raw.sidecar {
-                Some(s) => match Template::parse(&s.value, &pattern) {
-                    Ok(t) => Some(t),
-                    Err(m) => {
-                        c.at(s, format!("sidecar: {m}"));
-                        ok = false;
-                        None
-                    }
-                },
-                None => None,
-            };
-            let mut companions = Vec::new();
-            for comp in &raw.companions {
-                match Template::parse(&comp.value, &pattern) {
-                    Ok(t) if pattern.captures(t.as_str()).is_some() => {
-                        c.at(
-                            comp,
-                            "companion: this key would itself match the recording pattern",
-                        );
-                        ok = false;
-                    }
-                    Ok(t) => companions.push(t),
-                    Err(m) => {
-                        c.at(comp, format!("companion: {m}"));
-                        ok = false;
-                    }
-                }
-            }
-            if ok {
-                rules.push(Rule {
-                    name,
-                    store: raw.store.value.trim().to_string(),
-                    pattern,
-                    purposes: fixed,
-                    sidecar,
-                    companions,
-                    timezone: tz,
-                    origin: c.origin(&raw.name),
-                });
+            if let Some(rule) = build_rule(&mut c, &purposes, &rules, tz, spanned.value) {
+                rules.push(rule);
             }
         }
         if errors.is_empty() && rules.is_empty() {

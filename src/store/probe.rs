@@ -13,9 +13,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use object_store::ClientOptions;
 use object_store::ObjectStoreExt;
-use object_store::aws::AwsAuthorizer;
-use object_store::azure::{AzureAuthorizer, AzureCredential};
-use object_store::client::{HttpConnector, HttpRequestBody, ReqwestConnector};
+use object_store::aws::{AmazonS3, AwsAuthorizer};
+use object_store::azure::{AzureAuthorizer, AzureCredential, MicrosoftAzure};
+use object_store::client::{HttpConnector, HttpRequest, HttpRequestBody, ReqwestConnector};
+use object_store::gcp::GoogleCloudStorage;
 
 use super::{Cloud, Store};
 use crate::config::DeletionMode;
@@ -95,6 +96,8 @@ impl Store {
     }
 }
 
+/// Asks the store's service how a delete ends there; `Err` says why it
+/// could not be asked or did not answer.
 async fn detect(cloud: &Cloud, store: &Store) -> Result<(DeletionMode, String), String> {
     let options = &store.client_options;
     match cloud {
@@ -106,112 +109,20 @@ async fn detect(cloud: &Cloud, store: &Store) -> Result<(DeletionMode, String), 
             virtual_hosted,
             skip_signature,
         } => {
-            let base = endpoint
-                .clone()
-                .map(|e| e.trim_end_matches('/').to_string());
-            let url = match (base, virtual_hosted) {
-                (Some(e), true) => format!("{e}/?versioning"),
-                (Some(e), false) => format!("{e}/{bucket}?versioning"),
-                (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com/?versioning"),
-                (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}?versioning"),
-            };
-            let mut request = http::Request::get(&url)
-                .body(HttpRequestBody::empty())
-                .map_err(|e| e.to_string())?;
-            if !skip_signature {
-                let credential = store
-                    .credentials()
-                    .get_credential()
-                    .await
-                    .map_err(|e| format!("no credentials: {e}"))?;
-                AwsAuthorizer::new(&credential, "s3", region)
-                    .try_authorize(&mut request, None)
-                    .map_err(|e| e.to_string())?;
-            }
+            let url = s3_versioning_url(endpoint.as_deref(), region, bucket, *virtual_hosted);
+            let request = s3_request(store, region, &url, *skip_signature).await?;
             let (status, body) = send(request, options).await?;
-            match status {
-                200 if body.contains("<Status>Enabled</Status>") => Ok((
-                    DeletionMode::DeleteMarker,
-                    "bucket versioning is enabled".into(),
-                )),
-                200 if body.contains("<Status>Suspended</Status>") => Ok((
-                    DeletionMode::DeleteMarker,
-                    "bucket versioning is suspended; versions made before remain".into(),
-                )),
-                200 => Ok((
-                    DeletionMode::Permanent,
-                    "bucket versioning has never been enabled".into(),
-                )),
-                403 => Err(
-                    "the credentials may not read the bucket's versioning (s3:GetBucketVersioning)"
-                        .into(),
-                ),
-                other => Err(format!(
-                    "reading the bucket's versioning answered HTTP {other}"
-                )),
-            }
+            s3_versioning(status, &body)
         }
         Cloud::Gcs {
             store,
             base_url,
             bucket,
         } => {
-            let base = base_url
-                .clone()
-                .unwrap_or_else(|| "https://storage.googleapis.com".into());
-            let url = format!(
-                "{}/storage/v1/b/{bucket}?fields=versioning,softDeletePolicy",
-                base.trim_end_matches('/')
-            );
-            let credential = store
-                .credentials()
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
-            let mut builder = http::Request::get(&url);
-            if !credential.bearer.is_empty() {
-                builder = builder.header("Authorization", format!("Bearer {}", credential.bearer));
-            }
-            let request = builder
-                .body(HttpRequestBody::empty())
-                .map_err(|e| e.to_string())?;
+            let url = gcs_bucket_url(base_url.as_deref(), bucket);
+            let request = gcs_request(store, &url).await?;
             let (status, body) = send(request, options).await?;
-            match status {
-                200 => {
-                    let meta: serde_json::Value = serde_json::from_str(&body)
-                        .map_err(|e| format!("unreadable bucket metadata: {e}"))?;
-                    let soft_delete = meta["softDeletePolicy"]["retentionDurationSeconds"]
-                        .as_str()
-                        .and_then(|s| s.parse::<u64>().ok())
-                        .or_else(|| meta["softDeletePolicy"]["retentionDurationSeconds"].as_u64())
-                        .unwrap_or(0);
-                    if soft_delete > 0 {
-                        Ok((
-                            DeletionMode::SoftDeleted,
-                            format!(
-                                "the bucket's soft-delete policy keeps deleted objects for {soft_delete} s"
-                            ),
-                        ))
-                    } else if meta["versioning"]["enabled"].as_bool() == Some(true) {
-                        Ok((
-                            DeletionMode::DeleteMarker,
-                            "object versioning is enabled".into(),
-                        ))
-                    } else {
-                        Ok((
-                            DeletionMode::Permanent,
-                            "no object versioning and no soft-delete policy".into(),
-                        ))
-                    }
-                }
-                403 => Err(
-                    "the credentials may not read the bucket's metadata (storage.buckets.get)"
-                        .into(),
-                ),
-                other => Err(format!(
-                    "reading the bucket's metadata answered HTTP {other}"
-                )),
-            }
+            gcs_bucket_metadata(status, &body)
         }
         Cloud::Azure {
             store: az,
@@ -222,51 +133,201 @@ async fn detect(cloud: &Cloud, store: &Store) -> Result<(DeletionMode, String), 
                 "{}/?restype=service&comp=properties",
                 endpoint.trim_end_matches('/')
             );
-            let mut request = http::Request::get(&url)
-                .body(HttpRequestBody::empty())
-                .map_err(|e| e.to_string())?;
-            let credential = az
-                .credentials()
-                .get_credential()
-                .await
-                .map_err(|e| format!("no credentials: {e}"))?;
-            if let AzureCredential::SASToken(_) = credential.as_ref() {
-                return Err("a SAS token cannot read the account's blob service properties".into());
-            }
-            AzureAuthorizer::new(&credential, account)
-                .try_authorize(&mut request)
-                .map_err(|e| e.to_string())?;
+            let request = azure_request(az, account, &url).await?;
             let (status, body) = send(request, options).await?;
-            match status {
-                200 if azure_soft_delete(&body) => Ok((
+            azure_service_properties(store, status, &body).await
+        }
+    }
+}
+
+/// The URL of a bucket's `GetBucketVersioning`, addressed the way the store
+/// is configured (path-style or virtual-hosted, AWS or a custom endpoint).
+fn s3_versioning_url(
+    endpoint: Option<&str>,
+    region: &str,
+    bucket: &str,
+    virtual_hosted: bool,
+) -> String {
+    let base = endpoint.map(|e| e.trim_end_matches('/'));
+    match (base, virtual_hosted) {
+        (Some(e), true) => format!("{e}/?versioning"),
+        (Some(e), false) => format!("{e}/{bucket}?versioning"),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com/?versioning"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}?versioning"),
+    }
+}
+
+/// A GET of `url`, signed with the store's credentials unless the store is
+/// configured to send unsigned requests.
+async fn s3_request(
+    store: &AmazonS3,
+    region: &str,
+    url: &str,
+    skip_signature: bool,
+) -> Result<HttpRequest, String> {
+    let mut request = http::Request::get(url)
+        .body(HttpRequestBody::empty())
+        .map_err(|e| e.to_string())?;
+    if !skip_signature {
+        let credential = store
+            .credentials()
+            .get_credential()
+            .await
+            .map_err(|e| format!("no credentials: {e}"))?;
+        AwsAuthorizer::new(&credential, "s3", region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(request)
+}
+
+/// Reads S3's answer to `GetBucketVersioning`: a bucket whose versioning was
+/// ever enabled keeps earlier versions, even when it is suspended now.
+fn s3_versioning(status: u16, body: &str) -> Result<(DeletionMode, String), String> {
+    match status {
+        200 if body.contains("<Status>Enabled</Status>") => Ok((
+            DeletionMode::DeleteMarker,
+            "bucket versioning is enabled".into(),
+        )),
+        200 if body.contains("<Status>Suspended</Status>") => Ok((
+            DeletionMode::DeleteMarker,
+            "bucket versioning is suspended; versions made before remain".into(),
+        )),
+        200 => Ok((
+            DeletionMode::Permanent,
+            "bucket versioning has never been enabled".into(),
+        )),
+        403 => Err(
+            "the credentials may not read the bucket's versioning (s3:GetBucketVersioning)".into(),
+        ),
+        other => Err(format!(
+            "reading the bucket's versioning answered HTTP {other}"
+        )),
+    }
+}
+
+/// The URL of a bucket's versioning and soft-delete metadata, at Google's
+/// endpoint unless the store names another.
+fn gcs_bucket_url(base_url: Option<&str>, bucket: &str) -> String {
+    let base = base_url.unwrap_or("https://storage.googleapis.com");
+    format!(
+        "{}/storage/v1/b/{bucket}?fields=versioning,softDeletePolicy",
+        base.trim_end_matches('/')
+    )
+}
+
+/// A GET of `url` with the store's bearer token, if it has one.
+async fn gcs_request(store: &GoogleCloudStorage, url: &str) -> Result<HttpRequest, String> {
+    let credential = store
+        .credentials()
+        .get_credential()
+        .await
+        .map_err(|e| format!("no credentials: {e}"))?;
+    let mut builder = http::Request::get(url);
+    if !credential.bearer.is_empty() {
+        builder = builder.header("Authorization", format!("Bearer {}", credential.bearer));
+    }
+    builder
+        .body(HttpRequestBody::empty())
+        .map_err(|e| e.to_string())
+}
+
+/// Reads GCS bucket metadata: soft delete is checked first, because a
+/// soft-deleted object is recoverable whether or not versioning is on.
+fn gcs_bucket_metadata(status: u16, body: &str) -> Result<(DeletionMode, String), String> {
+    match status {
+        200 => {
+            let meta: serde_json::Value = serde_json::from_str(body)
+                .map_err(|e| format!("unreadable bucket metadata: {e}"))?;
+            let soft_delete = meta["softDeletePolicy"]["retentionDurationSeconds"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .or_else(|| meta["softDeletePolicy"]["retentionDurationSeconds"].as_u64())
+                .unwrap_or(0);
+            if soft_delete > 0 {
+                Ok((
                     DeletionMode::SoftDeleted,
-                    "blob soft delete is enabled on the account (DeleteRetentionPolicy)".into(),
-                )),
-                // Blob versioning is an account setting the data plane does not
-                // show; a versioned account gives every blob a version id.
-                200 => match store.first_object_version().await? {
-                    Some(true) => Ok((
-                        DeletionMode::DeleteMarker,
-                        "blob versioning is enabled (blobs carry version ids)".into(),
-                    )),
-                    Some(false) => Ok((
-                        DeletionMode::Permanent,
-                        "no blob soft delete, and blobs carry no version ids".into(),
-                    )),
-                    None => Ok((
-                        DeletionMode::Permanent,
-                        "no blob soft delete; the store is empty, so nothing will be deleted"
-                            .into(),
-                    )),
-                },
-                403 => {
-                    Err("the credentials may not read the account's blob service properties".into())
-                }
-                other => Err(format!(
-                    "reading the account's blob service properties answered HTTP {other}"
-                )),
+                    format!(
+                        "the bucket's soft-delete policy keeps deleted objects for {soft_delete} s"
+                    ),
+                ))
+            } else if meta["versioning"]["enabled"].as_bool() == Some(true) {
+                Ok((
+                    DeletionMode::DeleteMarker,
+                    "object versioning is enabled".into(),
+                ))
+            } else {
+                Ok((
+                    DeletionMode::Permanent,
+                    "no object versioning and no soft-delete policy".into(),
+                ))
             }
         }
+        403 => {
+            Err("the credentials may not read the bucket's metadata (storage.buckets.get)".into())
+        }
+        other => Err(format!(
+            "reading the bucket's metadata answered HTTP {other}"
+        )),
+    }
+}
+
+/// A GET of `url` authorized with the account's shared key or token; a SAS
+/// token is refused, as it cannot read service properties.
+async fn azure_request(
+    az: &MicrosoftAzure,
+    account: &str,
+    url: &str,
+) -> Result<HttpRequest, String> {
+    let mut request = http::Request::get(url)
+        .body(HttpRequestBody::empty())
+        .map_err(|e| e.to_string())?;
+    let credential = az
+        .credentials()
+        .get_credential()
+        .await
+        .map_err(|e| format!("no credentials: {e}"))?;
+    if let AzureCredential::SASToken(_) = credential.as_ref() {
+        return Err("a SAS token cannot read the account's blob service properties".into());
+    }
+    AzureAuthorizer::new(&credential, account)
+        .try_authorize(&mut request)
+        .map_err(|e| e.to_string())?;
+    Ok(request)
+}
+
+/// Reads Azure's blob service properties, and without soft delete looks at
+/// the first blob for a version id.
+async fn azure_service_properties(
+    store: &Store,
+    status: u16,
+    body: &str,
+) -> Result<(DeletionMode, String), String> {
+    match status {
+        200 if azure_soft_delete(body) => Ok((
+            DeletionMode::SoftDeleted,
+            "blob soft delete is enabled on the account (DeleteRetentionPolicy)".into(),
+        )),
+        // Blob versioning is an account setting the data plane does not
+        // show; a versioned account gives every blob a version id.
+        200 => match store.first_object_version().await? {
+            Some(true) => Ok((
+                DeletionMode::DeleteMarker,
+                "blob versioning is enabled (blobs carry version ids)".into(),
+            )),
+            Some(false) => Ok((
+                DeletionMode::Permanent,
+                "no blob soft delete, and blobs carry no version ids".into(),
+            )),
+            None => Ok((
+                DeletionMode::Permanent,
+                "no blob soft delete; the store is empty, so nothing will be deleted".into(),
+            )),
+        },
+        403 => Err("the credentials may not read the account's blob service properties".into()),
+        other => Err(format!(
+            "reading the account's blob service properties answered HTTP {other}"
+        )),
     }
 }
 
@@ -294,10 +355,7 @@ impl Store {
     }
 }
 
-async fn send(
-    request: object_store::client::HttpRequest,
-    options: &ClientOptions,
-) -> Result<(u16, String), String> {
+async fn send(request: HttpRequest, options: &ClientOptions) -> Result<(u16, String), String> {
     let client = ReqwestConnector::default()
         .connect(options)
         .map_err(|e| e.to_string())?;
@@ -327,6 +385,76 @@ mod tests {
             "another policy's Enabled must not count"
         );
         assert!(!azure_soft_delete("<StorageServiceProperties/>"));
+    }
+
+    #[test]
+    fn probe_urls_follow_the_store_addressing() {
+        let s3 = |endpoint, virtual_hosted| {
+            s3_versioning_url(endpoint, "eu-west-1", "calls", virtual_hosted)
+        };
+        assert_eq!(
+            s3(None, false),
+            "https://s3.eu-west-1.amazonaws.com/calls?versioning"
+        );
+        assert_eq!(
+            s3(None, true),
+            "https://calls.s3.eu-west-1.amazonaws.com/?versioning"
+        );
+        assert_eq!(
+            s3(Some("http://127.0.0.1:9000/"), false),
+            "http://127.0.0.1:9000/calls?versioning"
+        );
+        assert_eq!(
+            s3(Some("http://calls.example/"), true),
+            "http://calls.example/?versioning"
+        );
+        assert_eq!(
+            gcs_bucket_url(None, "calls"),
+            "https://storage.googleapis.com/storage/v1/b/calls?fields=versioning,softDeletePolicy"
+        );
+        assert_eq!(
+            gcs_bucket_url(Some("http://127.0.0.1:4443/"), "calls"),
+            "http://127.0.0.1:4443/storage/v1/b/calls?fields=versioning,softDeletePolicy"
+        );
+    }
+
+    #[test]
+    fn versioning_answers_are_read_as_deletion_modes() {
+        let mode = |r: Result<(DeletionMode, String), String>| r.map(|(m, _)| m);
+        let suspended =
+            "<VersioningConfiguration><Status>Suspended</Status></VersioningConfiguration>";
+        assert_eq!(
+            mode(s3_versioning(200, suspended)),
+            Ok(DeletionMode::DeleteMarker)
+        );
+        assert_eq!(
+            mode(s3_versioning(200, "<VersioningConfiguration/>")),
+            Ok(DeletionMode::Permanent)
+        );
+        assert!(
+            s3_versioning(403, "")
+                .unwrap_err()
+                .contains("s3:GetBucketVersioning")
+        );
+        let soft = r#"{"softDeletePolicy":{"retentionDurationSeconds":"604800"},"versioning":{"enabled":true}}"#;
+        assert_eq!(
+            mode(gcs_bucket_metadata(200, soft)),
+            Ok(DeletionMode::SoftDeleted)
+        );
+        let versioned = r#"{"versioning":{"enabled":true}}"#;
+        assert_eq!(
+            mode(gcs_bucket_metadata(200, versioned)),
+            Ok(DeletionMode::DeleteMarker)
+        );
+        assert_eq!(
+            mode(gcs_bucket_metadata(200, "{}")),
+            Ok(DeletionMode::Permanent)
+        );
+        assert!(
+            gcs_bucket_metadata(500, "")
+                .unwrap_err()
+                .ends_with("HTTP 500")
+        );
     }
 
     #[tokio::test]
