@@ -112,7 +112,7 @@ fn lay_out(dir: &Path) -> anyhow::Result<()> {
     let today = Utc::now().date_naive();
     write(&dir.join("policies/retention.yaml"), POLICY.as_bytes())?;
     write(
-        &dir.join("lethe.toml"),
+        &dir.join(crate::config::DEFAULT_CONFIG),
         config(&format!("lethe-demo-{}", today.year())).as_bytes(),
     )?;
     let store = dir.join("recordings");
@@ -149,7 +149,10 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
         .or_exit(Exit::Usage);
     }
     lay_out(dir).or_exit(Exit::Runtime)?;
-    let config = dir.join("lethe.toml");
+    let config = dir.join(crate::config::DEFAULT_CONFIG);
+    let args = crate::config::Args {
+        config: Some(config.clone()),
+    };
     let key = dsse::generate()
         .map_err(|e| anyhow::anyhow!("no randomness: {e}"))
         .or_exit(Exit::Runtime)?;
@@ -191,7 +194,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
             proof: None,
             allow_missing_previous: false,
         },
-        Some(config.clone()),
+        &args,
         out,
     )
     .await?;
@@ -202,7 +205,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
         out,
         &format!("lethe --config {} ledger verify", config.display()),
     )?;
-    let code = verify::ledger_verify(&config, out).await?;
+    let code = verify::ledger_verify(&args, out).await?;
     writeln!(
         out,
         "\nNext: read {0}/policies/retention.yaml, run `lethe --config {0}/lethe.toml plan --as-of 2030-01-01` to look ahead,\n\

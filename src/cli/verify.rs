@@ -8,8 +8,9 @@ use anyhow::{Context, anyhow};
 use futures::StreamExt;
 
 use super::certify::Destination;
-use super::{Exit, Failure, OrExit, Outcome, load_settings, output_error};
+use super::{Exit, Failure, OrExit, Outcome, output_error, resolve_settings};
 use crate::certificate::{self, Check, dsse};
+use crate::config::Args;
 use crate::ledger::{self, Ledger};
 use crate::store::Store;
 
@@ -33,7 +34,7 @@ pub(crate) struct Options<'a> {
 pub(crate) async fn verify(
     cert: &Path,
     options: Options<'_>,
-    config: Option<PathBuf>,
+    args: &Args,
     out: &mut dyn Write,
 ) -> Outcome {
     let Options {
@@ -42,10 +43,9 @@ pub(crate) async fn verify(
         proof,
         allow_missing_previous,
     } = options;
-    let config_path = config.unwrap_or_else(|| PathBuf::from("lethe.toml"));
     let remote = cert.to_string_lossy().contains("://");
     let settings = if public_key.is_none() || check_store || remote {
-        Some(load_settings(&config_path))
+        Some(resolve_settings(args))
     } else {
         None
     };
@@ -155,14 +155,14 @@ pub(crate) async fn proof(
     cert: &Path,
     key: &str,
     store: Option<&str>,
-    config: Option<PathBuf>,
+    args: &Args,
     out: &mut dyn Write,
 ) -> Outcome {
     let staging = tempfile::tempdir()
         .context("cannot create a temporary folder")
         .or_exit(Exit::Runtime)?;
     let local = if cert.to_string_lossy().contains("://") {
-        let settings = load_settings(&config.unwrap_or_else(|| PathBuf::from("lethe.toml")))?;
+        let settings = resolve_settings(args)?;
         fetch_remote(cert, &settings, staging.path()).await?.0
     } else {
         cert.to_path_buf()
@@ -230,8 +230,8 @@ async fn check_absence(cert: &Path, settings: &crate::config::Settings) -> Check
     ))
 }
 
-pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome {
-    let settings = load_settings(config)?;
+pub(crate) async fn ledger_verify(args: &Args, out: &mut dyn Write) -> Outcome {
+    let settings = resolve_settings(args)?;
     if let Some(path) = ledger::sqlite_path(&settings.database)
         && !path.exists()
     {
