@@ -6,7 +6,6 @@
 //! interrupted, certifies what it did, and exits 0.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -17,17 +16,23 @@ use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use tracing::{error, info, warn};
 
 use super::run;
-use super::{Exit, OrExit, Outcome, load_policy, load_settings, stop_on_signal};
+use super::{Exit, OrExit, Outcome, load_policy, resolve_settings, stop_on_signal};
 use crate::certificate::Identity;
+use crate::config::Args;
 use crate::ledger::Ledger;
 use crate::telemetry::Telemetry;
 
-pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
+pub(crate) async fn daemon(args: &Args, out: &mut dyn Write) -> Outcome {
     // What every pass needs is checked before the daemon starts: a broken
     // config, policy, signing key or ledger stops it at once (exit 2, which
     // systemd does not restart) instead of failing every pass. Each pass
     // reads them again, so edits apply from the next pass on.
-    let settings = load_settings(config)?;
+    let settings = resolve_settings(args)?;
+    // Each pass reads the file the daemon started with, wherever the
+    // environment points later.
+    let config = Args {
+        config: Some(settings.config_path.clone()),
+    };
     load_policy(&settings)?;
     Identity::load(&settings.signing.key_path, &settings.signing.key_id)
         .context("every pass signs its certificate with this key; the daemon does not start")
@@ -133,7 +138,7 @@ pub(crate) async fn daemon(config: &Path, out: &mut dyn Write) -> Outcome {
             approved: None,
             shard: None,
         };
-        let result = run::run(config, mode, start, out).await;
+        let result = run::run(&config, mode, start, out).await;
         running.store(false, Ordering::SeqCst);
         match result {
             Ok(code) => {

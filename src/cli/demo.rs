@@ -112,7 +112,7 @@ fn lay_out(dir: &Path) -> anyhow::Result<()> {
     let today = crate::clock::SystemClock::read().date_naive();
     write(&dir.join("policies/retention.yaml"), POLICY.as_bytes())?;
     write(
-        &dir.join("lethe.toml"),
+        &dir.join(crate::config::DEFAULT_CONFIG),
         config(&format!("lethe-demo-{}", today.year())).as_bytes(),
     )?;
     let store = dir.join("recordings");
@@ -149,7 +149,10 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
         .or_exit(Exit::Usage);
     }
     lay_out(dir).or_exit(Exit::Runtime)?;
-    let config = dir.join("lethe.toml");
+    let config = dir.join(crate::config::DEFAULT_CONFIG);
+    let args = crate::config::Args {
+        config: Some(config.clone()),
+    };
     let key = dsse::generate()
         .map_err(|e| anyhow::anyhow!("no randomness: {e}"))
         .or_exit(Exit::Runtime)?;
@@ -165,7 +168,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
     say(out, &format!("lethe --config {} plan", config.display()))?;
     // The demo narrates on stdout; a progress line would only get in its way.
     super::progress::enable(false);
-    let code = plan::plan(&config, None, Format::Text, None, out).await?;
+    let code = plan::plan(&args, None, Format::Text, None, out).await?;
     if code != Exit::Success {
         return Ok(code);
     }
@@ -180,7 +183,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
         approved: None,
         shard: None,
     };
-    let code = run::run(&config, mode, start, out).await?;
+    let code = run::run(&args, mode, start, out).await?;
     if code != Exit::Success {
         return Ok(code);
     }
@@ -201,7 +204,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
             proof: None,
             allow_missing_previous: false,
         },
-        Some(config.clone()),
+        &args,
         out,
     )
     .await?;
@@ -212,7 +215,7 @@ pub(crate) async fn demo(dir: &Path, out: &mut dyn Write) -> Outcome {
         out,
         &format!("lethe --config {} ledger verify", config.display()),
     )?;
-    let code = verify::ledger_verify(&config, out).await?;
+    let code = verify::ledger_verify(&args, out).await?;
     writeln!(
         out,
         "\nNext: read {0}/policies/retention.yaml, run `lethe --config {0}/lethe.toml plan --as-of 2030-01-01` to look ahead,\n\

@@ -1,14 +1,13 @@
 //! `lethe hold place | release | list | show`: legal holds, recorded in the ledger.
 
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::{Context, anyhow};
 use chrono::NaiveDate;
 use tracing::{info, warn};
 
-use super::{Exit, Failure, Format, OrExit, Outcome, load_policy, load_settings, output_error};
-use crate::config::Settings;
+use super::{Exit, Failure, Format, OrExit, Outcome, load_policy, output_error, resolve_settings};
+use crate::config::{Args, Settings};
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
 use crate::ledger::{HoldRecord, Ledger, LedgerError, Release, ReleaseState};
@@ -64,8 +63,8 @@ fn ledger_failure(e: LedgerError) -> Failure {
     }
 }
 
-pub(crate) async fn place(config: &Path, p: Placement, out: &mut dyn Write) -> Outcome {
-    let settings = load_settings(config)?;
+pub(crate) async fn place(args: &Args, p: Placement, out: &mut dyn Write) -> Outcome {
+    let settings = resolve_settings(args)?;
     let case = required("case", &p.case)?;
     let reason = required("reason", &p.reason)?;
     let by = required("by", &p.by)?;
@@ -216,13 +215,13 @@ async fn report_coverage(
 }
 
 pub(crate) async fn release(
-    config: &Path,
+    args: &Args,
     case: &str,
     by: &str,
     reason: &str,
     out: &mut dyn Write,
 ) -> Outcome {
-    let settings = load_settings(config)?;
+    let settings = resolve_settings(args)?;
     let release = Release {
         case: required("case", case)?,
         by: required("by", by)?,
@@ -244,12 +243,12 @@ pub(crate) async fn release(
 }
 
 pub(crate) async fn approve_release(
-    config: &Path,
+    args: &Args,
     case: &str,
     by: &str,
     out: &mut dyn Write,
 ) -> Outcome {
-    let settings = load_settings(config)?;
+    let settings = resolve_settings(args)?;
     let (case, by) = (required("case", case)?, required("by", by)?);
     let ledger = Ledger::open(&settings.database)
         .await
@@ -301,8 +300,8 @@ fn describe(hold: &Hold) -> String {
     format!("{}{scope}", selectors.join(" or "))
 }
 
-async fn records(config: &Path) -> Result<Vec<HoldRecord>, Failure> {
-    let settings = load_settings(config)?;
+async fn records(args: &Args) -> Result<Vec<HoldRecord>, Failure> {
+    let settings = resolve_settings(args)?;
     if let Some(path) = crate::ledger::sqlite_path(&settings.database)
         && !path.exists()
     {
@@ -316,9 +315,9 @@ async fn records(config: &Path) -> Result<Vec<HoldRecord>, Failure> {
     Ok(holds)
 }
 
-pub(crate) async fn list(config: &Path, all: bool, format: Format, out: &mut dyn Write) -> Outcome {
+pub(crate) async fn list(args: &Args, all: bool, format: Format, out: &mut dyn Write) -> Outcome {
     let today = crate::clock::SystemClock::read().date_naive();
-    let holds: Vec<HoldRecord> = records(config)
+    let holds: Vec<HoldRecord> = records(args)
         .await?
         .into_iter()
         .filter(|h| all || h.released.is_none())
@@ -381,13 +380,13 @@ pub(crate) async fn list(config: &Path, all: bool, format: Format, out: &mut dyn
     Ok(Exit::Success)
 }
 
-pub(crate) async fn show(config: &Path, case: &str, out: &mut dyn Write) -> Outcome {
-    let record = records(config)
+pub(crate) async fn show(args: &Args, case: &str, out: &mut dyn Write) -> Outcome {
+    let record = records(args)
         .await?
         .into_iter()
         .find(|h| h.hold.case == case)
         .ok_or_else(|| usage(format!("there is no hold for case {case}")))?;
-    let settings = load_settings(config)?;
+    let settings = resolve_settings(args)?;
     let policy = load_policy(&settings)?;
     writeln!(
         out,

@@ -328,27 +328,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
-    let config_path = || {
-        config::locate(
-            cli.config.as_deref(),
-            std::env::var(config::ENV_CONFIG).ok().as_deref(),
-        )
+    let args = config::Args {
+        config: cli.config.clone(),
     };
     match cli.command {
         Command::Plan {
             as_of,
             format,
             out: plan_file,
-        } => {
-            plan::plan(
-                &config_path(),
-                as_of.as_deref(),
-                format,
-                plan_file.as_deref(),
-                out,
-            )
-            .await
-        }
+        } => plan::plan(&args, as_of.as_deref(), format, plan_file.as_deref(), out).await,
         Command::Run {
             dry_run,
             as_of,
@@ -402,7 +390,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 progress: true,
             };
             let mode = crate::pass::Mode::Retention { approved, shard };
-            let result = run::run(&config_path(), mode, start, out).await;
+            let result = run::run(&args, mode, start, out).await;
             if let Some(t) = telemetry {
                 if let Some(path) = &metrics_file
                     && let Err(e) = t.write_file(path)
@@ -418,11 +406,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             result
         }
         Command::Proof { cert, key, store } => {
-            let config = cli
-                .config
-                .clone()
-                .or_else(|| std::env::var(config::ENV_CONFIG).ok().map(PathBuf::from));
-            verify::proof(&cert, &key, store.as_deref(), config, out).await
+            verify::proof(&cert, &key, store.as_deref(), &args, out).await
         }
         Command::Verify {
             cert,
@@ -431,10 +415,6 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             proof,
             allow_missing_previous,
         } => {
-            let config = cli
-                .config
-                .clone()
-                .or_else(|| std::env::var(config::ENV_CONFIG).ok().map(PathBuf::from));
             verify::verify(
                 &cert,
                 verify::Options {
@@ -443,14 +423,14 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                     proof: proof.as_deref(),
                     allow_missing_previous,
                 },
-                config,
+                &args,
                 out,
             )
             .await
         }
         Command::Ledger {
             command: LedgerCommand::Verify,
-        } => verify::ledger_verify(&config_path(), out).await,
+        } => verify::ledger_verify(&args, out).await,
         Command::Erase {
             subject,
             request,
@@ -470,7 +450,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                 progress: true,
             };
             let mode = crate::pass::Mode::Erasure { subject, request };
-            run::run(&config_path(), mode, start, out).await
+            run::run(&args, mode, start, out).await
         }
         Command::Hold { command } => match command {
             HoldCommand::Place {
@@ -499,20 +479,20 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
                     review,
                     no_scan,
                 };
-                hold::place(&config_path(), placement, out).await
+                hold::place(&args, placement, out).await
             }
             HoldCommand::Release { case, by, reason } => {
-                hold::release(&config_path(), &case, &by, &reason, out).await
+                hold::release(&args, &case, &by, &reason, out).await
             }
             HoldCommand::ApproveRelease { case, by } => {
-                hold::approve_release(&config_path(), &case, &by, out).await
+                hold::approve_release(&args, &case, &by, out).await
             }
-            HoldCommand::List { all, format } => hold::list(&config_path(), all, format, out).await,
-            HoldCommand::Show { case } => hold::show(&config_path(), &case, out).await,
+            HoldCommand::List { all, format } => hold::list(&args, all, format, out).await,
+            HoldCommand::Show { case } => hold::show(&args, &case, out).await,
         },
         Command::Keygen { out: path } => keygen(&path, out),
         Command::Demo { dir } => demo::demo(&dir, out).await,
-        Command::Daemon => daemon::daemon(&config_path(), out).await,
+        Command::Daemon => daemon::daemon(&args, out).await,
     }
 }
 
@@ -548,9 +528,10 @@ fn init_logging(format: LogFormat, default_level: &str) -> bool {
     json
 }
 
-/// Reads the config file (exit 2 on any problem).
-pub(crate) fn load_settings(path: &Path) -> Result<Settings, Failure> {
-    Settings::load(path, &EnvOverrides::from_process()).or_exit(Exit::Usage)
+/// The settings a command runs with: the config file `args` or the
+/// environment names, read and checked (exit 2 on any problem).
+pub(crate) fn resolve_settings(args: &config::Args) -> Result<Settings, Failure> {
+    Settings::resolve(args, &EnvOverrides::from_process()).or_exit(Exit::Usage)
 }
 
 /// A pass that could not start or go on, with the exit code its kind gives.

@@ -10,7 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tracing::info;
 
 use super::progress::Progress;
-use super::{Exit, Format, OrExit, Outcome, load_policy, load_settings, output_error};
+use super::{Exit, Format, OrExit, Outcome, load_policy, output_error, resolve_settings};
+use crate::config::Args;
 use crate::plan::PlanFile;
 use crate::report::{JsonPlan, PlanSink, TextPlan};
 
@@ -28,13 +29,13 @@ pub(crate) fn parse_time(text: &str) -> anyhow::Result<DateTime<Utc>> {
 }
 
 pub(crate) async fn plan(
-    config: &Path,
+    args: &Args,
     as_of: Option<&str>,
     format: Format,
     plan_file: Option<&Path>,
     out: &mut dyn Write,
 ) -> Outcome {
-    let settings = load_settings(config)?;
+    let settings = resolve_settings(args)?;
     let policy = load_policy(&settings)?;
     let now = match as_of {
         Some(t) => parse_time(t).or_exit(Exit::Usage)?,

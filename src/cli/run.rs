@@ -4,7 +4,6 @@
 //! record the run's figures.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -12,7 +11,8 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::progress::Progress;
-use super::{Exit, Failure, Outcome, load_settings, output_error, pass_failure};
+use super::{Exit, Failure, Outcome, output_error, pass_failure, resolve_settings};
+use crate::config::Args;
 use crate::config::Settings;
 use crate::pass::{self, Job, Mode, RunContext, Setup, Verdict};
 use crate::telemetry::Telemetry;
@@ -39,20 +39,15 @@ pub(crate) fn exit_of(verdict: Verdict) -> Exit {
 
 /// One run of `mode`: `lethe run` and `lethe erase` share everything but
 /// what is planned and certified.
-pub(crate) async fn run(
-    config: &Path,
-    mode: Mode,
-    start: Start<'_>,
-    out: &mut dyn Write,
-) -> Outcome {
+pub(crate) async fn run(args: &Args, mode: Mode, start: Start<'_>, out: &mut dyn Write) -> Outcome {
     let clock = std::time::Instant::now();
     if let Some(t) = start.telemetry {
         t.run_started();
         if let Mode::Retention { shard, .. } = &mode {
-            seed_last_success(config, shard.map(|s| s.to_string()).as_deref(), t).await;
+            seed_last_success(args, shard.map(|s| s.to_string()).as_deref(), t).await;
         }
     }
-    let result = configured(config, mode, &start, out).await;
+    let result = configured(args, mode, &start, out).await;
     if let Some(t) = start.telemetry {
         match &result {
             Ok((exit, outcome)) => t.record_run(
@@ -78,8 +73,8 @@ pub(crate) async fn run(
 /// Sets the last success from the ledger before the run, so that a run
 /// that fails (even before it reaches the ledger) reports the previous
 /// success, not 0. Without a readable ledger the gauge is left as it is.
-async fn seed_last_success(config: &Path, shard: Option<&str>, telemetry: &Telemetry) {
-    let Ok(settings) = Settings::load(config, &crate::config::EnvOverrides::from_process()) else {
+async fn seed_last_success(args: &Args, shard: Option<&str>, telemetry: &Telemetry) {
+    let Ok(settings) = Settings::resolve(args, &crate::config::EnvOverrides::from_process()) else {
         return;
     };
     match pass::last_success(&settings, shard).await {
@@ -94,12 +89,12 @@ async fn seed_last_success(config: &Path, shard: Option<&str>, telemetry: &Telem
 
 /// Loads the configuration, policy and key, runs, and renders the outcome.
 async fn configured(
-    config: &Path,
+    args: &Args,
     mode: Mode,
     start: &Start<'_>,
     out: &mut dyn Write,
 ) -> Result<(Exit, pass::RunOutcome), Failure> {
-    let settings = load_settings(config)?;
+    let settings = resolve_settings(args)?;
     let setup = Setup::load(settings).map_err(pass_failure)?;
     warn_about_skew(&setup.settings, out)?;
     let mut progress = match start.progress {

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
 
-use super::{Exit, Failure, OrExit, Outcome, load_settings, output_error};
+use super::{Exit, Failure, OrExit, Outcome, output_error, resolve_settings};
 use crate::certificate::{self, Check, dsse};
+use crate::config::Args;
 use crate::pass::Destination;
 
 fn print_check(out: &mut dyn Write, name: &str, check: &Check) -> std::io::Result<()> {
@@ -29,7 +30,7 @@ pub(crate) struct Options<'a> {
 pub(crate) async fn verify(
     cert: &Path,
     options: Options<'_>,
-    config: Option<PathBuf>,
+    args: &Args,
     out: &mut dyn Write,
 ) -> Outcome {
     let Options {
@@ -38,10 +39,9 @@ pub(crate) async fn verify(
         proof,
         allow_missing_previous,
     } = options;
-    let config_path = config.unwrap_or_else(|| PathBuf::from("lethe.toml"));
     let remote = cert.to_string_lossy().contains("://");
     let settings = if public_key.is_none() || check_store || remote {
-        Some(load_settings(&config_path))
+        Some(resolve_settings(args))
     } else {
         None
     };
@@ -154,14 +154,14 @@ pub(crate) async fn proof(
     cert: &Path,
     key: &str,
     store: Option<&str>,
-    config: Option<PathBuf>,
+    args: &Args,
     out: &mut dyn Write,
 ) -> Outcome {
     let staging = tempfile::tempdir()
         .context("cannot create a temporary folder")
         .or_exit(Exit::Runtime)?;
     let local = if cert.to_string_lossy().contains("://") {
-        let settings = load_settings(&config.unwrap_or_else(|| PathBuf::from("lethe.toml")))?;
+        let settings = resolve_settings(args)?;
         fetch_remote(cert, &settings, staging.path()).await?.0
     } else {
         cert.to_path_buf()
@@ -176,8 +176,8 @@ pub(crate) async fn proof(
 }
 
 /// `lethe ledger verify`: the chain, its indexes and the certificates.
-pub(crate) async fn ledger_verify(config: &Path, out: &mut dyn Write) -> Outcome {
-    let settings = load_settings(config)?;
+pub(crate) async fn ledger_verify(args: &Args, out: &mut dyn Write) -> Outcome {
+    let settings = resolve_settings(args)?;
     let audit = crate::pass::audit_ledger(&settings)
         .await
         .or_exit(Exit::Runtime)?;

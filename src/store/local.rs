@@ -1,35 +1,63 @@
-//! The guard around a local folder.
+//! The guard around a local folder: an `ObjectStore` composed in front of
+//! `LocalFileSystem`.
 //!
 //! `object_store`'s `LocalFileSystem` follows symbolic links while listing
 //! (also out of its root), silently skips names it cannot represent (such as
 //! `x#1`), and ends a listing at the first non-UTF-8 name. For an erasure tool
-//! each of these is a hazard, so lethe lists local folders itself: a walk
-//! that never follows a link, lists each folder in name order (up to
-//! [`SORT_LIMIT`] entries; a larger one is streamed unsorted and announced as
-//! such), and turns every entry it cannot address exactly into a reported
-//! problem. Reads and deletes still go through
-//! `LocalFileSystem`, after [`LocalGuard::check`] has confirmed that the path is
-//! a regular file inside the root.
+//! each of these is a hazard, so [`LocalGuard`] wraps it, the way
+//! `FaultyStore` wraps a cloud client, and does its checks inside the trait
+//! methods: reads and deletes reach `LocalFileSystem` (or the file system)
+//! only after [`LocalGuard::check`] has confirmed that the path is a regular
+//! file inside the root and not one of lethe's own files; a refusal comes
+//! back as an `object_store::Error` whose source is a typed [`GuardError`]
+//! (see [`guard_error`]), so that `Store` can report it as a refusal rather
+//! than a store failure. A bulk delete (`delete_stream`) checks and unlinks
+//! its files on a few blocking threads, and a `head` answers from one `lstat`.
+//! Listing is lethe's own walk: it never follows a link, lists each folder in
+//! name order (up to [`SORT_LIMIT`] entries; a larger one is streamed
+//! unsorted and announced as such), and turns every entry it cannot address
+//! exactly into a reported problem. `ObjectStore::list` can carry only
+//! objects, so the problems and the "unordered" notices, which must keep
+//! their place among the objects, travel through one small typed side
+//! channel: [`LocalGuard::entries`] yields the whole walk as [`Listed`]
+//! entries (`Store` reaches it through its `Entries` trait, along with
+//! [`LocalGuard::protect`], which declares lethe's own files after the store
+//! is opened); `ObjectStore::list` yields the objects of the same walk only.
+//! Writes pass straight through: lethe never writes into a local store (a
+//! certificate folder is written by `certify` itself).
 
 use std::ffi::OsString;
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
 
 use super::Listed;
 
 /// Threads a batch of local deletions is spread over.
 const DELETE_THREADS: usize = 4;
 
+/// Paths of a `delete_stream` checked and unlinked together, so that a
+/// stream of any length is deleted with bounded memory.
+const DELETE_BATCH: usize = 1000;
+
 /// Entries buffered between the walking thread and the async consumer.
 const CHANNEL_CAPACITY: usize = 1024;
+
+/// The `store` named in the `object_store::Error`s the guard makes itself.
+const STORE: &str = "LocalGuard";
 
 #[derive(Debug, Clone)]
 pub struct LocalGuard {
@@ -37,8 +65,10 @@ pub struct LocalGuard {
     fs: Arc<LocalFileSystem>,
     /// lethe's own files and folders (config, policies, key, ledger,
     /// certificates) when they live inside the store: never listed as
-    /// objects, never read or deleted.
-    protected: Arc<Vec<PathBuf>>,
+    /// objects, never read or deleted. Behind a lock because they are
+    /// declared after the store is opened, when `Store` already shares the
+    /// guard; each check and each walk takes a snapshot.
+    protected: Arc<RwLock<Arc<Vec<PathBuf>>>>,
 }
 
 const PROTECTED: &str =
@@ -46,6 +76,51 @@ const PROTECTED: &str =
 
 fn is_protected(protected: &[PathBuf], path: &Path) -> bool {
     protected.iter().any(|p| path.starts_with(p))
+}
+
+/// Why the guard did not carry out a request on one path: the source of the
+/// `object_store::Error::Generic` it answers with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {error}")]
+pub struct GuardError {
+    /// The object key, as the request named it.
+    pub path: String,
+    pub error: LocalError,
+}
+
+/// Why an operation on a local file did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocalError {
+    /// The guard refused (a link, not a regular file, outside the root, lethe's own).
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+impl GuardError {
+    fn into_object_store(self) -> object_store::Error {
+        object_store::Error::Generic {
+            store: STORE,
+            source: Box::new(self),
+        }
+    }
+}
+
+/// The guard's own reason, if `error` is one of its answers.
+pub fn guard_error(error: &object_store::Error) -> Option<&GuardError> {
+    match error {
+        object_store::Error::Generic { store, source } if *store == STORE => source.downcast_ref(),
+        _ => None,
+    }
+}
+
+fn refused(location: &ObjectPath, reason: String) -> object_store::Error {
+    GuardError {
+        path: location.to_string(),
+        error: LocalError::Refused(reason),
+    }
+    .into_object_store()
 }
 
 impl LocalGuard {
@@ -59,13 +134,14 @@ impl LocalGuard {
         Ok(Self {
             root: canonical,
             fs: Arc::new(fs),
-            protected: Arc::new(Vec::new()),
+            protected: Arc::new(RwLock::new(Arc::new(Vec::new()))),
         })
     }
 
-    /// Marks paths as lethe's own. Paths that do not exist yet (a ledger's
-    /// `-wal` file) are resolved through their folder.
-    pub fn protect(&mut self, paths: &[PathBuf]) {
+    /// Marks paths as lethe's own, replacing those marked before. Paths that
+    /// do not exist yet (a ledger's `-wal` file) are resolved through their
+    /// folder.
+    pub fn protect(&self, paths: &[PathBuf]) {
         let resolved = paths
             .iter()
             .filter_map(|p| {
@@ -76,25 +152,35 @@ impl LocalGuard {
             })
             .filter(|p| p.starts_with(&self.root))
             .collect();
-        self.protected = Arc::new(resolved);
+        // A poisoned lock only means a writer panicked mid-assignment of an
+        // `Arc`, which cannot leave it half-written: its value is still whole.
+        *self
+            .protected
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(resolved);
     }
 
-    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
-        self.fs.clone()
+    /// lethe's own paths as declared now.
+    fn protected(&self) -> Arc<Vec<PathBuf>> {
+        self.protected
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
-    /// Walks the folder on a blocking thread and streams its entries. A folder
-    /// of up to [`SORT_LIMIT`] entries is listed in name order; a larger one
-    /// is announced with [`Listed::Unordered`] and its files streamed in the
-    /// order the file system yields them, then its subfolders walked. Memory
-    /// is bounded by the channel and by [`SORT_LIMIT`] entries per folder
-    /// level, whatever the store's size.
-    pub fn list(&self) -> BoxStream<'static, std::io::Result<Listed>> {
+    /// Walks the folder on a blocking thread and streams its entries: the
+    /// typed side channel of the listing. A folder of up to [`SORT_LIMIT`]
+    /// entries is listed in name order; a larger one is announced with
+    /// [`Listed::Unordered`] and its files streamed in the order the file
+    /// system yields them, then its subfolders walked. Memory is bounded by
+    /// the channel and by [`SORT_LIMIT`] entries per folder level, whatever
+    /// the store's size.
+    pub fn entries(&self) -> BoxStream<'static, std::io::Result<Listed>> {
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CAPACITY);
         let walker = Walker {
             root: self.root.clone(),
             fs: self.fs.clone(),
-            protected: self.protected.clone(),
+            protected: self.protected(),
             tx,
         };
         tokio::task::spawn_blocking(move || walker.walk());
@@ -119,7 +205,7 @@ impl LocalGuard {
         folders: &mut Folders,
     ) -> Result<(PathBuf, Option<std::fs::Metadata>), String> {
         let fs_path = to_filesystem(&self.root, &self.fs, path).map_err(|e| e.to_string())?;
-        if is_protected(&self.protected, &fs_path) {
+        if is_protected(&self.protected(), &fs_path) {
             return Err(PROTECTED.into());
         }
         let meta = match std::fs::symlink_metadata(&fs_path) {
@@ -147,32 +233,16 @@ impl LocalGuard {
         Ok((fs_path, Some(meta)))
     }
 
-    /// Heads many objects on one blocking thread (a thread hop per object
-    /// would cost more than the `lstat` itself). Results in the order of `paths`.
-    pub async fn head_many(
-        &self,
-        paths: Vec<ObjectPath>,
-    ) -> Vec<Result<Option<ObjectMeta>, LocalError>> {
-        let guard = self.clone();
-        let n = paths.len();
-        tokio::task::spawn_blocking(move || {
-            let mut folders = Folders::default();
-            paths
-                .into_iter()
-                .map(|path| match guard.inspect(&path, &mut folders) {
-                    Err(reason) => Err(LocalError::Refused(reason)),
-                    Ok((_, None)) => Ok(None),
-                    Ok((_, Some(meta))) => Ok(Some(object_meta(path, &meta))),
-                })
-                .collect()
-        })
-        .await
-        .unwrap_or_else(|e| (0..n).map(|_| Err(LocalError::Io(e.to_string()))).collect())
+    /// [`check`](Self::check) as an `object_store` answer.
+    fn guard(&self, location: &ObjectPath) -> object_store::Result<()> {
+        self.check(location)
+            .map_err(|reason| refused(location, reason))
     }
 
-    /// Deletes many files on one blocking thread, each after the same checks
-    /// as [`check`](Self::check). Results in the order of `paths`.
-    pub async fn delete_many(&self, paths: Vec<ObjectPath>) -> Vec<Result<bool, LocalError>> {
+    /// Deletes many files on a few blocking threads, each after the same
+    /// checks as [`check`](Self::check). Results in the order of `paths`:
+    /// `true` deleted, `false` not there.
+    async fn delete_batch(&self, paths: Vec<ObjectPath>) -> Vec<Result<bool, LocalError>> {
         // A few threads at once: an unlink mostly waits for the file system,
         // and waits overlap.
         let per_thread = paths.len().div_ceil(DELETE_THREADS).max(1);
@@ -218,6 +288,231 @@ impl LocalGuard {
                 Err(e) => Err(LocalError::Io(format!("cannot delete: {e}"))),
             },
         }
+    }
+
+    /// A `head`: the checked file's `lstat`, as `LocalFileSystem` would
+    /// describe it. It runs where it is called, like the check before any
+    /// read: a thread hop per object would cost more than the `lstat`
+    /// itself, and the bulk lookups of a run ask for thousands.
+    fn head_now(
+        &self,
+        location: &ObjectPath,
+        options: &GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let meta = match self.inspect(location, &mut Folders::default()) {
+            Err(reason) => return Err(refused(location, reason)),
+            Ok((_, None)) => {
+                return Err(object_store::Error::NotFound {
+                    path: location.to_string(),
+                    source: "no such file".into(),
+                });
+            }
+            Ok((_, Some(meta))) => object_meta(location.clone(), &meta),
+        };
+        options.check_preconditions(&meta)?;
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(futures::stream::empty().boxed()),
+            range: 0..meta.size,
+            meta,
+            attributes: Default::default(),
+            extensions: Default::default(),
+        })
+    }
+
+    /// One level of the walk under `prefix`: its subfolders and the objects
+    /// among its files (links, and names that cannot be keys, left out).
+    fn list_one_level(&self, prefix: Option<&ObjectPath>) -> object_store::Result<ListResult> {
+        let io = |e: std::io::Error| object_store::Error::Generic {
+            store: STORE,
+            source: Box::new(e),
+        };
+        let dir = match prefix {
+            Some(p) if !p.as_ref().is_empty() => to_filesystem(&self.root, &self.fs, p)?,
+            _ => self.root.clone(),
+        };
+        let protected = self.protected();
+        let mut result = ListResult {
+            common_prefixes: Vec::new(),
+            objects: Vec::new(),
+            extensions: Default::default(),
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(result),
+            Err(e) => return Err(io(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io)?;
+            let (path, file_type) = (entry.path(), entry.file_type().map_err(io)?);
+            if is_protected(&protected, &path) {
+                continue;
+            }
+            if file_type.is_dir() {
+                if let Ok(key) = ObjectPath::parse(relative_key(&self.root, &path)) {
+                    result.common_prefixes.push(key);
+                }
+            } else if let Listed::Object(meta) =
+                classify_entry(&self.root, &self.fs, &path, file_type)
+            {
+                result.objects.push(meta);
+            }
+        }
+        result.common_prefixes.sort();
+        result.objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(result)
+    }
+}
+
+impl std::fmt::Display for LocalGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LocalGuard({})", self.root.display())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for LocalGuard {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.fs.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.fs.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &ObjectPath,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if options.head && options.range.is_none() {
+            return self.head_now(location, &options);
+        }
+        self.guard(location)?;
+        self.fs.get_opts(location, options).await
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &ObjectPath,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.guard(location)?;
+        self.fs.get_ranges(location, ranges).await
+    }
+
+    /// Checks and unlinks the files in batches of [`DELETE_BATCH`], each on
+    /// a few blocking threads; answers come in the order of `locations`. A
+    /// file that is not there is `NotFound`; a refusal or a failed unlink is
+    /// a [`GuardError`] naming its key.
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<ObjectPath>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectPath>> {
+        let guard = self.clone();
+        locations
+            .chunks(DELETE_BATCH)
+            .then(move |batch| {
+                let guard = guard.clone();
+                async move { guard.delete_answers(batch).await }
+            })
+            .flat_map(futures::stream::iter)
+            .boxed()
+    }
+
+    /// The objects of the walk that [`LocalGuard::entries`] streams, under
+    /// `prefix`; its problems and order notices have no place here.
+    fn list(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let prefix = prefix.cloned();
+        self.entries()
+            .filter_map(move |entry| {
+                let item = match entry {
+                    Ok(Listed::Object(meta))
+                        if prefix
+                            .as_ref()
+                            .is_none_or(|p| meta.location.prefix_matches(p)) =>
+                    {
+                        Some(Ok(meta))
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(Err(object_store::Error::Generic {
+                        store: STORE,
+                        source: Box::new(e),
+                    })),
+                };
+                futures::future::ready(item)
+            })
+            .boxed()
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&ObjectPath>,
+    ) -> object_store::Result<ListResult> {
+        let guard = self.clone();
+        let prefix = prefix.cloned();
+        tokio::task::spawn_blocking(move || guard.list_one_level(prefix.as_ref()))
+            .await
+            .map_err(|e| object_store::Error::JoinError { source: e })?
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.guard(from)?;
+        self.guard(to)?;
+        self.fs.copy_opts(from, to, options).await
+    }
+}
+
+impl LocalGuard {
+    /// One batch of `delete_stream`: the answers to `batch`, in its order.
+    async fn delete_answers(
+        &self,
+        batch: Vec<object_store::Result<ObjectPath>>,
+    ) -> Vec<object_store::Result<ObjectPath>> {
+        let paths: Vec<ObjectPath> = batch
+            .iter()
+            .filter_map(|p| p.as_ref().ok().cloned())
+            .collect();
+        let mut results = self.delete_batch(paths).await.into_iter();
+        batch
+            .into_iter()
+            .map(|item| {
+                let path = item?;
+                match results.next() {
+                    Some(Ok(true)) => Ok(path),
+                    Some(Ok(false)) => Err(object_store::Error::NotFound {
+                        path: path.to_string(),
+                        source: "no such file".into(),
+                    }),
+                    Some(Err(error)) => Err(GuardError {
+                        path: path.to_string(),
+                        error,
+                    }
+                    .into_object_store()),
+                    None => Err(GuardError {
+                        path: path.to_string(),
+                        error: LocalError::Io("no answer from the deleting thread".into()),
+                    }
+                    .into_object_store()),
+                }
+            })
+            .collect()
     }
 }
 
@@ -429,14 +724,6 @@ fn to_filesystem(
     }
 }
 
-/// Why a batch operation on a local file did not happen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalError {
-    /// The guard refused (a link, not a regular file, outside the root, lethe's own).
-    Refused(String),
-    Io(String),
-}
-
 /// Folders of one batch already found to resolve inside the root.
 #[derive(Default)]
 struct Folders {
@@ -572,5 +859,81 @@ mod tests {
             short += usize::from(root.join(key) == got.clone().unwrap_or_default());
         }
         assert!(short > 300, "most keys take the short path: {short}");
+    }
+
+    /// A folder with a file `a.wav`, a link `link.wav` to it, and `x#1`
+    /// (a name `LocalFileSystem` cannot represent); the guard over it.
+    fn folder() -> (tempfile::TempDir, LocalGuard) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wav"), b"audio").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("a.wav"), dir.path().join("link.wav")).unwrap();
+        std::fs::write(dir.path().join("x#1"), b"odd").unwrap();
+        let guard = LocalGuard::new(dir.path()).unwrap();
+        (dir, guard)
+    }
+
+    #[tokio::test]
+    async fn a_head_through_the_guard_is_what_local_file_system_says_and_refuses_links_and_own_files()
+     {
+        use object_store::ObjectStoreExt;
+        let (dir, guard) = folder();
+        let key = ObjectPath::from("a.wav");
+        assert_eq!(
+            guard.head(&key).await.unwrap(),
+            guard.fs.head(&key).await.unwrap()
+        );
+        let absent = guard.head(&ObjectPath::from("b.wav")).await.unwrap_err();
+        assert!(
+            matches!(absent, object_store::Error::NotFound { .. }),
+            "{absent}"
+        );
+        let link = guard.head(&ObjectPath::from("link.wav")).await.unwrap_err();
+        let refusal = guard_error(&link).expect("a refusal of the guard's own");
+        assert_eq!(refusal.path, "link.wav");
+        assert!(matches!(&refusal.error, LocalError::Refused(r) if r.contains("symbolic link")));
+        guard.protect(&[dir.path().join("a.wav")]);
+        let own = guard.get(&key).await.unwrap_err();
+        assert!(
+            matches!(guard_error(&own).map(|g| &g.error), Some(LocalError::Refused(r)) if r == PROTECTED)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bulk_delete_through_the_guard_answers_each_key_in_order() {
+        let (dir, guard) = folder();
+        let keys = ["link.wav", "a.wav", "gone.wav"].map(ObjectPath::from);
+        let answers: Vec<_> = guard
+            .delete_stream(futures::stream::iter(keys.clone().map(Ok)).boxed())
+            .collect()
+            .await;
+        let refusal = guard_error(answers[0].as_ref().unwrap_err()).unwrap();
+        assert_eq!(refusal.path, "link.wav");
+        assert_eq!(answers[1].as_ref().unwrap(), &keys[1]);
+        assert!(matches!(
+            answers[2],
+            Err(object_store::Error::NotFound { .. })
+        ));
+        assert!(!dir.path().join("a.wav").exists());
+        assert!(
+            dir.path().join("link.wav").symlink_metadata().is_ok(),
+            "the link stays"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_object_store_listing_is_the_walk_s_objects_without_its_problems() {
+        let (_dir, guard) = folder();
+        let listed: Vec<String> = guard
+            .list(None)
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        assert_eq!(listed, ["a.wav"]);
+        let entries: Vec<Listed> = guard.entries().map(Result::unwrap).collect().await;
+        let problems = entries
+            .iter()
+            .filter(|e| matches!(e, Listed::Problem { .. }))
+            .count();
+        assert_eq!(problems, 2, "{entries:?}");
     }
 }

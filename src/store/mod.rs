@@ -1,12 +1,19 @@
 //! Recording stores: a URL becomes an `object_store` client behind a guard.
 //!
 //! Everything lethe does to a store goes through [`Store`]: list, read a
-//! sidecar, check presence, delete. The guard is where store-specific safety
-//! lives. For local folders it refuses to follow symbolic links out of the
-//! root, reports every file whose name the storage layer cannot represent
-//! (rather than skipping it silently, as `LocalFileSystem` would), and checks
-//! before each delete that the path still lies inside the root and is not a
-//! link. The store never decides anything: it answers and it deletes.
+//! sidecar, check presence, delete. Store-specific safety lives in wrappers
+//! composed around the client, each an `ObjectStore` itself: for a local
+//! folder [`LocalGuard`] in front of `LocalFileSystem` refuses to follow
+//! symbolic links out of the root, reports every file whose name the storage
+//! layer cannot represent (rather than skipping it silently, as
+//! `LocalFileSystem` would), and checks before each read and delete that the
+//! path still lies inside the root, is not a link and is not lethe's own;
+//! for a cloud store under test, `FaultyStore` injects faults. `Store` holds
+//! the composed `Arc<dyn ObjectStore>` and, for what that trait cannot carry
+//! (the problems and order notices of a listing, in their place among the
+//! objects, and lethe's own files declared after opening), one typed side
+//! channel, [`Entries`]. The store never decides anything: it answers and it
+//! deletes.
 
 mod cloud;
 pub mod faults;
@@ -26,7 +33,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
 pub use cloud::Cloud;
-pub use local::{LocalError, LocalGuard};
+pub use local::{GuardError, LocalError, LocalGuard, guard_error};
 pub use order::ListingOrder;
 pub use probe::DeletionStatement;
 
@@ -105,8 +112,13 @@ pub struct Store {
     name: String,
     url: String,
     inner: Arc<dyn ObjectStore>,
-    local: Option<LocalGuard>,
+    /// The listing with everything it has to say, and the declaration of
+    /// lethe's own files: the side channel of `inner`'s guard.
+    entries: Arc<dyn Entries>,
     cloud: Option<Cloud>,
+    /// A local folder behind its [`LocalGuard`] (which keeps no versions of
+    /// what it deletes); `false` for any store given as an `ObjectStore`.
+    local: bool,
     /// HTTP settings among the store's options, for lethe's own requests.
     client_options: object_store::ClientOptions,
     /// The order the listing yields keys in, as far as the scan may rely on
@@ -140,13 +152,15 @@ impl Store {
             message,
         };
         let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
-        let (inner, local, cloud) = match parsed.scheme() {
+        let (inner, entries, cloud): (Arc<dyn ObjectStore>, Arc<dyn Entries>, _) = match parsed
+            .scheme()
+        {
             "file" => {
                 let root = parsed
                     .to_file_path()
                     .map_err(|_| open_err("not an absolute file path".into()))?;
-                let guard = LocalGuard::new(&root).map_err(open_err)?;
-                (guard.object_store(), Some(guard), None)
+                let guard = Arc::new(LocalGuard::new(&root).map_err(open_err)?);
+                (guard.clone(), guard, None)
             }
             _ => {
                 let (mut inner, cloud) = cloud::open(config).map_err(open_err)?;
@@ -158,7 +172,8 @@ impl Store {
                     );
                     inner = Arc::new(faults::FaultyStore::new(inner, faults));
                 }
-                (inner, None, Some(cloud))
+                let entries = Arc::new(Objects(inner.clone()));
+                (inner, entries, Some(cloud))
             }
         };
         let order = match &cloud {
@@ -170,7 +185,8 @@ impl Store {
             name: config.name.clone(),
             url: url.clone(),
             inner,
-            local,
+            entries,
+            local: cloud.is_none(),
             cloud,
             client_options: cloud::client_options(&config.options),
             order,
@@ -183,9 +199,10 @@ impl Store {
         Self {
             name: name.to_string(),
             url: url.to_string(),
+            entries: Arc::new(Objects(inner.clone())),
             inner,
-            local: None,
             cloud: None,
+            local: false,
             client_options: object_store::ClientOptions::new(),
             order: ListingOrder::Unordered,
             certificates_prefix: None,
@@ -223,9 +240,7 @@ impl Store {
     /// Declares lethe's own files: if they lie inside this store, they are
     /// reported, never read or deleted.
     pub fn protect(&mut self, paths: &[std::path::PathBuf]) {
-        if let Some(local) = &mut self.local {
-            local.protect(paths);
-        }
+        self.entries.protect(paths);
     }
 
     pub fn name(&self) -> &str {
@@ -255,25 +270,13 @@ impl Store {
     }
 
     fn list_all(&self) -> BoxStream<'static, Result<Listed>> {
-        if let Some(local) = &self.local {
-            let store = self.name.clone();
-            return local
-                .list()
-                .map(move |r| {
-                    r.map_err(|source| StoreError::List {
-                        store: store.clone(),
-                        source: source.into(),
-                    })
-                })
-                .boxed();
-        }
         let store = self.name.clone();
-        self.inner
-            .list(None)
+        self.entries
+            .entries()
             .map(move |r| {
-                r.map(Listed::Object).map_err(|e| StoreError::List {
+                r.map_err(|source| StoreError::List {
                     store: store.clone(),
-                    source: Box::new(e),
+                    source,
                 })
             })
             .boxed()
@@ -299,19 +302,10 @@ impl Store {
     /// The object's metadata, `None` if it does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let path = self.path(key)?;
-        if let Some(local) = &self.local {
-            local.check(&path).map_err(|reason| StoreError::Refused {
-                key: key.to_string(),
-                reason,
-            })?;
-        }
         match self.inner.head(&path).await {
             Ok(meta) => Ok(Some(meta)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(source) => Err(StoreError::Object {
-                key: key.to_string(),
-                source,
-            }),
+            Err(source) => Err(object_error(key, source)),
         }
     }
 
@@ -319,21 +313,10 @@ impl Store {
     /// an error if it is larger than `limit` bytes.
     pub async fn get_small(&self, key: &str, limit: u64) -> Result<Option<(ObjectMeta, Bytes)>> {
         let path = self.path(key)?;
-        if let Some(local) = &self.local {
-            local.check(&path).map_err(|reason| StoreError::Refused {
-                key: key.to_string(),
-                reason,
-            })?;
-        }
         let result = match self.inner.get(&path).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => {
-                return Err(StoreError::Object {
-                    key: key.to_string(),
-                    source,
-                });
-            }
+            Err(source) => return Err(object_error(key, source)),
         };
         let meta = result.meta.clone();
         if meta.size > limit {
@@ -355,19 +338,10 @@ impl Store {
     /// Deletes exactly `key`, as the listing returned it.
     pub async fn delete(&self, key: &str) -> Result<Deleted> {
         let path = self.path(key)?;
-        if let Some(local) = &self.local {
-            local.check(&path).map_err(|reason| StoreError::Refused {
-                key: key.to_string(),
-                reason,
-            })?;
-        }
         match self.inner.delete(&path).await {
             Ok(()) => Ok(Deleted::Deleted),
             Err(object_store::Error::NotFound { .. }) => Ok(Deleted::AlreadyAbsent),
-            Err(source) => Err(StoreError::Object {
-                key: key.to_string(),
-                source,
-            }),
+            Err(source) => Err(object_error(key, source)),
         }
     }
 
@@ -463,12 +437,7 @@ impl Store {
         let result = match self.inner.get(&path).await {
             Ok(r) => r,
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(source) => {
-                return Err(StoreError::Object {
-                    key: key.to_string(),
-                    source,
-                });
-            }
+            Err(source) => return Err(object_error(key, source)),
         };
         let err = |e: std::io::Error| StoreError::Refused {
             key: key.to_string(),
@@ -495,9 +464,6 @@ impl Store {
     /// with a `head` what became of them. An error that names one key (S3
     /// answers each key of a DeleteObjects with its own) is that key's alone.
     pub async fn delete_many(&self, keys: &[String]) -> Vec<DeleteAnswer> {
-        if let Some(local) = &self.local {
-            return self.delete_many_local(local, keys).await;
-        }
         let mut answers: Vec<DeleteAnswer> = vec![DeleteAnswer::Unanswered(None); keys.len()];
         let mut index: HashMap<String, VecDeque<usize>> = HashMap::new();
         let mut paths = Vec::with_capacity(keys.len());
@@ -509,12 +475,6 @@ impl Store {
                     continue;
                 }
             };
-            if let Some(local) = &self.local
-                && let Err(reason) = local.check(&path)
-            {
-                answers[i] = DeleteAnswer::Refused(format!("{key}: refused: {reason}"));
-                continue;
-            }
             index.entry(path.to_string()).or_default().push_back(i);
             paths.push(Ok(path));
         }
@@ -538,17 +498,26 @@ impl Store {
                         None => unattributed.push(format!("not found: {source}")),
                     }
                 }
-                Err(e) => {
-                    // A key's own error (S3 DeleteObjects answers each key
-                    // with its own code and message) is that key's answer;
-                    // only an error of the whole request goes to every key.
-                    let text = e.to_string();
-                    let key = key_named_in(&text, index.keys());
-                    match key.and_then(|k| index.get_mut(&k)?.pop_front()) {
-                        Some(i) => answers[i] = DeleteAnswer::Unanswered(Some(text)),
-                        None => unattributed.push(text),
+                Err(e) => match guard_error(&e) {
+                    // A local guard's answer names its key exactly.
+                    Some(refusal) => {
+                        match index.get_mut(&refusal.path).and_then(VecDeque::pop_front) {
+                            Some(i) => answers[i] = guard_answer(refusal),
+                            None => unattributed.push(e.to_string()),
+                        }
                     }
-                }
+                    None => {
+                        // A key's own error (S3 DeleteObjects answers each key
+                        // with its own code and message) is that key's answer;
+                        // only an error of the whole request goes to every key.
+                        let text = e.to_string();
+                        let key = key_named_in(&text, index.keys());
+                        match key.and_then(|k| index.get_mut(&k)?.pop_front()) {
+                            Some(i) => answers[i] = DeleteAnswer::Unanswered(Some(text)),
+                            None => unattributed.push(text),
+                        }
+                    }
+                },
             }
         }
         if let Some(first) = unattributed.first() {
@@ -585,82 +554,101 @@ fn key_named_in<'a>(text: &str, keys: impl Iterator<Item = &'a String>) -> Optio
 }
 
 impl Store {
-    /// A local folder's bulk delete: every file checked and unlinked on one
-    /// blocking thread, each with its own answer.
-    async fn delete_many_local(&self, local: &LocalGuard, keys: &[String]) -> Vec<DeleteAnswer> {
-        let mut answers: Vec<DeleteAnswer> = vec![DeleteAnswer::Unanswered(None); keys.len()];
-        let mut slots = Vec::with_capacity(keys.len());
-        let mut paths = Vec::with_capacity(keys.len());
-        for (i, key) in keys.iter().enumerate() {
-            match self.path(key) {
-                Ok(p) => {
-                    slots.push(i);
-                    paths.push(p);
-                }
-                Err(e) => answers[i] = DeleteAnswer::Refused(e.to_string()),
-            }
-        }
-        for (i, result) in slots.into_iter().zip(local.delete_many(paths).await) {
-            answers[i] = match result {
-                Ok(true) => DeleteAnswer::Deleted,
-                Ok(false) => DeleteAnswer::NotFound,
-                Err(LocalError::Refused(reason)) => {
-                    DeleteAnswer::Refused(format!("{}: refused: {reason}", keys[i]))
-                }
-                Err(LocalError::Io(e)) => {
-                    DeleteAnswer::Unanswered(Some(format!("{}: {e}", keys[i])))
-                }
-            };
-        }
-        answers
-    }
-
-    /// Heads many keys, in the order given: on one blocking thread for a
-    /// local folder, `concurrency` requests at a time for a cloud store.
+    /// Heads many keys, in the order given, `concurrency` requests at a
+    /// time (a local folder's guard answers each from one `lstat`).
     pub async fn head_many(
         &self,
         keys: &[String],
         concurrency: usize,
     ) -> Vec<Result<Option<ObjectMeta>>> {
-        let Some(local) = &self.local else {
-            return futures::stream::iter(keys.iter().cloned())
-                .map(|k| async move { self.head(&k).await })
-                .buffered(concurrency.max(1))
-                .collect()
-                .await;
-        };
-        let mut out: Vec<Option<Result<Option<ObjectMeta>>>> = Vec::with_capacity(keys.len());
-        let mut slots = Vec::new();
-        let mut paths = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            match self.path(key) {
-                Ok(p) => {
-                    out.push(None);
-                    slots.push(i);
-                    paths.push(p);
-                }
-                Err(e) => out.push(Some(Err(e))),
-            }
-        }
-        for (i, result) in slots.into_iter().zip(local.head_many(paths).await) {
-            out[i] = Some(result.map_err(|e| match e {
-                LocalError::Refused(reason) => StoreError::Refused {
-                    key: keys[i].clone(),
-                    reason,
-                },
-                LocalError::Io(message) => StoreError::Object {
-                    key: keys[i].clone(),
-                    source: object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: message.into(),
-                    },
-                },
-            }));
-        }
-        out.into_iter()
-            .map(|r| r.expect("every key answered"))
+        futures::stream::iter(keys.iter().cloned())
+            .map(|k| async move { self.head(&k).await })
+            .buffered(concurrency.max(1))
             .collect()
+            .await
     }
+}
+
+/// A bulk delete's answer for a key the local guard did not delete.
+fn guard_answer(refusal: &GuardError) -> DeleteAnswer {
+    match &refusal.error {
+        LocalError::Refused(reason) => {
+            DeleteAnswer::Refused(format!("{}: refused: {reason}", refusal.path))
+        }
+        LocalError::Io(e) => DeleteAnswer::Unanswered(Some(format!("{}: {e}", refusal.path))),
+    }
+}
+
+/// An error of one request on `key`: the local guard's refusal as such,
+/// anything else as the store's error.
+fn object_error(key: &str, source: object_store::Error) -> StoreError {
+    match guard_error(&source).map(|g| g.error.clone()) {
+        Some(LocalError::Refused(reason)) => StoreError::Refused {
+            key: key.to_string(),
+            reason,
+        },
+        Some(LocalError::Io(message)) => StoreError::Object {
+            key: key.to_string(),
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: message.into(),
+            },
+        },
+        None => StoreError::Object {
+            key: key.to_string(),
+            source,
+        },
+    }
+}
+
+/// The side channel of a store's guard: what `ObjectStore` cannot carry.
+/// `ObjectStore::list` yields objects only, but a local folder's walk also
+/// reports the entries it cannot handle and the folders it lists unordered,
+/// each in its place among the objects, and lethe's own files inside a
+/// folder are declared after the store is opened.
+pub trait Entries: Send + Sync + std::fmt::Debug {
+    /// The whole listing, in the store's order.
+    fn entries(
+        &self,
+    ) -> BoxStream<'static, std::result::Result<Listed, Box<dyn std::error::Error + Send + Sync>>>;
+    /// Declares lethe's own files, to be reported and never read or deleted
+    /// where they lie inside the store.
+    fn protect(&self, paths: &[std::path::PathBuf]);
+}
+
+impl Entries for LocalGuard {
+    fn entries(
+        &self,
+    ) -> BoxStream<'static, std::result::Result<Listed, Box<dyn std::error::Error + Send + Sync>>>
+    {
+        LocalGuard::entries(self)
+            .map(|r| r.map_err(Into::into))
+            .boxed()
+    }
+
+    fn protect(&self, paths: &[std::path::PathBuf]) {
+        LocalGuard::protect(self, paths);
+    }
+}
+
+/// Any other store: its objects, as `ObjectStore::list` gives them. lethe's
+/// own files never lie in it, but for its certificate files, which `Store`
+/// hides by name.
+#[derive(Debug)]
+struct Objects(Arc<dyn ObjectStore>);
+
+impl Entries for Objects {
+    fn entries(
+        &self,
+    ) -> BoxStream<'static, std::result::Result<Listed, Box<dyn std::error::Error + Send + Sync>>>
+    {
+        self.0
+            .list(None)
+            .map(|r| r.map(Listed::Object).map_err(Into::into))
+            .boxed()
+    }
+
+    fn protect(&self, _paths: &[std::path::PathBuf]) {}
 }
 
 /// The largest file [`Store::put_file_new`] sends as one conditional put.

@@ -66,13 +66,13 @@ impl Store {
         &self,
         asserted: Option<DeletionMode>,
     ) -> Result<DeletionStatement, String> {
-        let detected = match (&self.local, &self.cloud) {
-            (Some(_), _) => Ok((
+        let detected = match (self.local, &self.cloud) {
+            (true, _) => Ok((
                 DeletionMode::Permanent,
                 "a local file system keeps no versions".to_string(),
             )),
-            (None, Some(cloud)) => detect(cloud, self).await,
-            (None, None) => Err("this store cannot be asked".to_string()),
+            (false, Some(cloud)) => detect(cloud, self).await,
+            (false, None) => Err("this store cannot be asked".to_string()),
         };
         match (detected, asserted) {
             (Ok((found, why)), Some(claimed)) if found != claimed => Err(format!(
