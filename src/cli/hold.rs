@@ -6,12 +6,12 @@ use anyhow::{Context, anyhow};
 use chrono::NaiveDate;
 use tracing::{info, warn};
 
+use super::HoldCommand;
 use super::{Exit, Failure, Format, OrExit, Outcome, load_policy, output_error, resolve_settings};
 use crate::config::{Args, Settings};
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
 use crate::ledger::{HoldRecord, Ledger, LedgerError, Release, ReleaseState};
-use crate::plan::{PlanFailure, Quiet, Scope, plan_store};
 
 /// What `hold place` is given.
 pub(crate) struct Placement {
@@ -409,49 +409,64 @@ pub(crate) async fn show(args: &Args, case: &str, out: &mut dyn Write) -> Outcom
     .map_err(output_error)?;
     writeln!(out, "  covers {}", describe(&record.hold)).map_err(output_error)?;
     writeln!(out, "recordings it holds now:").map_err(output_error)?;
-    let orders = crate::decide::Orders::with_holds(vec![record.hold.clone()]);
-    let now = crate::clock::SystemClock::read();
     let mut count = 0u64;
-    let mut failed = false;
-    for sc in &settings.stores {
-        let store = match crate::pass::open_store(&settings, sc) {
-            Ok(s) => s,
-            Err(e) => {
-                writeln!(out, "  store {}: FAILED: {e}", sc.name).map_err(output_error)?;
-                failed = true;
-                continue;
-            }
-        };
-        let result = plan_store(
-            &store,
-            &policy,
-            &orders,
-            now,
-            Scope::default(),
-            &Quiet,
-            &mut |item| {
-                if item.action == Action::Hold {
-                    count += 1;
-                    writeln!(
-                        out,
-                        "  {}: {}",
-                        item.store,
-                        crate::report::printable(&item.key)
-                    )?;
-                }
-                Ok(())
-            },
-        )
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(PlanFailure::Store(e)) => {
-                writeln!(out, "  store {}: FAILED: {e}", sc.name).map_err(output_error)?;
-                failed = true;
-            }
-            Err(PlanFailure::Sink(e)) => return Err(output_error(e)),
+    let now = crate::clock::SystemClock::read();
+    let failures = crate::pass::scan_hold(&settings, &policy, &record.hold, now, &mut |item| {
+        if item.action == Action::Hold {
+            count += 1;
+            writeln!(
+                out,
+                "  {}: {}",
+                item.store,
+                crate::report::printable(&item.key)
+            )?;
         }
+        Ok(())
+    })
+    .await
+    .map_err(output_error)?;
+    for (store, e) in &failures {
+        writeln!(out, "  store {store}: FAILED: {e}").map_err(output_error)?;
     }
+    let failed = !failures.is_empty();
     writeln!(out, "{count} recordings").map_err(output_error)?;
     Ok(if failed { Exit::Runtime } else { Exit::Success })
+}
+
+/// `lethe hold ...`: places, releases, approves, lists or shows holds.
+pub(crate) async fn dispatch(args: &Args, command: HoldCommand, out: &mut dyn Write) -> Outcome {
+    match command {
+        HoldCommand::Place {
+            case,
+            reason,
+            by,
+            subject,
+            call_id,
+            key,
+            prefix,
+            recorded_between,
+            store,
+            review,
+            no_scan,
+        } => {
+            let placement = Placement {
+                case,
+                reason,
+                by,
+                subjects: subject,
+                call_ids: call_id,
+                keys: key,
+                prefixes: prefix,
+                recorded_between,
+                store,
+                review,
+                no_scan,
+            };
+            place(args, placement, out).await
+        }
+        HoldCommand::Release { case, by, reason } => release(args, &case, &by, &reason, out).await,
+        HoldCommand::ApproveRelease { case, by } => approve_release(args, &case, &by, out).await,
+        HoldCommand::List { all, format } => list(args, all, format, out).await,
+        HoldCommand::Show { case } => show(args, &case, out).await,
+    }
 }

@@ -191,7 +191,7 @@ enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-enum HoldCommand {
+pub(crate) enum HoldCommand {
     /// Place a hold; a recording matching any selector is held (at least one selector is required:
     /// --subject, --call-id, --key, --prefix or --recorded-between)
     Place {
@@ -345,65 +345,15 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             pushgateway,
             metrics_file,
         } => {
-            if as_of.is_some() {
-                return Err(Failure {
-                    exit: Exit::Usage,
-                    error: anyhow::anyhow!(
-                        "`run` always uses the current time and refuses --as-of; use `lethe plan --as-of TIME` to look ahead or back"
-                    ),
-                });
-            }
-            let approved = match plan {
-                Some(path) => Some(crate::plan::ApprovedPlan::load(&path).or_exit(Exit::Usage)?),
-                None => None,
-            };
-            let shard = match shard {
-                Some(s) => Some(crate::decide::Shard::parse(&s).map_err(|e| Failure {
-                    exit: Exit::Usage,
-                    error: anyhow::anyhow!(e),
-                })?),
-                None => None,
-            };
-            if let Some(url) = &pushgateway {
-                let scheme = url.parse::<http::Uri>().ok().and_then(|u| {
-                    u.host()?;
-                    u.scheme_str().map(str::to_string)
-                });
-                if !matches!(scheme.as_deref(), Some("http" | "https")) {
-                    return Err(Failure {
-                        exit: Exit::Usage,
-                        error: anyhow::anyhow!(
-                            "--pushgateway {url:?} is not an http(s) URL like http://pushgateway:9091"
-                        ),
-                    });
-                }
-            }
-            let telemetry = match (&pushgateway, &metrics_file) {
-                (None, None) => None,
-                _ => Some(crate::telemetry::Telemetry::new().or_exit(Exit::Runtime)?),
-            };
-            let shard_label = shard.map(|s| s.to_string());
-            let start = run::Start {
+            let options = run::RunOptions {
                 dry_run,
-                telemetry: telemetry.as_ref(),
-                stop: stop_on_signal(),
-                progress: true,
+                as_of,
+                plan,
+                shard,
+                pushgateway,
+                metrics_file,
             };
-            let mode = crate::pass::Mode::Retention { approved, shard };
-            let result = run::run(&args, mode, start, out).await;
-            if let Some(t) = telemetry {
-                if let Some(path) = &metrics_file
-                    && let Err(e) = t.write_file(path)
-                {
-                    tracing::error!(error = %e, "cannot write the metrics file");
-                }
-                if let Some(url) = &pushgateway
-                    && let Err(e) = t.push(url, shard_label.as_deref()).await
-                {
-                    tracing::error!(error = %e, "cannot push the metrics");
-                }
-            }
-            result
+            run::retention(&args, options, out).await
         }
         Command::Proof { cert, key, store } => {
             verify::proof(&cert, &key, store.as_deref(), &args, out).await
@@ -435,61 +385,8 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             subject,
             request,
             dry_run,
-        } => {
-            let (subject, request) = (subject.trim().to_string(), request.trim().to_string());
-            if subject.is_empty() || request.is_empty() {
-                return Err(Failure {
-                    exit: Exit::Usage,
-                    error: anyhow::anyhow!("--subject and --request must not be empty"),
-                });
-            }
-            let start = run::Start {
-                dry_run,
-                telemetry: None,
-                stop: stop_on_signal(),
-                progress: true,
-            };
-            let mode = crate::pass::Mode::Erasure { subject, request };
-            run::run(&args, mode, start, out).await
-        }
-        Command::Hold { command } => match command {
-            HoldCommand::Place {
-                case,
-                reason,
-                by,
-                subject,
-                call_id,
-                key,
-                prefix,
-                recorded_between,
-                store,
-                review,
-                no_scan,
-            } => {
-                let placement = hold::Placement {
-                    case,
-                    reason,
-                    by,
-                    subjects: subject,
-                    call_ids: call_id,
-                    keys: key,
-                    prefixes: prefix,
-                    recorded_between,
-                    store,
-                    review,
-                    no_scan,
-                };
-                hold::place(&args, placement, out).await
-            }
-            HoldCommand::Release { case, by, reason } => {
-                hold::release(&args, &case, &by, &reason, out).await
-            }
-            HoldCommand::ApproveRelease { case, by } => {
-                hold::approve_release(&args, &case, &by, out).await
-            }
-            HoldCommand::List { all, format } => hold::list(&args, all, format, out).await,
-            HoldCommand::Show { case } => hold::show(&args, &case, out).await,
-        },
+        } => run::erase(&args, &subject, &request, dry_run, out).await,
+        Command::Hold { command } => hold::dispatch(&args, command, out).await,
         Command::Keygen { out: path } => keygen(&path, out),
         Command::Demo { dir } => demo::demo(&dir, out).await,
         Command::Daemon => daemon::daemon(&args, out).await,

@@ -11,7 +11,9 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::progress::Progress;
-use super::{Exit, Failure, Outcome, output_error, pass_failure, resolve_settings};
+use super::{
+    Exit, Failure, OrExit, Outcome, output_error, pass_failure, resolve_settings, stop_on_signal,
+};
 use crate::config::Args;
 use crate::config::Settings;
 use crate::pass::{self, Job, Mode, RunContext, Setup, Verdict};
@@ -132,4 +134,110 @@ fn warn_about_skew(settings: &Settings, out: &mut dyn Write) -> Result<(), Failu
     );
     warn!(max_clock_skew_seconds = skew.as_secs(), "{text}");
     writeln!(out, "WARNING: {text}").map_err(output_error)
+}
+
+/// What `lethe run` is given on the command line.
+pub(crate) struct RunOptions {
+    pub dry_run: bool,
+    pub as_of: Option<String>,
+    pub plan: Option<std::path::PathBuf>,
+    pub shard: Option<String>,
+    pub pushgateway: Option<String>,
+    pub metrics_file: Option<std::path::PathBuf>,
+}
+
+/// `lethe run`: the retention pass, with its figures pushed or written.
+pub(crate) async fn retention(args: &Args, options: RunOptions, out: &mut dyn Write) -> Outcome {
+    let RunOptions {
+        dry_run,
+        as_of,
+        plan,
+        shard,
+        pushgateway,
+        metrics_file,
+    } = options;
+    if as_of.is_some() {
+        return Err(Failure {
+            exit: Exit::Usage,
+            error: anyhow::anyhow!(
+                "`run` always uses the current time and refuses --as-of; use `lethe plan --as-of TIME` to look ahead or back"
+            ),
+        });
+    }
+    let approved = match plan {
+        Some(path) => Some(crate::plan::ApprovedPlan::load(&path).or_exit(Exit::Usage)?),
+        None => None,
+    };
+    let shard = match shard {
+        Some(s) => Some(crate::decide::Shard::parse(&s).map_err(|e| Failure {
+            exit: Exit::Usage,
+            error: anyhow::anyhow!(e),
+        })?),
+        None => None,
+    };
+    if let Some(url) = &pushgateway {
+        let scheme = url.parse::<http::Uri>().ok().and_then(|u| {
+            u.host()?;
+            u.scheme_str().map(str::to_string)
+        });
+        if !matches!(scheme.as_deref(), Some("http" | "https")) {
+            return Err(Failure {
+                exit: Exit::Usage,
+                error: anyhow::anyhow!(
+                    "--pushgateway {url:?} is not an http(s) URL like http://pushgateway:9091"
+                ),
+            });
+        }
+    }
+    let telemetry = match (&pushgateway, &metrics_file) {
+        (None, None) => None,
+        _ => Some(crate::telemetry::Telemetry::new().or_exit(Exit::Runtime)?),
+    };
+    let shard_label = shard.map(|s| s.to_string());
+    let start = Start {
+        dry_run,
+        telemetry: telemetry.as_ref(),
+        stop: stop_on_signal(),
+        progress: true,
+    };
+    let mode = crate::pass::Mode::Retention { approved, shard };
+    let result = run(args, mode, start, out).await;
+    if let Some(t) = telemetry {
+        if let Some(path) = &metrics_file
+            && let Err(e) = t.write_file(path)
+        {
+            tracing::error!(error = %e, "cannot write the metrics file");
+        }
+        if let Some(url) = &pushgateway
+            && let Err(e) = t.push(url, shard_label.as_deref()).await
+        {
+            tracing::error!(error = %e, "cannot push the metrics");
+        }
+    }
+    result
+}
+
+/// `lethe erase`: a data subject's erasure request, carried out now.
+pub(crate) async fn erase(
+    args: &Args,
+    subject: &str,
+    request: &str,
+    dry_run: bool,
+    out: &mut dyn Write,
+) -> Outcome {
+    let (subject, request) = (subject.trim().to_string(), request.trim().to_string());
+    if subject.is_empty() || request.is_empty() {
+        return Err(Failure {
+            exit: Exit::Usage,
+            error: anyhow::anyhow!("--subject and --request must not be empty"),
+        });
+    }
+    let start = Start {
+        dry_run,
+        telemetry: None,
+        stop: stop_on_signal(),
+        progress: true,
+    };
+    let mode = crate::pass::Mode::Erasure { subject, request };
+    run(args, mode, start, out).await
 }

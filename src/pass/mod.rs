@@ -30,7 +30,7 @@ pub use destination::Destination;
 pub use error::{ErrorKind, PassError};
 pub use orders::{orders_from, read_orders};
 pub use outcome::{ApprovedSummary, ErasureOutcome, RunOutcome, RunStatus, StoreOutcome, Verdict};
-pub use preview::{Coverage, Preview, hold_coverage, preview};
+pub use preview::{Coverage, Preview, hold_coverage, preview, scan_hold};
 pub use run::{Job, Mode, RunContext, last_success, run};
 
 use crate::certificate::Identity;

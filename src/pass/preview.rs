@@ -129,8 +129,39 @@ pub struct Coverage {
 
 /// Counts what `hold` covers at the instant it was placed.
 pub async fn hold_coverage(settings: &Settings, policy: &Policy, hold: &Hold) -> Coverage {
+    let (mut recordings, mut objects) = (0u64, 0u64);
+    let unscanned = scan_hold(settings, policy, hold, hold.placed_at, &mut |item| {
+        if item.hold.as_deref() == Some(hold.case.as_str()) {
+            recordings += 1;
+            objects += 1 + item.sidecars.len() as u64;
+        }
+        Ok(())
+    })
+    .await;
+    Coverage {
+        recordings,
+        objects,
+        // The count above never fails.
+        unscanned: unscanned
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(store, e)| format!("{store}: {e}"))
+            .collect(),
+    }
+}
+
+/// Plans the stores `hold` applies to at `now`, with only that hold in
+/// force, handing every item to `each`. Returns the stores that could not
+/// be scanned, with why; only `each`'s error ends it.
+pub async fn scan_hold(
+    settings: &Settings,
+    policy: &Policy,
+    hold: &Hold,
+    now: chrono::DateTime<chrono::Utc>,
+    each: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
+) -> std::io::Result<Vec<(String, String)>> {
     let orders = Orders::with_holds(vec![hold.clone()]);
-    let mut found = Coverage::default();
+    let mut unscanned = Vec::new();
     for sc in &settings.stores {
         if hold.store.as_ref().is_some_and(|s| *s != sc.name) {
             continue;
@@ -138,35 +169,25 @@ pub async fn hold_coverage(settings: &Settings, policy: &Policy, hold: &Hold) ->
         let store = match open_store(settings, sc) {
             Ok(s) => s,
             Err(e) => {
-                found.unscanned.push(format!("{}: {e}", sc.name));
+                unscanned.push((sc.name.clone(), e.to_string()));
                 continue;
             }
         };
-        let (mut recordings, mut objects) = (0u64, 0u64);
         let result = plan_store(
             &store,
             policy,
             &orders,
-            hold.placed_at,
+            now,
             Scope::default(),
             &Quiet,
-            &mut |item| {
-                if item.hold.as_deref() == Some(hold.case.as_str()) {
-                    recordings += 1;
-                    objects += 1 + item.sidecars.len() as u64;
-                }
-                Ok(())
-            },
+            &mut *each,
         )
         .await;
-        found.recordings += recordings;
-        found.objects += objects;
         match result {
             Ok(_) => {}
-            Err(PlanFailure::Store(e)) => found.unscanned.push(format!("{}: {e}", sc.name)),
-            // The count above never fails.
-            Err(PlanFailure::Sink(e)) => found.unscanned.push(format!("{}: {e}", sc.name)),
+            Err(PlanFailure::Store(e)) => unscanned.push((sc.name.clone(), e)),
+            Err(PlanFailure::Sink(e)) => return Err(e),
         }
     }
-    found
+    Ok(unscanned)
 }
