@@ -10,6 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::ledger::RunStatus;
 use prometheus::{
     Encoder, Gauge, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -25,6 +27,27 @@ pub enum TelemetryError {
     },
     #[error("cannot push the metrics to {url}: {message}")]
     Push { url: String, message: String },
+}
+
+/// How a run ended, as the `status` label of `lethe_runs_total` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunLabel {
+    /// A run that recorded its end, with its status.
+    Finished(RunStatus),
+    /// A dry run: it deleted nothing, so it is no retention success.
+    DryRun,
+    /// A pass that could not start or go on.
+    Failed,
+}
+
+impl RunLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunLabel::Finished(status) => status.as_str(),
+            RunLabel::DryRun => "dry-run",
+            RunLabel::Failed => "failed",
+        }
+    }
 }
 
 /// What one run contributes, per store.
@@ -162,7 +185,7 @@ impl Telemetry {
     pub fn record_run(
         &self,
         stores: &[StoreFigures],
-        status: &str,
+        status: RunLabel,
         exit_code: i64,
         duration: Duration,
         ended: DateTime<Utc>,
@@ -185,11 +208,11 @@ impl Telemetry {
                 .with_label_values(&[&s.store])
                 .set(s.unclassified as i64);
         }
-        self.runs.with_label_values(&[status]).inc();
+        self.runs.with_label_values(&[status.as_str()]).inc();
         self.duration.set(duration.as_secs_f64());
         self.last_exit_code.set(exit_code);
         self.in_progress.set(0);
-        if exit_code == 0 && status == "completed" {
+        if exit_code == 0 && status == RunLabel::Finished(RunStatus::Completed) {
             self.last_success
                 .set(ended.timestamp_millis() as f64 / 1000.0);
         }
@@ -368,7 +391,7 @@ mod tests {
         };
         t.record_run(
             &[figures],
-            "completed",
+            RunLabel::Finished(RunStatus::Completed),
             0,
             Duration::from_millis(1500),
             crate::clock::SystemClock::read(),

@@ -62,7 +62,7 @@ pub(crate) async fn run(args: &Args, mode: Mode, start: Start<'_>, out: &mut dyn
             // A pass that failed records the failure.
             Err(f) => t.record_run(
                 &[],
-                "failed",
+                crate::telemetry::RunLabel::Failed,
                 f.exit as i64,
                 clock.elapsed(),
                 crate::clock::SystemClock::read(),

@@ -9,7 +9,7 @@ use crate::certificate::Protected;
 use crate::decide::{Action, Planned, StoreStats};
 use crate::execute::Report;
 use crate::store::DeletionStatement;
-use crate::telemetry::StoreFigures;
+use crate::telemetry::{RunLabel, StoreFigures};
 
 pub use crate::ledger::RunStatus;
 
@@ -126,11 +126,10 @@ impl RunOutcome {
 
     /// The status the metrics record: a dry run deleted nothing, so it is
     /// no retention success.
-    pub fn metrics_status(&self) -> &'static str {
-        if self.dry_run {
-            "dry-run"
-        } else {
-            self.status.as_str()
+    pub fn metrics_status(&self) -> RunLabel {
+        match self.dry_run {
+            true => RunLabel::DryRun,
+            false => RunLabel::Finished(self.status),
         }
     }
 }
