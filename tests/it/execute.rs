@@ -7,13 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use lethe::classify::classify;
 use lethe::config::DatabaseUrl;
-use lethe::decide::{Action, plan_item};
+use lethe::decide::Action;
 use lethe::execute::{self, Options, Status};
 use lethe::ledger::Ledger;
 use lethe::policy::Policy;
-use lethe::scan::scan;
 use lethe::store::Store;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
@@ -135,19 +133,7 @@ async fn a_refused_deletion_is_recorded_as_failed_and_the_others_complete() {
     )])
     .unwrap();
     let now = chrono::Utc::now();
-    let items: Vec<_> = scan(&store, &policy, 4)
-        .filter_map(|s| {
-            let item = plan_item(
-                "recordings",
-                classify(s.unwrap(), &policy),
-                &policy,
-                &lethe::decide::Orders::default(),
-                now,
-            );
-            async move { item }
-        })
-        .collect()
-        .await;
+    let items = crate::plan_items(&store, &policy, &lethe::decide::Orders::default(), now).await;
     assert_eq!(
         items.iter().filter(|i| i.action == Action::Delete).count(),
         4
@@ -263,19 +249,7 @@ async fn a_stop_request_finishes_the_batch_in_progress_and_starts_no_other() {
     )])
     .unwrap();
     let now = chrono::Utc::now();
-    let items: Vec<_> = scan(&store, &policy, 4)
-        .filter_map(|s| {
-            let item = plan_item(
-                "recordings",
-                classify(s.unwrap(), &policy),
-                &policy,
-                &lethe::decide::Orders::default(),
-                now,
-            );
-            async move { item }
-        })
-        .collect()
-        .await;
+    let items = crate::plan_items(&store, &policy, &lethe::decide::Orders::default(), now).await;
     let ledger = Ledger::open(&DatabaseUrl::new(format!(
         "sqlite://{}?mode=rwc",
         w.path("stop.db").display()

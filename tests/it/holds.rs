@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lethe::classify::classify;
-use lethe::decide::{Action, Planned, plan_item};
+use lethe::decide::{Action, Planned};
 use lethe::execute::{self, Options};
 use lethe::policy::Policy;
-use lethe::scan::scan;
 use lethe::store::Store;
 use object_store::local::LocalFileSystem;
 use object_store::throttle::{ThrottleConfig, ThrottledStore};
@@ -289,20 +287,7 @@ async fn plan(store: &Store, orders: &lethe::decide::Orders) -> Vec<Planned> {
         POLICY.as_bytes().to_vec(),
     )])
     .unwrap();
-    let now = chrono::Utc::now();
-    scan(store, &policy, 4)
-        .filter_map(|s| {
-            let item = plan_item(
-                "recordings",
-                classify(s.unwrap(), &policy),
-                &policy,
-                orders,
-                now,
-            );
-            async move { item }
-        })
-        .collect()
-        .await
+    crate::plan_items(store, &policy, orders, chrono::Utc::now()).await
 }
 
 /// Executes `items` on the slow store in the background, in batches of two.

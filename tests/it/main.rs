@@ -409,3 +409,29 @@ macro_rules! for_each_db {
         )*
     };
 }
+
+/// What the library's planner (the one every command uses) decides for
+/// every object of `store` at `now`, collected.
+pub async fn plan_items(
+    store: &lethe::store::Store,
+    policy: &lethe::policy::Policy,
+    orders: &lethe::decide::Orders,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<lethe::decide::Planned> {
+    let mut items = Vec::new();
+    lethe::plan::plan_store(
+        store,
+        policy,
+        orders,
+        now,
+        lethe::plan::Scope::default(),
+        &lethe::plan::Quiet,
+        &mut |item| {
+            items.push(item.clone());
+            Ok(())
+        },
+    )
+    .await
+    .expect("the store plans");
+    items
+}
