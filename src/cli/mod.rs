@@ -103,26 +103,7 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// One retention pass: delete what expired, verify, record, certify
-    Run {
-        /// Check what a run would (signing key, ledger, safety limits) and plan, but delete and record nothing
-        #[arg(long)]
-        dry_run: bool,
-        /// Delete only items of this approved plan (from `plan --out`) that are still expired and unheld
-        #[arg(long, value_name = "FILE")]
-        plan: Option<PathBuf>,
-        /// Take only share I of N of the recordings (0 <= I < N), e.g. $(JOB_COMPLETION_INDEX)/4 in an Indexed Job
-        #[arg(long, value_name = "I/N", env = "LETHE_SHARD")]
-        shard: Option<String>,
-        /// Push the run's metrics to this Prometheus Pushgateway when it ends
-        #[arg(long, value_name = "URL")]
-        pushgateway: Option<String>,
-        /// Write the run's metrics to this file (node_exporter textfile collector)
-        #[arg(long, value_name = "FILE")]
-        metrics_file: Option<PathBuf>,
-        /// Not accepted: a run always uses the current time (see `plan --as-of`)
-        #[arg(long, hide = true, value_name = "TIME")]
-        as_of: Option<String>,
-    },
+    Run(run::RunOptions),
     /// Run the retention pass on the config's [schedule] cron, serving /metrics and /healthz, until SIGTERM
     Daemon,
     /// Check a certificate's signature, manifest and chain link
@@ -337,24 +318,7 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
             format,
             out: plan_file,
         } => plan::plan(&args, as_of.as_deref(), format, plan_file.as_deref(), out).await,
-        Command::Run {
-            dry_run,
-            as_of,
-            plan,
-            shard,
-            pushgateway,
-            metrics_file,
-        } => {
-            let options = run::RunOptions {
-                dry_run,
-                as_of,
-                plan,
-                shard,
-                pushgateway,
-                metrics_file,
-            };
-            run::retention(&args, options, out).await
-        }
+        Command::Run(options) => run::retention(&args, options, out).await,
         Command::Proof { cert, key, store } => {
             verify::proof(&cert, &key, store.as_deref(), &args, out).await
         }

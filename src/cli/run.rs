@@ -4,6 +4,7 @@
 //! record the run's figures.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -137,13 +138,26 @@ fn warn_about_skew(settings: &Settings, out: &mut dyn Write) -> Result<(), Failu
 }
 
 /// What `lethe run` is given on the command line.
+#[derive(clap::Args, Debug)]
 pub(crate) struct RunOptions {
+    /// Check what a run would (signing key, ledger, safety limits) and plan, but delete and record nothing
+    #[arg(long)]
     pub dry_run: bool,
-    pub as_of: Option<String>,
-    pub plan: Option<std::path::PathBuf>,
+    /// Delete only items of this approved plan (from `plan --out`) that are still expired and unheld
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Take only share I of N of the recordings (0 <= I < N), e.g. $(JOB_COMPLETION_INDEX)/4 in an Indexed Job
+    #[arg(long, value_name = "I/N", env = "LETHE_SHARD")]
     pub shard: Option<String>,
+    /// Push the run's metrics to this Prometheus Pushgateway when it ends
+    #[arg(long, value_name = "URL")]
     pub pushgateway: Option<String>,
-    pub metrics_file: Option<std::path::PathBuf>,
+    /// Write the run's metrics to this file (node_exporter textfile collector)
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Not accepted: a run always uses the current time (see `plan --as-of`)
+    #[arg(long, hide = true, value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 /// `lethe run`: the retention pass, with its figures pushed or written.

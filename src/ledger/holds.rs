@@ -316,12 +316,7 @@ mod tests {
     use super::*;
 
     fn hold(case: &str) -> Hold {
-        serde_json::from_value(serde_json::json!({
-            "case": case, "reason": "litigation", "placed_by": "dpo",
-            "placed_at": "2026-12-01T09:18:28.479Z",
-            "selectors": [{"by": "key", "key": "calls/a.wav"}],
-        }))
-        .unwrap()
+        super::super::sample_hold(case)
     }
 
     fn release(case: &str, by: &str) -> Release {

@@ -160,12 +160,7 @@ mod tests {
     use crate::hold::Hold;
 
     fn hold(case: &str) -> Hold {
-        serde_json::from_value(serde_json::json!({
-            "case": case, "reason": "litigation", "placed_by": "dpo",
-            "placed_at": "2026-12-01T09:18:28.479Z",
-            "selectors": [{"by": "key", "key": "calls/a.wav"}],
-        }))
-        .unwrap()
+        super::super::sample_hold(case)
     }
 
     async fn exec(ledger: &super::Ledger, sql: &'static str) {

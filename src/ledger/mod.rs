@@ -131,6 +131,17 @@ pub(crate) async fn scratch() -> (tempfile::TempDir, Ledger) {
     (dir, ledger)
 }
 
+/// A hold on one key, for the unit tests of the submodules.
+#[cfg(test)]
+pub(crate) fn sample_hold(case: &str) -> crate::hold::Hold {
+    serde_json::from_value(serde_json::json!({
+        "case": case, "reason": "litigation", "placed_by": "dpo",
+        "placed_at": "2026-12-01T09:18:28.479Z",
+        "selectors": [{"by": "key", "key": "calls/a.wav"}],
+    }))
+    .expect("a valid hold")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
