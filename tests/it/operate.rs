@@ -468,6 +468,13 @@ fn the_daemon_runs_on_its_schedule_serves_metrics_and_health_and_stops_on_sigter
     let (code, log) = daemon.terminate();
     assert_eq!(code, 0, "{log}");
     assert!(log.contains("daemon exits"), "{log}");
+    // A clean shutdown logs no error (the scheduler's tasks see their
+    // channels close), and in JSON mode every stderr line is a JSON event.
+    for line in log.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:?}"));
+        assert_ne!(event["level"], "ERROR", "{line}");
+    }
     // Every pass was certified and the chain holds.
     let out = w.lethe(&["ledger", "verify"]);
     assert_exit(&out, 0);
