@@ -280,10 +280,13 @@ impl<'a> Pass<'a> {
         let settings = &self.setup.settings;
         self.stores = stores::open_all(settings);
         stores::establish_deletion(&mut self.stores, settings).await?;
+        // The orders first: an index that differs from the chain stops the
+        // run before it records or completes anything.
+        let orders = self.orders_in_force().await?;
         if self.recorder.is_some() {
             self.prepare().await?;
         }
-        let orders = self.orders().await?;
+        let orders = self.with_erasure(orders).await?;
         self.plan(&orders).await?;
         let breaches = self.limits().await?;
         if self.recorder.is_some() && breaches.is_empty() {
@@ -404,14 +407,19 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    /// The orders in force for this run; an erasure is recorded before
-    /// anything is deleted, so that even if this run stops half-way, later
-    /// runs erase the rest of the subject's recordings.
-    async fn orders(&self) -> Result<Orders, PassError> {
-        let mut orders = match &self.recorder {
-            Some(rec) => orders_from(rec.ledger).await?,
-            None => read_orders(&self.setup.settings).await?,
-        };
+    /// The holds and erasures in force, read after checking their index
+    /// against the hash chain.
+    async fn orders_in_force(&self) -> Result<Orders, PassError> {
+        match &self.recorder {
+            Some(rec) => orders_from(rec.ledger).await,
+            None => read_orders(&self.setup.settings).await,
+        }
+    }
+
+    /// The orders with this run's erasure request added; the request is
+    /// recorded before anything is deleted, so that even if this run stops
+    /// half-way, later runs erase the rest of the subject's recordings.
+    async fn with_erasure(&self, mut orders: Orders) -> Result<Orders, PassError> {
         if let Some((subject, request)) = self.job.mode.erasure() {
             let digest = crate::hold::subject_digest(subject);
             if let Some(rec) = &self.recorder {
