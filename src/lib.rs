@@ -7,9 +7,11 @@
 //! hold, delete or report; [`claims`] keeps what something else still
 //! claims; [`plan`] puts those stages together for one store; [`execute`]
 //! deletes and verifies; [`ledger`] makes every step durable and
-//! tamper-evident; [`certificate`] signs the result. [`report`] renders for
-//! people and scripts, and [`cli`] puts a command together. See
-//! ARCHITECTURE.md.
+//! tamper-evident; [`certificate`] signs the result. [`pass`] owns a whole
+//! pass (plan, run, certify, audit) as library calls with typed outcomes;
+//! [`clock`] is where time enters. [`report`] renders for people and
+//! scripts, [`telemetry`] exports figures, and [`cli`] parses arguments,
+//! calls [`pass`] and maps its outcome to an exit code. See ARCHITECTURE.md.
 
 pub mod certificate;
 pub mod claims;
