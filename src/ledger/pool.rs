@@ -30,12 +30,17 @@ impl Ledger {
         if backend == Backend::Sqlite {
             // WAL with full synchronous writes: a committed intent survives a
             // power cut; the busy timeout makes a second writer wait, not fail.
+            // Temporary tables, sorts and statement journals stay in memory:
+            // SQLite's temporary files (etilqs_* in TMPDIR, unlinked only
+            // after they are opened) hold ledger pages, recording keys
+            // included, and a process killed in between would leave one.
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
                     for pragma in [
                         "PRAGMA journal_mode = WAL",
                         "PRAGMA synchronous = FULL",
                         "PRAGMA busy_timeout = 30000",
+                        "PRAGMA temp_store = MEMORY",
                     ] {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }
@@ -137,6 +142,12 @@ mod tests {
             let row = sqlx::query(sql).fetch_one(&ledger.pool).await.unwrap();
             assert_eq!(row.try_get::<i64, _>("n").unwrap(), 0, "{table}");
         }
+        // Nothing of the ledger goes to SQLite's temporary files.
+        let row = sqlx::query("PRAGMA temp_store")
+            .fetch_one(&ledger.pool)
+            .await
+            .unwrap();
+        assert_eq!(row.try_get::<i64, _>(0).unwrap(), 2, "temp_store = MEMORY");
         ledger.close().await;
         // Migrations already on record are not applied twice.
         let url = format!(
