@@ -73,8 +73,9 @@ pub struct Payload {
     pub issued_at: String,
     /// The run that issued this certificate.
     pub run: RunSummary,
-    /// Every run with ledger rows in the covered range (an interrupted run's
-    /// deletions are certified by the next run).
+    /// Format 2: the runs whose outcomes it certifies (the issuing run's,
+    /// and those an interrupted run or a failed certificate left to the
+    /// next run). Format 1: every run with ledger rows in the covered range.
     pub runs: Vec<RunSummary>,
     pub window: Window,
     pub ledger: LedgerAnchor,
@@ -150,13 +151,29 @@ pub struct Window {
 }
 
 /// The ledger rows this certificate covers, pinned by the last row's hash.
+///
+/// Format 1 certifies every outcome in `first_seq..=last_seq`. Format 2
+/// certifies the outcomes in that range of the runs in `runs` that no
+/// earlier certificate certified: concurrent shards of one pass write their
+/// outcomes interleaved, and each shard's certificate holds its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerAnchor {
     pub first_seq: i64,
     pub last_seq: i64,
     pub last_row_sha256: String,
+    /// Format 2: the runs whose outcomes this certificate certifies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<Vec<String>>,
+    /// Format 2: where the next certificate's range begins, the first
+    /// outcome left to another run's certificate (a shard still deleting),
+    /// or `last_seq + 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_first_seq: Option<i64>,
 }
+
+/// The format of the certificates lethe issues; it verifies 1 and 2.
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -497,7 +514,8 @@ pub fn verify_showing(
             envelope.signatures[0].keyid, payload.key_id
         ))
     } else if !(payload.certificate == KIND || payload.certificate == RECEIPT_KIND)
-        || payload.format != 1
+        || !(1..=FORMAT).contains(&payload.format)
+        || (payload.format >= 2) != payload.ledger.runs.is_some()
     {
         Check::Fail(format!(
             "unknown certificate kind {:?} format {}",
@@ -537,6 +555,7 @@ fn verify_manifest(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> Strin
     let mut tree = merkle::RootBuilder::new();
     let mut line = Vec::new();
     let mut malformed = None;
+    let mut outside = None;
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line) {
@@ -548,12 +567,19 @@ fn verify_manifest(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> Strin
         let content = line.strip_suffix(b"\n").unwrap_or(&line);
         tree.push_leaf_data(content);
         if malformed.is_none() {
-            let ok = serde_json::from_slice::<ManifestEntry>(content)
-                .ok()
-                .and_then(|e| jcs::to_vec(&e).ok())
+            let entry = serde_json::from_slice::<ManifestEntry>(content).ok();
+            let ok = entry
+                .as_ref()
+                .and_then(|e| jcs::to_vec(e).ok())
                 .is_some_and(|c| c == content && line.ends_with(b"\n"));
             if !ok {
                 malformed = Some(tree.leaves());
+            }
+            if let Some(e) = entry
+                && outside.is_none()
+                && !covers(&payload.ledger, &e)
+            {
+                outside = Some((tree.leaves(), e.run_id, e.ledger_seq));
             }
         }
     }
@@ -583,10 +609,25 @@ fn verify_manifest(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> Strin
             "manifest line {n} is not a canonical manifest entry"
         ));
     }
+    if let Some((n, run, seq)) = outside {
+        return Check::Fail(format!(
+            "manifest line {n} (run {run}, ledger row {seq}) lies outside what the certificate covers"
+        ));
+    }
     Check::Pass(format!(
         "{} objects; SHA-256 and Merkle root match",
         tree.leaves()
     ))
+}
+
+/// Whether a manifest entry is one the certificate's ledger anchor covers:
+/// a row of its range, of one of its runs (format 2).
+fn covers(anchor: &LedgerAnchor, entry: &ManifestEntry) -> bool {
+    (anchor.first_seq..=anchor.last_seq).contains(&entry.ledger_seq)
+        && anchor
+            .runs
+            .as_ref()
+            .is_none_or(|runs| runs.contains(&entry.run_id))
 }
 
 fn verify_chain(path: &Path, payload: &Payload, show: &dyn Fn(&Path) -> String) -> Check {
@@ -735,4 +776,50 @@ pub fn read_manifest(
         let line = line.map_err(|e| format!("line {}: {e}", i + 1))?;
         serde_json::from_str(&line).map_err(|e| format!("line {}: {e}", i + 1))
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(run_id: &str, ledger_seq: i64) -> ManifestEntry {
+        ManifestEntry {
+            store: "s".into(),
+            key: "k".into(),
+            role: "recording".into(),
+            recording: "k".into(),
+            size: 1,
+            e_tag: None,
+            purposes: vec![],
+            recorded_at: String::new(),
+            expires_at: String::new(),
+            rules: vec![],
+            purpose: "p".into(),
+            basis: "b".into(),
+            deleted_at: String::new(),
+            result: "deleted".into(),
+            verification: String::new(),
+            run_id: run_id.into(),
+            ledger_seq,
+        }
+    }
+
+    #[test]
+    fn a_manifest_line_must_lie_in_the_range_and_runs_its_certificate_covers() {
+        let mut anchor = LedgerAnchor {
+            first_seq: 10,
+            last_seq: 20,
+            last_row_sha256: String::new(),
+            runs: None,
+            next_first_seq: None,
+        };
+        // Format 1: every run of the range.
+        assert!(covers(&anchor, &entry("a", 10)) && covers(&anchor, &entry("b", 20)));
+        assert!(!covers(&anchor, &entry("a", 9)) && !covers(&anchor, &entry("a", 21)));
+        // Format 2: only the runs it lists.
+        anchor.runs = Some(vec!["a".into()]);
+        assert!(covers(&anchor, &entry("a", 15)));
+        assert!(!covers(&anchor, &entry("b", 15)));
+        assert!(!covers(&anchor, &entry("a", 21)));
+    }
 }

@@ -2,8 +2,17 @@
 //! files are written, and only against the last certificate on record, so
 //! that concurrent shards keep one chain of certificates. The payload is
 //! opaque here (the ledger comes before the certificate in the pipeline);
-//! only the range of rows it covers is read, to tell whether deletions on
-//! record are not yet certified.
+//! only what it covers is read (its range of rows, and from format 2 the
+//! runs it certifies), to tell which outcomes on record are not yet
+//! certified.
+//!
+//! A format 1 certificate certifies every outcome of its range of rows. A
+//! format 2 certificate certifies, in its range, the outcomes of the runs
+//! it lists that no earlier certificate certified; a concurrent shard's
+//! outcomes in the same range are left to that shard's own certificate,
+//! and `next_first_seq` says where the next certificate's range begins.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 use sqlx::Row;
@@ -66,24 +75,160 @@ impl Ledger {
     }
 
     /// Whether deletions are on record that no certificate covers yet
-    /// (an interrupted run): intents without outcomes, or outcomes after the
-    /// last certificate's range.
+    /// (an interrupted run, or one whose certificate failed): intents
+    /// without outcomes, or outcomes no certificate certifies.
     pub async fn has_uncertified(&self) -> Result<bool> {
         if !self.pending().await?.is_empty() {
             return Ok(true);
         }
-        let covered = match self.last_certificate().await? {
-            Some(row) => row.body_json()?["payload"]["ledger"]["last_seq"]
-                .as_i64()
-                .unwrap_or(0),
-            None => 0,
+        let coverage = self.coverage(i64::MAX).await?;
+        let (head, _) = self.head().await?;
+        Ok(!self.uncertified_runs(&coverage, head).await?.is_empty())
+    }
+
+    /// What the certificates recorded before ledger row `before` certify
+    /// (`i64::MAX`: all of them).
+    pub async fn coverage(&self, before: i64) -> Result<Coverage> {
+        let last = sqlx::query(select_rows!(
+            "WHERE kind = 'certificate' AND seq < $1 ORDER BY seq DESC LIMIT 1"
+        ))
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(last) = last.as_ref().map(LedgerRow::from_any).transpose()? else {
+            return Ok(Coverage::default());
         };
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM ledger WHERE kind = 'outcome' AND seq > $1")
-                .bind(covered)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(row.try_get::<i64, _>("n")? > 0)
+        let from = Covered::of(&last)?.next_first_seq;
+        let mut coverage = Coverage {
+            from,
+            ..Coverage::default()
+        };
+        // The certificates recorded since `from` certify some of the
+        // outcomes after it (the last one among them).
+        let rows: Vec<LedgerRow> = sqlx::query(select_rows!(
+            "WHERE kind = 'certificate' AND seq >= $1 AND seq < $2 ORDER BY seq"
+        ))
+        .bind(from)
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(LedgerRow::from_any)
+        .collect::<Result<_>>()?;
+        for row in &rows {
+            let covered = Covered::of(row)?;
+            match covered.runs {
+                None => coverage.all_up_to = coverage.all_up_to.max(covered.last_seq),
+                Some(runs) => {
+                    for run in runs {
+                        let up_to = coverage.runs.entry(run).or_insert(0);
+                        *up_to = (*up_to).max(covered.last_seq);
+                    }
+                }
+            }
+        }
+        Ok(coverage)
+    }
+
+    /// The runs with outcomes in rows `coverage.from..=to` that no
+    /// certificate certifies, each with the first such row, in run order.
+    pub async fn uncertified_runs(
+        &self,
+        coverage: &Coverage,
+        to: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT run_id, MAX(seq) AS last FROM ledger WHERE kind = 'outcome' AND seq >= $1 AND seq <= $2 GROUP BY run_id ORDER BY run_id",
+        )
+        .bind(coverage.from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut runs = Vec::new();
+        for row in &rows {
+            let (run_id, last): (String, i64) = (row.try_get("run_id")?, row.try_get("last")?);
+            if coverage.covers(&run_id, last) {
+                continue;
+            }
+            let first = sqlx::query(
+                "SELECT MIN(seq) AS first FROM ledger WHERE kind = 'outcome' AND run_id = $1 AND seq > $2 AND seq <= $3",
+            )
+            .bind(run_id.clone())
+            .bind(coverage.up_to(&run_id))
+            .bind(to)
+            .fetch_one(&self.pool)
+            .await?;
+            runs.push((run_id, first.try_get::<i64, _>("first")?));
+        }
+        Ok(runs)
+    }
+}
+
+/// Which outcomes the certificates on record certify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    /// Every outcome before this row is certified.
+    pub from: i64,
+    /// Every outcome up to this row is certified, whatever its run (a
+    /// format 1 certificate's range).
+    all_up_to: i64,
+    /// Per run: its outcomes up to this row are certified.
+    runs: HashMap<String, i64>,
+}
+
+impl Default for Coverage {
+    fn default() -> Self {
+        Self {
+            from: 1,
+            all_up_to: 0,
+            runs: HashMap::new(),
+        }
+    }
+}
+
+impl Coverage {
+    /// Whether the outcome of `run_id` at row `seq` is certified.
+    pub fn covers(&self, run_id: &str, seq: i64) -> bool {
+        seq <= self.up_to(run_id)
+    }
+
+    /// Up to which row the outcomes of `run_id` are certified.
+    fn up_to(&self, run_id: &str) -> i64 {
+        let run = self.runs.get(run_id).copied().unwrap_or(0);
+        (self.from - 1).max(self.all_up_to).max(run)
+    }
+}
+
+/// What one certificate row covers, read from its payload.
+struct Covered {
+    last_seq: i64,
+    /// `None` for a format 1 certificate: every run of its range.
+    runs: Option<Vec<String>>,
+    next_first_seq: i64,
+}
+
+impl Covered {
+    fn of(row: &LedgerRow) -> Result<Self> {
+        let body = row.body_json()?;
+        let anchor = &body["payload"]["ledger"];
+        let last_seq = anchor["last_seq"]
+            .as_i64()
+            .ok_or_else(|| row.corrupt("a certificate without ledger.last_seq".into()))?;
+        let runs = anchor.get("runs").map(|runs| {
+            runs.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        });
+        let next_first_seq = anchor["next_first_seq"].as_i64().unwrap_or(last_seq + 1);
+        Ok(Self {
+            last_seq,
+            runs,
+            next_first_seq,
+        })
     }
 }
 
@@ -134,6 +279,103 @@ mod tests {
         let read: CertificateRecord<Value> = last.certificate().unwrap();
         assert_eq!(read, record(2, 1));
         assert_eq!(last.event().unwrap(), Event::Certificate(record(2, 1)));
+    }
+
+    fn scoped(
+        sequence: u64,
+        last_seq: i64,
+        runs: &[&str],
+        next_first_seq: i64,
+    ) -> CertificateRecord {
+        let mut r = record(sequence, last_seq);
+        r.payload["format"] = json!(2);
+        r.payload["ledger"]["runs"] = json!(runs);
+        r.payload["ledger"]["next_first_seq"] = json!(next_first_seq);
+        r
+    }
+
+    /// Records one deleted object for `run`; returns its outcome's row.
+    async fn deletion(ledger: &Ledger, run: &str, key: &str) -> i64 {
+        let t = crate::clock::SystemClock::read();
+        let intent = Intent {
+            store: "s".into(),
+            key: key.into(),
+            role: Role::Recording,
+            recording: key.into(),
+            size: 1,
+            e_tag: None,
+            purposes: vec![],
+            recorded_at: t,
+            expires_at: t,
+            rules: vec![],
+            purpose: "p".into(),
+            basis: "b".into(),
+        };
+        let journal = ledger.journal(run);
+        let recorded = journal
+            .record_intents(&[IntentGroup {
+                target: None,
+                intents: vec![intent.clone()],
+            }])
+            .await
+            .unwrap();
+        let crate::execute::Recorded::Intents(seqs) = &recorded[0] else {
+            panic!("not recorded: {recorded:?}")
+        };
+        let outcome = Outcome {
+            intent: seqs[0],
+            result: Status::Deleted,
+            at: t,
+            detail: None,
+        };
+        journal.record_outcomes(&[(intent, outcome)]).await.unwrap();
+        ledger.head().await.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn interleaved_runs_are_certified_each_by_its_own_certificate() {
+        let (_dir, ledger) = scratch().await;
+        // Two shards delete at once: their outcomes interleave.
+        let a1 = deletion(&ledger, "A", "a1").await;
+        let b1 = deletion(&ledger, "B", "b1").await;
+        let a2 = deletion(&ledger, "A", "a2").await;
+        let cov = ledger.coverage(i64::MAX).await.unwrap();
+        assert_eq!(
+            ledger.uncertified_runs(&cov, a2).await.unwrap(),
+            vec![("A".to_string(), a1), ("B".to_string(), b1)]
+        );
+        // A certifies its own; B's outcomes are left from b1 on.
+        ledger
+            .append_certificate("A", &scoped(1, a2, &["A"], b1), None)
+            .await
+            .unwrap();
+        let b2 = deletion(&ledger, "B", "b2").await;
+        let cov = ledger.coverage(i64::MAX).await.unwrap();
+        assert_eq!(cov.from, b1);
+        assert!(cov.covers("A", a2) && !cov.covers("B", b1) && !cov.covers("B", b2));
+        assert_eq!(
+            ledger.uncertified_runs(&cov, b2).await.unwrap(),
+            vec![("B".to_string(), b1)]
+        );
+        assert!(ledger.has_uncertified().await.unwrap());
+        let last_a = ledger.last_certificate().await.unwrap().unwrap().seq;
+        ledger
+            .append_certificate("B", &scoped(2, b2, &["B"], b2 + 1), Some(last_a))
+            .await
+            .unwrap();
+        assert!(!ledger.has_uncertified().await.unwrap());
+        // The coverage before B's certificate is what B's was computed against.
+        let last_b = ledger.last_certificate().await.unwrap().unwrap().seq;
+        assert_eq!(ledger.coverage(last_b).await.unwrap(), cov);
+        // A format 1 certificate covers every run of its range.
+        let c = deletion(&ledger, "C", "c1").await;
+        ledger
+            .append_certificate("C", &record(3, c), Some(last_b))
+            .await
+            .unwrap();
+        let cov = ledger.coverage(i64::MAX).await.unwrap();
+        assert!(cov.covers("C", c) && cov.covers("Z", c));
+        assert!(!ledger.has_uncertified().await.unwrap());
     }
 
     #[tokio::test]

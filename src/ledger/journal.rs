@@ -63,6 +63,24 @@ impl Ledger {
             .collect()
     }
 
+    /// The other runs whose intents `run_id` completed in rows
+    /// `from..=to` (the interrupted runs it recovered), by run id.
+    pub async fn completed_for(&self, run_id: &str, from: i64, to: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT i.run_id AS run_id FROM ledger o JOIN ledger i ON i.seq = o.ref_seq \
+             WHERE o.kind = 'outcome' AND o.run_id = $1 AND o.seq >= $2 AND o.seq <= $3 AND i.run_id <> $1 \
+             ORDER BY i.run_id",
+        )
+        .bind(run_id.to_string())
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok(r.try_get::<String, _>("run_id")?))
+            .collect()
+    }
+
     /// Outcomes recorded with `from <= seq <= to`, streamed in order.
     pub fn outcomes(&self, from: i64, to: i64) -> BoxStream<'_, Result<(LedgerRow, OutcomeBody)>> {
         self.rows_of_kind(Kind::Outcome, from, to)

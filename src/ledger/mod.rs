@@ -31,6 +31,7 @@ mod pool;
 mod runs;
 mod sql;
 
+pub use certificates::Coverage;
 pub use chain::{ChainReport, GENESIS, LedgerRow};
 pub use event::{
     CertificateRecord, ErasureRequest, Event, Kind, OutcomeBody, PolicyRef, Purpose, Release,

@@ -225,6 +225,52 @@ async fn shards_split_a_store_between_concurrent_processes(db: Db) {
         .map(|n| w.payload(n)["run"]["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(runs.len(), 3, "each shard's run certified once");
+    // Each certificate holds what its shard deleted and nothing of the
+    // others', although their outcomes interleave in the ledger; and the
+    // certificate a shard names is its own.
+    for o in &outputs {
+        let out = stdout(o);
+        let run = out
+            .lines()
+            .find_map(|l| l.strip_prefix("run ")?.split(':').next())
+            .unwrap_or_else(|| panic!("no run line: {out}"));
+        let location = out
+            .lines()
+            .find_map(|l| l.strip_prefix("certificate: "))
+            .unwrap_or_else(|| panic!("no certificate: {out}"));
+        let n = (1..=3)
+            .find(|&n| w.cert(n).to_str() == Some(location))
+            .unwrap_or_else(|| panic!("{location} is not one of the three"));
+        let payload = w.payload(n);
+        assert_eq!(payload["run"]["id"], run, "{out}");
+        let entries = w.manifest_entries(n);
+        assert!(!entries.is_empty(), "shard {run} deleted nothing");
+        for e in &entries {
+            assert_eq!(
+                e["run_id"], run,
+                "certificate #{n} holds another shard's deletion"
+            );
+        }
+        assert_eq!(payload["counts"]["items"], entries.len() as u64);
+        assert_eq!(payload["ledger"]["runs"], serde_json::json!([run]));
+        let deleted: u64 = out
+            .lines()
+            .filter_map(|l| {
+                let rest = l.split_once("): deleted ")?.1;
+                rest.split_once(" recordings (")?
+                    .1
+                    .split(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        assert_eq!(
+            payload["counts"]["objects_deleted"].as_u64(),
+            Some(deleted),
+            "the summary and the certificate of shard {run} disagree: {out}"
+        );
+    }
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
     assert_exit(&w.lethe(&["run", "--shard", "3/3"]), 2);
 }

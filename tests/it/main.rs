@@ -204,6 +204,15 @@ impl World {
         serde_json::from_slice(&bytes).unwrap()
     }
 
+    /// The lines of manifest `n`.
+    pub fn manifest_entries(&self, n: u64) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.manifest(n))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// The `(store, key)` pairs of manifest `n`.
     pub fn manifest_keys(&self, n: u64) -> Vec<String> {
         std::fs::read_to_string(self.manifest(n))
