@@ -105,7 +105,11 @@ pub enum Reason {
         detail: String,
     },
     UnreadableDate(String),
-    Unlisted(String),
+    /// The listing could not hand the entry over as an object.
+    Unlisted {
+        kind: crate::store::ProblemKind,
+        detail: String,
+    },
 }
 
 impl Reason {
@@ -118,7 +122,7 @@ impl Reason {
             Reason::UnreadableSidecar { .. } => "unreadable-sidecar",
             Reason::SidecarReadFailed { .. } => SIDECAR_READ_FAILED,
             Reason::UnreadableDate(_) => "unreadable-date",
-            Reason::Unlisted(_) => "unreadable-object",
+            Reason::Unlisted { kind, .. } => kind.code(),
         }
     }
 
@@ -138,7 +142,7 @@ impl Reason {
                 format!("sidecar {key} cannot be used: {detail}")
             }
             Reason::UnreadableDate(d) => format!("recording date cannot be read: {d}"),
-            Reason::Unlisted(d) => d.clone(),
+            Reason::Unlisted { detail, .. } => detail.clone(),
         }
     }
 }
@@ -352,11 +356,14 @@ pub fn classify(scanned: Scanned<'_>, policy: &Policy) -> Classified {
             owns: vec![],
             subject: None,
         }),
-        Scanned::Problem { name, reason } => Classified::Unclassified(Unclassified {
+        Scanned::Problem { name, reason, kind } => Classified::Unclassified(Unclassified {
             key: name,
             object: None,
             rules: vec![],
-            reason: Reason::Unlisted(reason),
+            reason: Reason::Unlisted {
+                kind,
+                detail: reason,
+            },
             owns: vec![],
             subject: None,
         }),

@@ -27,7 +27,11 @@ pub enum Scanned<'p> {
     /// A sidecar or companion: deleted with its recording, never alone.
     Owned(ObjectMeta),
     /// An entry the store could not handle safely.
-    Problem { name: String, reason: String },
+    Problem {
+        name: String,
+        reason: String,
+        kind: crate::store::ProblemKind,
+    },
 }
 
 #[derive(Debug)]
@@ -121,9 +125,9 @@ fn prepare<'p>(
 ) -> Result<Prepared<'p>, StoreError> {
     let meta = match listed? {
         Listed::Object(meta) => meta,
-        Listed::Problem { name, reason } => {
+        Listed::Problem { name, reason, kind } => {
             folder.problem(&name);
-            return Ok(Prepared::Done(Scanned::Problem { name, reason }));
+            return Ok(Prepared::Done(Scanned::Problem { name, reason, kind }));
         }
         Listed::Unordered { folder: dir } => {
             folder.unordered(&dir);

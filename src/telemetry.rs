@@ -60,7 +60,9 @@ pub struct StoreFigures {
     pub bytes_deleted: u64,
     pub failed: u64,
     pub held: u64,
-    pub unclassified: u64,
+    /// Objects kept and reported, by reason code (`no-rule`,
+    /// `unrepresentable-key`, ...).
+    pub unclassified: Vec<(String, u64)>,
 }
 
 #[derive(Clone)]
@@ -122,8 +124,8 @@ impl Telemetry {
         )?;
         let unclassified = gauge_vec(
             "lethe_objects_unclassified",
-            "Objects kept and reported because something could not be established (no rule, no purpose, unreadable, future-dated), as of the last run.",
-            &["store"],
+            "Objects kept and reported because something could not be established (no rule, no purpose, unreadable, a key the store cannot address exactly), by reason, as of the last run.",
+            &["store", "reason"],
         )?;
         let runs = counter(
             "lethe_runs_total",
@@ -190,6 +192,8 @@ impl Telemetry {
         duration: Duration,
         ended: DateTime<Utc>,
     ) {
+        // A reason that no longer occurs must not linger from an earlier pass.
+        self.unclassified.reset();
         for s in stores {
             self.scanned
                 .with_label_values(&[&s.store])
@@ -204,9 +208,11 @@ impl Telemetry {
                 .inc_by(s.bytes_deleted);
             self.failed.with_label_values(&[&s.store]).inc_by(s.failed);
             self.held.with_label_values(&[&s.store]).set(s.held as i64);
-            self.unclassified
-                .with_label_values(&[&s.store])
-                .set(s.unclassified as i64);
+            for (reason, n) in &s.unclassified {
+                self.unclassified
+                    .with_label_values(&[&s.store, reason])
+                    .set(*n as i64);
+            }
         }
         self.runs.with_label_values(&[status.as_str()]).inc();
         self.duration.set(duration.as_secs_f64());
@@ -387,7 +393,7 @@ mod tests {
             bytes_deleted: 300,
             failed: 1,
             held: 2,
-            unclassified: 4,
+            unclassified: vec![("no-rule".into(), 3), ("unrepresentable-key".into(), 1)],
         };
         t.record_run(
             &[figures],
@@ -403,7 +409,8 @@ mod tests {
             "lethe_bytes_deleted_total{store=\"recordings\"} 300",
             "lethe_deletions_failed_total{store=\"recordings\"} 1",
             "lethe_objects_held{store=\"recordings\"} 2",
-            "lethe_objects_unclassified{store=\"recordings\"} 4",
+            "lethe_objects_unclassified{reason=\"no-rule\",store=\"recordings\"} 3",
+            "lethe_objects_unclassified{reason=\"unrepresentable-key\",store=\"recordings\"} 1",
             "lethe_run_duration_seconds 1.5",
             "# TYPE lethe_last_success_timestamp_seconds gauge",
         ] {

@@ -118,7 +118,11 @@ impl RunOutcome {
                     bytes_deleted: p.report.bytes_deleted,
                     failed: p.report.failed,
                     held: stats.held + p.report.held,
-                    unclassified: stats.report,
+                    unclassified: stats
+                        .report_by_code
+                        .iter()
+                        .map(|(code, n)| (code.clone(), *n))
+                        .collect(),
                 }
             })
             .collect()

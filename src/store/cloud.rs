@@ -13,6 +13,7 @@ use std::sync::Arc;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::list::PaginatedListStore;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
@@ -80,9 +81,24 @@ fn retry_config(r: &RetrySettings) -> RetryConfig {
     c
 }
 
+impl Cloud {
+    /// The client's paginated listing, for [`super::pages::Paged`].
+    pub(crate) fn pages(&self) -> Arc<dyn PaginatedListStore> {
+        match self {
+            Cloud::S3 { store, .. } => store.clone(),
+            Cloud::Azure { store, .. } => store.clone(),
+            Cloud::Gcs { store, .. } => store.clone(),
+        }
+    }
+}
+
+/// A cloud store's client, behind its URL's prefix; the typed handle; and
+/// the prefix.
+pub(crate) type Opened = (Arc<dyn ObjectStore>, Cloud, ObjectPath);
+
 /// Builds the client for a cloud store URL; returns it (behind a prefix if
 /// the URL has a path) with its typed handle.
-pub(crate) fn open(config: &StoreConfig) -> Result<(Arc<dyn ObjectStore>, Cloud), String> {
+pub(crate) fn open(config: &StoreConfig) -> Result<Opened, String> {
     let url = url::Url::parse(&config.url).map_err(|e| e.to_string())?;
     let prefix = ObjectPath::parse(crate::config::url_prefix(&url)?)
         .map_err(|e| format!("invalid prefix in the URL: {e}"))?;
@@ -180,8 +196,12 @@ pub(crate) fn open(config: &StoreConfig) -> Result<(Arc<dyn ObjectStore>, Cloud)
         other => return Err(format!("unsupported scheme {other}://")),
     };
     if prefix.as_ref().is_empty() {
-        Ok((store, cloud))
+        Ok((store, cloud, prefix))
     } else {
-        Ok((Arc::new(PrefixStore::new(store, prefix)), cloud))
+        Ok((
+            Arc::new(PrefixStore::new(store, prefix.clone())),
+            cloud,
+            prefix,
+        ))
     }
 }

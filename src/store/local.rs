@@ -44,7 +44,7 @@ use object_store::{
     ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
-use super::Listed;
+use super::{Listed, ProblemKind};
 
 /// Threads a batch of local deletions is spread over.
 const DELETE_THREADS: usize = 4;
@@ -567,6 +567,7 @@ impl Walker {
         self.send(Ok(Listed::Problem {
             name: display_relative(&self.root, path),
             reason,
+            kind: ProblemKind::Unreadable,
         }))
     }
 
@@ -762,6 +763,12 @@ fn classify_entry(
     let problem = |reason: &str| Listed::Problem {
         name: name(),
         reason: reason.to_string(),
+        kind: ProblemKind::Unreadable,
+    };
+    let unrepresentable = |reason: &str| Listed::Problem {
+        name: name(),
+        reason: reason.to_string(),
+        kind: ProblemKind::Unrepresentable,
     };
     if file_type.is_symlink() {
         return problem(
@@ -778,14 +785,16 @@ fn classify_entry(
     for component in rel.components() {
         match component.as_os_str().to_str() {
             Some(s) => parts.push(s),
-            None => return problem("the name is not valid UTF-8, which object keys require"),
+            None => {
+                return unrepresentable("the name is not valid UTF-8, which object keys require");
+            }
         }
     }
     let key = parts.join("/");
     let location = match ObjectPath::parse(&key) {
         Ok(p) => p,
         Err(e) => {
-            return problem(&format!(
+            return unrepresentable(&format!(
                 "the name cannot be represented as an object key: {e}"
             ));
         }
@@ -794,7 +803,7 @@ fn classify_entry(
     match to_filesystem(root, fs, &location) {
         Ok(back) if back == path => {}
         Ok(_) | Err(_) => {
-            return problem(
+            return unrepresentable(
                 "the storage layer cannot address this name exactly (it would map to another path)",
             );
         }

@@ -19,6 +19,7 @@ mod cloud;
 pub mod faults;
 mod local;
 mod order;
+mod pages;
 mod probe;
 
 use std::collections::{HashMap, VecDeque};
@@ -70,12 +71,37 @@ pub enum Listed {
     Object(ObjectMeta),
     /// An entry that cannot be handled safely (a link, a name the storage layer
     /// cannot represent, an unreadable folder): kept and reported.
-    Problem { name: String, reason: String },
+    Problem {
+        name: String,
+        reason: String,
+        kind: ProblemKind,
+    },
     /// The files of `folder` (a key prefix without the trailing `/`; `""` for
     /// the root) that follow, up to the first entry of one of its subfolders,
     /// come in no particular order: the folder is too large to sort in
     /// memory. Only the local walk says this.
     Unordered { folder: String },
+}
+
+/// Why a listing entry cannot be handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Not a regular file, a link, an unreadable folder.
+    Unreadable,
+    /// The store lists it, but its key cannot be addressed exactly (an
+    /// empty, `.` or `..` segment, a control character, a name that is not
+    /// UTF-8): deleting "it" could delete another object, or nothing.
+    Unrepresentable,
+}
+
+impl ProblemKind {
+    /// The stable code of plans, reports and metrics.
+    pub fn code(self) -> &'static str {
+        match self {
+            ProblemKind::Unreadable => "unreadable-object",
+            ProblemKind::Unrepresentable => "unrepresentable-key",
+        }
+    }
 }
 
 /// The facts about one object that a plan, an intent and a manifest carry.
@@ -163,7 +189,11 @@ impl Store {
                 (guard.clone(), guard, None)
             }
             _ => {
-                let (mut inner, cloud) = cloud::open(config).map_err(open_err)?;
+                let (mut inner, cloud, prefix) = cloud::open(config).map_err(open_err)?;
+                // Listed page by page, past keys object_store cannot represent;
+                // with injected faults, through the faulty client's listing.
+                let mut entries: Arc<dyn Entries> =
+                    Arc::new(pages::Paged::new(cloud.pages(), &prefix));
                 if let Some(faults) = config.faults.as_deref().copied() {
                     tracing::warn!(
                         store = %config.name,
@@ -171,8 +201,8 @@ impl Store {
                         "[stores.inject_faults] is set: this store's client fails on purpose (for testing only)"
                     );
                     inner = Arc::new(faults::FaultyStore::new(inner, faults));
+                    entries = Arc::new(Objects(inner.clone()));
                 }
-                let entries = Arc::new(Objects(inner.clone()));
                 (inner, entries, Some(cloud))
             }
         };

@@ -143,7 +143,14 @@ fn metrics_file_holds_the_run_figures_in_valid_prometheus_text() {
     // 4 recordings of 11 bytes and one 4-byte transcript.
     assert_eq!(value(&m, "lethe_bytes_deleted_total", &store), Some(48.0));
     assert_eq!(value(&m, "lethe_deletions_failed_total", &store), Some(0.0));
-    assert_eq!(value(&m, "lethe_objects_unclassified", &store), Some(1.0));
+    assert_eq!(
+        value(
+            &m,
+            "lethe_objects_unclassified",
+            &[("store", "recordings"), ("reason", "no-rule")]
+        ),
+        Some(1.0)
+    );
     assert_eq!(value(&m, "lethe_objects_held", &store), Some(0.0));
     assert_eq!(
         value(&m, "lethe_runs_total", &[("status", "completed")]),
