@@ -45,6 +45,14 @@ impl Destination {
         }
     }
 
+    /// The destination itself, for people: a path or a URL.
+    pub fn describe(&self) -> String {
+        match self {
+            Destination::Folder(dir) => dir.display().to_string(),
+            Destination::Store { url, .. } => crate::config::redact_url(url),
+        }
+    }
+
     /// A file's location, for people: a path or a URL.
     pub fn location(&self, name: &str) -> String {
         match self {

@@ -8,6 +8,7 @@ use crate::ledger::{LeaseError, LedgerError};
 use crate::policy::PolicyErrors;
 
 use super::certify::CertifyError;
+use super::preflight::PreflightError;
 
 /// What kind of failure it is, for the caller's exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,11 @@ pub enum PassError {
         context: &'static str,
         source: CertifyError,
     },
+    /// The run cannot write the evidence of what it would delete (the
+    /// certificate destination, the manifest staging folder, the signing
+    /// key): found before anything was deleted or recovered.
+    #[error("preflight: the run cannot write its evidence; nothing was deleted")]
+    Preflight(#[source] PreflightError),
     #[error(
         "the ledger holds deletions of an interrupted run that no certificate covers yet; run `lethe run` first (it completes and certifies them), then repeat the erasure; nothing was deleted"
     )]
@@ -80,6 +86,7 @@ impl PassError {
             PassError::Ledger { .. }
             | PassError::Lease(_)
             | PassError::Certificates { .. }
+            | PassError::Preflight(_)
             | PassError::Uncertified
             | PassError::IndexDiffers(_)
             | PassError::Spool { .. } => ErrorKind::Unavailable,

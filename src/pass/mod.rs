@@ -17,6 +17,7 @@ mod destination;
 mod error;
 mod orders;
 mod outcome;
+mod preflight;
 mod preview;
 mod run;
 mod shards;
@@ -30,6 +31,7 @@ pub use destination::Destination;
 pub use error::{ErrorKind, PassError};
 pub use orders::{orders_from, read_orders};
 pub use outcome::{ApprovedSummary, ErasureOutcome, RunOutcome, RunStatus, StoreOutcome, Verdict};
+pub use preflight::PreflightError;
 pub use preview::{Coverage, Preview, hold_coverage, preview, scan_hold};
 pub use run::{Job, Mode, RunContext, last_success, run};
 

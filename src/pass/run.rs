@@ -2,11 +2,14 @@
 //!
 //! Order: take the run lease and check this machine's clock against the
 //! database's; open the stores and establish how deletions end in each;
-//! rebuild a lost certificate; record the run; complete what an interrupted
-//! run left; plan every store into a spool; check the safety limits on the
-//! whole plan (of every shard of the pass); execute; record the run's end;
-//! certify. A store that fails is reported and the others go on. A dry run
-//! does everything but take the lease, delete, record and certify.
+//! prove the run can write its evidence (`preflight`: the certificate
+//! destination, the manifest staging folder, the signing key; the ledger by
+//! recording the run); rebuild a lost certificate; record the run; complete
+//! what an interrupted run left; plan every store into a spool; check the
+//! safety limits on the whole plan (of every shard of the pass); execute;
+//! record the run's end; certify. A store that fails is reported and the
+//! others go on. A dry run does everything but take the lease, the
+//! preflight, delete, record and certify.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::certify::{Extras, Issue, StoreInfo, check_destination, restore};
 use super::destination::Destination;
 use super::outcome::{ApprovedSummary, ErasureOutcome, RunOutcome, RunStatus};
+use super::preflight;
 use super::shards::whole_pass;
 use super::stores::{self, Planning, StorePass};
 use super::{PassError, Setup, chain, orders_from, read_orders};
@@ -299,7 +303,8 @@ impl<'a> Pass<'a> {
         Ok(self.outcome(status, breaches, certificate, finished_at))
     }
 
-    /// Before anything is planned: the destination is this ledger's, a lost
+    /// Before anything is planned: the run proves it can write its evidence
+    /// (the preflight), the destination is this ledger's, a lost
     /// certificate is rebuilt, the run is recorded, and what an interrupted
     /// run left is completed.
     async fn prepare(&mut self) -> Result<(), PassError> {
@@ -307,6 +312,14 @@ impl<'a> Pass<'a> {
             return Ok(());
         };
         let (ledger, identity) = (rec.ledger, &self.setup.identity);
+        // The preflight comes first: recovery below deletes too, and a
+        // destination that cannot take a file is better said as such than
+        // as a failure to read it.
+        if let Err(e) = preflight::check(&rec.destination, identity).await {
+            error!(error = chain(&e), "preflight failed; nothing was deleted");
+            self.record_refusal().await;
+            return Err(PassError::Preflight(e));
+        }
         check_destination(ledger, &rec.destination)
             .await
             .map_err(|source| PassError::Certificates {
@@ -332,6 +345,9 @@ impl<'a> Pass<'a> {
         {
             return Err(PassError::Uncertified);
         }
+        // The ledger's part of the preflight: this row is written in a
+        // transaction before recovery and before execute, so a ledger that
+        // cannot be written stops the run before anything is deleted.
         ledger
             .record(self.run_id, &Event::RunStarted(self.started()))
             .await
@@ -339,6 +355,37 @@ impl<'a> Pass<'a> {
                 "cannot record the run; nothing was deleted",
             ))?;
         self.recover().await
+    }
+
+    /// A run the preflight stopped is still on record, as started and
+    /// failed with nothing planned, if the ledger takes the rows; the reason
+    /// is in the log and the error (a `run-finished` row has no field for
+    /// it, and its body must stay as earlier releases wrote it).
+    async fn record_refusal(&self) {
+        let Some(rec) = &self.recorder else {
+            return;
+        };
+        let end = RunFinished {
+            finished_at: self.clock.now(),
+            status: RunStatus::Failed,
+            safety_breaches: Vec::new(),
+            stores: (self.stores.iter())
+                .map(|p| StoreFinished {
+                    name: p.outcome.name.clone(),
+                    error: None,
+                    planned: None,
+                    recordings_deleted: 0,
+                    objects_deleted: 0,
+                    failed: 0,
+                })
+                .collect(),
+        };
+        for event in [Event::RunStarted(self.started()), Event::RunFinished(end)] {
+            if let Err(e) = rec.ledger.record(self.run_id, &event).await {
+                warn!(error = %e, "cannot record the run the preflight stopped");
+                return;
+            }
+        }
     }
 
     fn started(&self) -> RunStarted {

@@ -158,12 +158,14 @@ pub struct Store {
 
 /// Whether `name` (a file name, no folder) is one lethe writes into a
 /// certificate destination: `lethe-cert-NNNNNN.json`, its
-/// `.manifest.jsonl`, and the temporary files they are staged in.
+/// `.manifest.jsonl`, the temporary files they are staged in, and the
+/// probes a run writes before it deletes anything (`pass::preflight`).
 pub fn is_certificate_file(name: &str) -> bool {
     name.starts_with("lethe-cert-")
         && (name.ends_with(".json") || name.ends_with(".manifest.jsonl"))
         || name.starts_with(".lethe-cert-")
         || name.starts_with(".lethe-manifest-")
+        || name.starts_with(".lethe-probe-")
 }
 
 impl Store {

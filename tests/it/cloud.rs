@@ -56,6 +56,20 @@ fn http() -> reqwest::Client {
         .unwrap()
 }
 
+fn s3_client(bucket: &str) -> Arc<dyn ObjectStore> {
+    Arc::new(
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(s3_endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .with_bucket_name(bucket)
+            .build()
+            .unwrap(),
+    )
+}
+
 impl Bucket {
     pub async fn new(kind: Kind) -> Self {
         let name = format!("lethe-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
@@ -68,17 +82,7 @@ impl Bucket {
                     .await
                     .expect("moto on loopback (scripts/test starts it)");
                 assert!(r.status().is_success(), "create bucket: {}", r.status());
-                Arc::new(
-                    object_store::aws::AmazonS3Builder::new()
-                        .with_endpoint(s3_endpoint())
-                        .with_allow_http(true)
-                        .with_region("us-east-1")
-                        .with_access_key_id("test")
-                        .with_secret_access_key("test")
-                        .with_bucket_name(&name)
-                        .build()
-                        .unwrap(),
-                )
+                s3_client(&name)
             }
             Kind::Azure => {
                 let script = var(
@@ -128,6 +132,39 @@ impl Bucket {
             }
         };
         Bucket { kind, name, client }
+    }
+
+    /// An S3 bucket on moto that lists and reads but refuses every put
+    /// lethe sends: Object Lock with a default retention, under which S3
+    /// requires a Content-MD5 (or SDK checksum) header on each put, and
+    /// object_store sends neither.
+    pub async fn s3_refusing_puts() -> Self {
+        let name = format!("lethe-{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+        let bucket = format!("{}/{name}", s3_endpoint());
+        let r = http()
+            .put(&bucket)
+            .header("x-amz-bucket-object-lock-enabled", "true")
+            .send()
+            .await
+            .expect("moto on loopback (scripts/test starts it)");
+        assert!(r.status().is_success(), "create bucket: {}", r.status());
+        let r = http()
+            .put(format!("{bucket}?object-lock"))
+            .header("Content-Type", "application/xml")
+            .body(concat!(
+                r#"<ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">"#,
+                "<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>",
+                "<Mode>GOVERNANCE</Mode><Days>1</Days></DefaultRetention></Rule></ObjectLockConfiguration>"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "object lock: {}", r.status());
+        Bucket {
+            kind: Kind::S3,
+            client: s3_client(&name),
+            name,
+        }
     }
 
     /// The `[[stores]]` table for lethe, with `prefix` as the URL's path.

@@ -29,7 +29,7 @@ fn intent(store: &str, key: &str, recording: &str, role: Role) -> Intent {
 }
 
 /// Leaves the ledger as a run killed between its intents and its outcomes would.
-async fn crashed_run(w: &World, groups: &[(&str, &[&str])]) {
+pub async fn crashed_run(w: &World, groups: &[(&str, &[&str])]) {
     let ledger = w.ledger().await;
     let started = Event::RunStarted(RunStarted {
         started_at: chrono::Utc::now(),

@@ -23,6 +23,7 @@ mod image;
 mod local_store;
 mod operate;
 mod plan;
+mod preflight;
 mod properties;
 mod run;
 mod security;
