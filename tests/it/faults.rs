@@ -1,5 +1,6 @@
-//! Store faults: S3 (moto) behind the fault-injecting client
-//! (`[stores.inject_faults]`, `src/store/faults.rs`), across many seeds.
+//! Store faults: S3 (moto), Azure Blob (Azurite) and GCS (fake-gcs-server)
+//! behind the fault-injecting client (`[stores.inject_faults]`,
+//! `src/store/faults.rs`), across many seeds.
 //! Transient errors, throttling, timeouts, slow answers, lost replies and
 //! partial bulk-delete failures may make a run fail, never make it delete
 //! what it must keep or certify what still exists; whatever failed is
@@ -66,22 +67,31 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
     let (mut faults_total, mut failed_first_runs, mut retried) = (0, 0, 0);
+    let mut kinds = std::collections::BTreeMap::new();
     for seed in 0..seeds {
-        let bucket = Bucket::new(Kind::S3).await;
+        // Each kind of store in turn, each at every fault scale.
+        let kind = [Kind::S3, Kind::Azure, Kind::Gcs][(seed % 3) as usize];
+        *kinds.entry(format!("{kind:?}")).or_insert(0) += 1;
+        let bucket = Bucket::new(kind).await;
         let c = corpus(&bucket).await;
         let mut w = World::new();
         w.env = bucket.env();
         w.safety = "max_deletions = 1000000\nmax_fraction = 1.0\n".into();
         // At full scale a quarter of requests meet some fault and a fifth of
         // the keys of a bulk delete fail alone; every third seed is gentler.
-        let k = [1.0, 0.5, 0.05][(seed % 3) as usize];
+        let k = [1.0, 0.5, 0.05][((seed / 3) % 3) as usize];
         w.stores = format!(
             "{}[stores.inject_faults]\nseed = {seed}\nerror = {}\nthrottle = {}\ntimeout = {}\nlost_reply = {}\nslow = {}\npartial = {}\ndelay = \"20ms\"\n",
-            // moto lists in key order: the scan infers absent sidecars, as on AWS.
+            // moto lists in key order: the scan infers absent sidecars, as
+            // on AWS; Azurite and fake-gcs keep their kinds' defaults.
             bucket.store_toml(
                 "recordings",
                 "tenant-a",
-                "listing_order = \"lexicographic\"\n"
+                if kind == Kind::S3 {
+                    "listing_order = \"lexicographic\"\n"
+                } else {
+                    ""
+                }
             ),
             0.08 * k,
             0.06 * k,
@@ -116,7 +126,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         let code = code(&first);
         assert!(
             code == 0 || code == 1,
-            "seed {seed}: exit {code}\n{}",
+            "seed {seed} ({kind:?}): exit {code}\n{}",
             stderr(&first)
         );
         let present = bucket.keys().await;
@@ -125,12 +135,15 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
             .filter_map(|k| k.strip_prefix("tenant-a/").map(str::to_string))
             .collect();
         for k in &c.kept {
-            assert!(present.contains(k), "seed {seed}: {k} was wrongly deleted");
+            assert!(
+                present.contains(k),
+                "seed {seed} ({kind:?}): {k} was wrongly deleted"
+            );
         }
         for k in w.all_certified() {
             assert!(
                 !present.contains(&k),
-                "seed {seed}: certified {k} still exists"
+                "seed {seed} ({kind:?}): certified {k} still exists"
             );
         }
         let left: Vec<&String> = c.expired.intersection(&present).collect();
@@ -139,7 +152,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
             assert_eq!(
                 code,
                 1,
-                "seed {seed}: {} expired objects remain ({:?}...), yet the run said it succeeded\n{}",
+                "seed {seed} ({kind:?}): {} expired objects remain ({:?}...), yet the run said it succeeded\n{}",
                 left.len(),
                 left.first(),
                 stderr(&first)
@@ -173,15 +186,19 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         assert_eq!(
             present,
             expected,
-            "seed {seed}: after the second run; ledger of the objects left:\n{}\n--- first run\n{}\n--- second run\n{}",
+            "seed {seed} ({kind:?}): after the second run; ledger of the objects left:\n{}\n--- first run\n{}\n--- second run\n{}",
             history.join("\n"),
             stderr(&first),
             stderr(&second)
         );
         let all = w.all_certified();
         let unique: BTreeSet<String> = all.iter().cloned().collect();
-        assert_eq!(unique.len(), all.len(), "seed {seed}: certified twice");
-        assert_eq!(unique, c.expired, "seed {seed}: certified set");
+        assert_eq!(
+            unique.len(),
+            all.len(),
+            "seed {seed} ({kind:?}): certified twice"
+        );
+        assert_eq!(unique, c.expired, "seed {seed} ({kind:?}): certified set");
         for n in 1.. {
             if !w.cert(n).exists() {
                 break;
@@ -195,7 +212,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
     }
     eprintln!(
-        "fault suite: {seeds} seeds, {faults_total} faults injected, {failed_first_runs} first runs failed (exit 1), {retried} objects finished by the next run, 0 wrongful deletions"
+        "fault suite: {seeds} seeds ({kinds:?}), {faults_total} faults injected, {failed_first_runs} first runs failed (exit 1), {retried} objects finished by the next run, 0 wrongful deletions"
     );
     assert!(faults_total > 0, "the faults were never injected");
 }
