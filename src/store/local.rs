@@ -930,6 +930,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_folder_that_vanishes_mid_walk_is_reported_and_the_walk_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        // More files before `m/` than the channel holds: the walk waits
+        // there until the test has removed `m/`, then finds it gone.
+        let first = CHANNEL_CAPACITY + 200;
+        for i in 0..first {
+            std::fs::create_dir_all(root.join("a")).unwrap();
+            std::fs::write(root.join(format!("a/{i:05}.wav")), "x").unwrap();
+        }
+        std::fs::create_dir_all(root.join("m/n")).unwrap();
+        std::fs::write(root.join("m/n/gone.wav"), "x").unwrap();
+        std::fs::create_dir_all(root.join("z")).unwrap();
+        std::fs::write(root.join("z/last.wav"), "x").unwrap();
+        let guard = LocalGuard::new(&root).unwrap();
+        let mut entries = guard.entries();
+        let head = entries.next().await.unwrap().unwrap();
+        assert!(matches!(head, Listed::Object(_)));
+        std::fs::remove_dir_all(root.join("m")).unwrap();
+        let rest: Vec<_> = entries.collect().await;
+        let (mut objects, mut problems) = (1, Vec::new());
+        for e in rest {
+            match e.expect("a vanished folder is no listing error") {
+                Listed::Object(_) => objects += 1,
+                Listed::Problem { name, reason, .. } => problems.push(format!("{name}: {reason}")),
+                Listed::Unordered { .. } => {}
+            }
+        }
+        assert_eq!(objects, first + 1, "a/ whole and z/last.wav");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("m: cannot be read"), "{problems:?}");
+    }
+
+    #[tokio::test]
     async fn the_object_store_listing_is_the_walk_s_objects_without_its_problems() {
         let (_dir, guard) = folder();
         let listed: Vec<String> = guard
