@@ -253,6 +253,7 @@ impl Settings {
             &raw.certificates,
             &raw.certificates_options,
             raw.certificates_retry.as_ref(),
+            raw.certificates_inject_faults.as_ref(),
         )?;
         store::nest_certificates(&source, &mut stores, &certificates)?;
         let database = database::database(&source, &base, &raw.database, env)?;

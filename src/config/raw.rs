@@ -28,6 +28,9 @@ pub(super) struct RawConfig {
     pub certificates_options: RawOptions,
     #[serde(default)]
     pub certificates_retry: Option<RawRetry>,
+    /// For testing only: faults in front of the certificates' object store.
+    #[serde(default)]
+    pub certificates_inject_faults: Option<Spanned<RawFaults>>,
     pub signing: Option<RawSigning>,
     #[serde(default)]
     pub safety: RawSafety,

@@ -205,8 +205,18 @@ pub(super) fn certificates(
     certificates: &str,
     options: &RawOptions,
     retry: Option<&RawRetry>,
+    faults: Option<&Spanned<RawFaults>>,
 ) -> Result<Certificates> {
+    let folder_faults = || match faults {
+        Some(f) => Err(source.at(
+            f.span(),
+            "[certificates_inject_faults] applies only when certificates is an object-store URL"
+                .into(),
+        )),
+        None => Ok(()),
+    };
     if !certificates.contains("://") {
+        folder_faults()?;
         if let Some((key, _)) = options.iter().next() {
             return Err(source.at(
                 key.span(),
@@ -221,6 +231,7 @@ pub(super) fn certificates(
     let options = store_options(source, &url, options)?;
     let retry = retry_settings(source, retry)?;
     if url.starts_with("file://") {
+        folder_faults()?;
         return Ok(Certificates::Folder(
             url::Url::parse(&url)
                 .ok()
@@ -228,13 +239,19 @@ pub(super) fn certificates(
                 .unwrap_or_default(),
         ));
     }
+    let faults = match faults {
+        None => None,
+        Some(f) => Some(Box::new(
+            fault_settings(&url, f.get_ref()).map_err(|m| source.at(f.span(), m))?,
+        )),
+    };
     Ok(Certificates::Store(StoreConfig {
         name: "certificates".into(),
         url,
         options,
         retry,
         deletion_mode: None,
-        faults: None,
+        faults,
         listing_order: None,
         certificates_prefix: None,
     }))
@@ -524,12 +541,13 @@ fn listing_order(url: &str, value: &str) -> std::result::Result<ListingOrderSett
 }
 
 /// `[stores.inject_faults]`, checked: chances between 0 and 1 that add up
-/// to at most 1 per request, on an object-store URL (a local folder does not
-/// go through object_store's client).
+/// to at most 1 per request. On a local folder the faults are a disk's
+/// (reads, checks and deletes; the walk itself is not faulted, and
+/// `reorder` does not apply to it).
 fn fault_settings(url: &str, f: &RawFaults) -> std::result::Result<FaultSettings, String> {
-    if url.starts_with("file:") {
+    if url.starts_with("file:") && f.reorder > 0 {
         return Err(
-            "inject_faults applies to object-store URLs (s3, az, gs), not to a local folder".into(),
+            "inject_faults.reorder applies to object-store URLs (s3, az, gs): a local folder's walk is not reordered".into(),
         );
     }
     let chances = [

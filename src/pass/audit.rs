@@ -149,7 +149,7 @@ async fn compare(
         let (sequence, file, sha256) = (r.sequence, &r.certificate_file, &r.certificate_sha256);
         match hashes.get(file.as_str()) {
             None => problems.push(format!(
-                "certificate #{sequence} is recorded in the ledger but {} is missing (the next run rebuilds the last certificate's files; an earlier one is lost)",
+                "certificate #{sequence} is recorded in the ledger but {} is missing (the next run rebuilds it from the ledger)",
                 destination.location(file)
             )),
             Some(found) if found != sha256 => problems.push(format!(

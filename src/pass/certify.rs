@@ -510,24 +510,54 @@ pub async fn check_destination(
     )))
 }
 
-/// Rewrites the files of the last certificate if they are missing.
+/// Rewrites the files of every certificate on record that are missing
+/// from the destination: the last one's, when a run recorded it and could
+/// not publish it, and an earlier one's, when the run after that could not
+/// rebuild it either. Returns where each rebuilt certificate went. An error
+/// is the first certificate that could not be rebuilt; the run then deletes
+/// nothing, since its own certificate would chain over a missing one.
 pub async fn restore(
     ledger: &Ledger,
     identity: &Identity,
     destination: &Destination,
-) -> Result<Option<String>> {
-    let dir = &destination.staging();
-    let Some(row) = ledger.last_certificate().await? else {
-        return Ok(None);
-    };
-    let cert = certificate_row(&row)?;
-    let has_certificate = destination.contains(&cert.certificate_file).await?;
-    if has_certificate && destination.contains(&cert.manifest_file).await? {
-        return Ok(None);
+) -> Result<Vec<String>> {
+    if ledger.last_certificate().await?.is_none() {
+        return Ok(Vec::new());
     }
+    let present = destination.names().await?;
+    // Collected before any other query: a SQLite ledger has one
+    // connection, and an open stream holds it.
+    let rows: Vec<LedgerRow> = ledger
+        .rows_of_kind(Kind::Certificate, 1, i64::MAX)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let mut rebuilt = Vec::new();
+    for row in rows {
+        let cert = certificate_row(&row)?;
+        let has_certificate = present.contains(&cert.certificate_file);
+        if has_certificate && present.contains(&cert.manifest_file) {
+            continue;
+        }
+        rebuilt
+            .push(restore_one(ledger, identity, destination, &row, cert, has_certificate).await?);
+    }
+    Ok(rebuilt)
+}
+
+/// Rebuilds one certificate's missing files from its ledger row.
+async fn restore_one(
+    ledger: &Ledger,
+    identity: &Identity,
+    destination: &Destination,
+    row: &LedgerRow,
+    cert: CertificateRow,
+    has_certificate: bool,
+) -> Result<String> {
     warn!(
         sequence = cert.sequence,
-        "the last certificate's files are missing; rebuilding them from the ledger"
+        "a certificate's files are missing; rebuilding them from the ledger"
     );
     let anchor = &cert.payload.ledger;
     let runs = match &anchor.runs {
@@ -542,7 +572,7 @@ pub async fn restore(
         to: anchor.last_seq,
         runs,
     };
-    let (manifest, _) = write_manifest(ledger, dir, &scope).await?;
+    let (manifest, _) = write_manifest(ledger, &destination.staging(), &scope).await?;
     if manifest.sha256 != cert.manifest_sha256 {
         return Err(CertifyError::ManifestDiffers(cert.sequence));
     }
@@ -558,9 +588,7 @@ pub async fn restore(
         destination
             .publish_manifest(cert.sequence, manifest)
             .await?;
-        return Ok(Some(destination.location(&cert.certificate_file)));
+        return Ok(destination.location(&cert.certificate_file));
     }
-    Ok(Some(
-        destination.publish(cert.sequence, &bytes, manifest).await?,
-    ))
+    destination.publish(cert.sequence, &bytes, manifest).await
 }

@@ -185,6 +185,16 @@ impl Destination {
         Ok(())
     }
 
+    /// The names of the files at the top of the destination.
+    pub(super) async fn names(&self) -> Result<std::collections::HashSet<String>> {
+        let mut names = std::collections::HashSet::new();
+        self.each_name(|name| {
+            names.insert(name.to_string());
+        })
+        .await?;
+        Ok(names)
+    }
+
     /// The highest-numbered certificate file in the destination, by its
     /// name alone (the listing is streamed; only the maximum is kept).
     pub(super) async fn highest_certificate(&self) -> Result<Option<u64>> {

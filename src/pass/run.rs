@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tracing::{Instrument, error, info, info_span, warn};
 
-use super::certify::{Extras, Issue, StoreInfo, check_destination, restore};
+use super::certify::{CertifyError, Extras, Issue, StoreInfo, check_destination, restore};
 use super::destination::Destination;
 use super::outcome::{ApprovedSummary, ErasureOutcome, RunOutcome, RunStatus};
 use super::preflight;
@@ -328,13 +328,27 @@ impl<'a> Pass<'a> {
             })?
             .map_err(PassError::ForeignDestination)?;
         match restore(ledger, identity, &rec.destination).await {
-            Ok(Some(location)) => {
-                info!(location = %location, "rebuilt the last certificate's files from the ledger")
+            Ok(rebuilt) => {
+                for location in rebuilt {
+                    info!(location = %location, "rebuilt a certificate's missing files from the ledger");
+                }
             }
-            Ok(None) => {}
-            Err(e) => {
-                error!(error = chain(&e), "cannot rebuild the last certificate");
+            // Never to be rebuilt by lethe (another key signed it, the
+            // ledger's outcomes changed): said, and left to `ledger verify`.
+            Err(e @ (CertifyError::OtherKey { .. } | CertifyError::ManifestDiffers(_))) => {
+                error!(error = chain(&e), "cannot rebuild a missing certificate");
                 self.problems.push(chain(&e));
+            }
+            Err(source) => {
+                error!(
+                    error = chain(&source),
+                    "cannot rebuild a missing certificate; nothing was deleted"
+                );
+                self.record_refusal().await;
+                return Err(PassError::Certificates {
+                    context: "a certificate on record is missing from the destination and cannot be rebuilt now; nothing was deleted (the next run tries again)",
+                    source,
+                });
             }
         }
         if self.job.mode.erasure().is_some()

@@ -56,6 +56,8 @@ pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     settings: FaultSettings,
     draws: AtomicU64,
+    /// In front of a local folder: faults are a disk's (EIO, ENOSPC).
+    local: bool,
 }
 
 /// SplitMix64: the n-th draw of a seed, uniform in [0, 1).
@@ -69,8 +71,23 @@ fn draw(seed: u64, n: u64) -> f64 {
     (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn injected(fault: &str, op: &str, what: &str) -> object_store::Error {
+fn injected(local: bool, fault: &str, op: &str, what: &str) -> object_store::Error {
     tracing::warn!(fault, op, key = what, "injected fault");
+    if local {
+        // A local folder fails as a disk does: an I/O error, a full disk.
+        let (errno, meaning) = match fault {
+            "throttle" => (libc::ENOSPC, "no space left on device"),
+            "lost_reply" | "partial_lost_reply" => {
+                (libc::EIO, "I/O error after the change was made")
+            }
+            _ => (libc::EIO, "I/O error"),
+        };
+        let io = std::io::Error::from_raw_os_error(errno);
+        return object_store::Error::Generic {
+            store: "FaultInjection",
+            source: format!("{op} {what}: injected {meaning} ({io})").into(),
+        };
+    }
     let message = match fault {
         "error" => "injected transient error (HTTP 500 InternalError)".to_string(),
         "throttle" => "injected throttling (HTTP 503 SlowDown)".to_string(),
@@ -90,7 +107,15 @@ impl FaultyStore {
             inner,
             settings,
             draws: AtomicU64::new(0),
+            local: false,
         }
+    }
+
+    /// In front of a local folder: its errors are a disk's, EIO on a read,
+    /// a delete or a check, ENOSPC for a full disk.
+    pub fn local(mut self) -> Self {
+        self.local = true;
+        self
     }
 
     fn next(&self) -> f64 {
@@ -124,18 +149,19 @@ impl FaultyStore {
     where
         F: std::future::Future<Output = Result<T>>,
     {
+        let local = self.local;
         match self.request_fault() {
             None => f.await,
             Some(fault @ (Fault::Error | Fault::Throttle)) => {
-                Err(injected(fault.as_str(), op, what))
+                Err(injected(local, fault.as_str(), op, what))
             }
             Some(Fault::Timeout) => {
                 tokio::time::sleep(self.settings.delay).await;
-                Err(injected("timeout", op, what))
+                Err(injected(local, "timeout", op, what))
             }
             Some(Fault::LostReply) => {
                 let _ = f.await;
-                Err(injected("lost_reply", op, what))
+                Err(injected(local, "lost_reply", op, what))
             }
             Some(Fault::Slow) => {
                 tracing::warn!(fault = "slow", op, key = what, "injected fault");
@@ -202,6 +228,7 @@ impl ObjectStore for FaultyStore {
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
         let inner = Arc::clone(&self.inner);
+        let local = self.local;
         let request = self.request_fault();
         let settings = self.settings;
         let base = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
@@ -214,6 +241,7 @@ impl ObjectStore for FaultyStore {
                         tokio::time::sleep(settings.delay).await;
                     }
                     return futures::stream::iter(vec![Err(injected(
+                        local,
                         fault.as_str(),
                         "delete",
                         &what,
@@ -226,6 +254,7 @@ impl ObjectStore for FaultyStore {
                         .collect()
                         .await;
                     return futures::stream::iter(vec![Err(injected(
+                        local,
                         "lost_reply",
                         "delete",
                         &what,
@@ -248,9 +277,14 @@ impl ObjectStore for FaultyStore {
                 };
                 let u = draw(settings.seed, base + i as u64);
                 if u < settings.partial / 2.0 {
-                    errors.push(Err(injected("partial", "delete", path.as_ref())));
+                    errors.push(Err(injected(local, "partial", "delete", path.as_ref())));
                 } else if u < settings.partial {
-                    errors.push(Err(injected("partial_lost_reply", "delete", path.as_ref())));
+                    errors.push(Err(injected(
+                        local,
+                        "partial_lost_reply",
+                        "delete",
+                        path.as_ref(),
+                    )));
                     after.push(Ok(path));
                 } else {
                     pass.push(Ok(path));
@@ -276,11 +310,17 @@ impl ObjectStore for FaultyStore {
     /// in an order drawn from the seed.
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let settings = self.settings;
+        let local = self.local;
         let at_start = self.request_fault();
         let base = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
         if let Some(fault @ (Fault::Error | Fault::Throttle | Fault::Timeout)) = at_start {
-            return futures::stream::iter(vec![Err(injected(fault.as_str(), "list", "start"))])
-                .boxed();
+            return futures::stream::iter(vec![Err(injected(
+                local,
+                fault.as_str(),
+                "list",
+                "start",
+            ))])
+            .boxed();
         }
         // Mid-listing, a page fails with the request error chance, roughly
         // once per thousand entries at the configured rate.
@@ -297,6 +337,7 @@ impl ObjectStore for FaultyStore {
                 } else if draw(settings.seed, base + n) < mid {
                     failed = true;
                     Some(Err(injected(
+                        local,
                         "error",
                         "list",
                         &format!("after {n} entries"),

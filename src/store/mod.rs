@@ -188,7 +188,17 @@ impl Store {
                     .to_file_path()
                     .map_err(|_| open_err("not an absolute file path".into()))?;
                 let guard = Arc::new(LocalGuard::new(&root).map_err(open_err)?);
-                (guard.clone(), guard, None)
+                let mut inner: Arc<dyn ObjectStore> = guard.clone();
+                if let Some(faults) = config.faults.as_deref().copied() {
+                    tracing::warn!(
+                        store = %config.name,
+                        seed = faults.seed,
+                        "[stores.inject_faults] is set: reads, checks and deletes in this folder fail on purpose (for testing only)"
+                    );
+                    // In front of the guard: a fault never gets past its checks.
+                    inner = Arc::new(faults::FaultyStore::new(inner, faults).local());
+                }
+                (inner, guard, None)
             }
             _ => {
                 let (mut inner, cloud, prefix) = cloud::open(config).map_err(open_err)?;

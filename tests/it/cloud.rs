@@ -277,6 +277,12 @@ impl Bucket {
             .collect()
     }
 
+    /// The body of `key`.
+    pub async fn get(&self, key: &str) -> String {
+        let r = self.client.get(&Path::parse(key).unwrap()).await.unwrap();
+        String::from_utf8(r.bytes().await.unwrap().to_vec()).unwrap()
+    }
+
     pub async fn keys(&self) -> BTreeSet<String> {
         self.client
             .list(None)

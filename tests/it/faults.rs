@@ -13,12 +13,101 @@ use std::collections::BTreeSet;
 use crate::cloud::{Bucket, Kind};
 use crate::*;
 
+/// Where a seed's corpus lives: a bucket of one emulator, or the world's
+/// local folder (faulted as a disk: EIO, ENOSPC).
+enum Target {
+    Cloud(Bucket),
+    Local(std::path::PathBuf),
+}
+
+impl Target {
+    async fn new(seed: u64, w: &World) -> Self {
+        match seed % 4 {
+            0 => Target::Cloud(Bucket::new(Kind::S3).await),
+            1 => Target::Cloud(Bucket::new(Kind::Azure).await),
+            2 => Target::Cloud(Bucket::new(Kind::Gcs).await),
+            _ => Target::Local(w.store()),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Target::Cloud(b) => format!("{:?}", b.kind),
+            Target::Local(_) => "Local".into(),
+        }
+    }
+
+    async fn put(&self, key: &str, body: &str) {
+        match self {
+            Target::Cloud(b) => b.put(&format!("tenant-a/{key}"), body).await,
+            Target::Local(root) => {
+                let p = root.join(key);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, body).unwrap();
+            }
+        }
+    }
+
+    /// Every key, relative to the store.
+    async fn keys(&self) -> BTreeSet<String> {
+        match self {
+            Target::Cloud(b) => b
+                .keys()
+                .await
+                .iter()
+                .filter_map(|k| k.strip_prefix("tenant-a/").map(str::to_string))
+                .collect(),
+            Target::Local(root) => walk(root, root),
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        match self {
+            Target::Cloud(b) => b.env(),
+            Target::Local(_) => vec![],
+        }
+    }
+
+    /// The store's table; `faults` is appended as its `[stores.inject_faults]`.
+    fn store_toml(&self, faults: Option<String>) -> String {
+        let store = match self {
+            // moto lists in key order: the scan infers absent sidecars, as
+            // on AWS; Azurite and fake-gcs keep their kinds' defaults.
+            Target::Cloud(b) if b.kind == Kind::S3 => b.store_toml(
+                "recordings",
+                "tenant-a",
+                "listing_order = \"lexicographic\"\n",
+            ),
+            Target::Cloud(b) => b.store_toml("recordings", "tenant-a", ""),
+            Target::Local(_) => LOCAL_STORE.to_string(),
+        };
+        match faults {
+            Some(f) => format!("{store}[stores.inject_faults]\n{f}"),
+            None => store,
+        }
+    }
+}
+
+fn walk(root: &std::path::Path, dir: &std::path::Path) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            keys.extend(walk(root, &path));
+        } else {
+            let rel = path.strip_prefix(root).unwrap();
+            keys.insert(rel.to_str().unwrap().to_string());
+        }
+    }
+    keys
+}
+
 struct Corpus {
     expired: BTreeSet<String>,
     kept: BTreeSet<String>,
 }
 
-async fn corpus(bucket: &Bucket) -> Corpus {
+async fn corpus(target: &Target) -> Corpus {
     let old = months_ago(8);
     let new = months_ago(2);
     let mut expired = BTreeSet::new();
@@ -51,7 +140,7 @@ async fn corpus(bucket: &Bucket) -> Corpus {
         } else {
             "audio"
         };
-        bucket.put(&format!("tenant-a/{k}"), body).await;
+        target.put(k, body).await;
     }
     Corpus { expired, kept }
 }
@@ -70,36 +159,25 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
     let mut kinds = std::collections::BTreeMap::new();
     for seed in 0..seeds {
         // Each kind of store in turn, each at every fault scale.
-        let kind = [Kind::S3, Kind::Azure, Kind::Gcs][(seed % 3) as usize];
-        *kinds.entry(format!("{kind:?}")).or_insert(0) += 1;
-        let bucket = Bucket::new(kind).await;
-        let c = corpus(&bucket).await;
         let mut w = World::new();
-        w.env = bucket.env();
+        let target = Target::new(seed, &w).await;
+        let kind = target.name();
+        kinds.entry(kind.clone()).or_insert((0, 0)).0 += 1;
+        let c = corpus(&target).await;
+        w.env = target.env();
         w.safety = "max_deletions = 1000000\nmax_fraction = 1.0\n".into();
         // At full scale a quarter of requests meet some fault and a fifth of
         // the keys of a bulk delete fail alone; every third seed is gentler.
-        let k = [1.0, 0.5, 0.05][((seed / 3) % 3) as usize];
-        w.stores = format!(
-            "{}[stores.inject_faults]\nseed = {seed}\nerror = {}\nthrottle = {}\ntimeout = {}\nlost_reply = {}\nslow = {}\npartial = {}\ndelay = \"20ms\"\n",
-            // moto lists in key order: the scan infers absent sidecars, as
-            // on AWS; Azurite and fake-gcs keep their kinds' defaults.
-            bucket.store_toml(
-                "recordings",
-                "tenant-a",
-                if kind == Kind::S3 {
-                    "listing_order = \"lexicographic\"\n"
-                } else {
-                    ""
-                }
-            ),
+        let k = [1.0, 0.5, 0.05][((seed / 4) % 3) as usize];
+        w.stores = target.store_toml(Some(format!(
+            "seed = {seed}\nerror = {}\nthrottle = {}\ntimeout = {}\nlost_reply = {}\nslow = {}\npartial = {}\ndelay = \"20ms\"\n",
             0.08 * k,
             0.06 * k,
             0.03 * k,
             0.05 * k,
             0.03 * k,
             0.2 * k,
-        );
+        )));
         w.write_config();
         let old = months_ago(8);
         assert_exit(
@@ -123,27 +201,24 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         let first = w.lethe(&["run"]);
         let faults = injected_faults(&first);
         faults_total += faults;
+        kinds.get_mut(&kind).unwrap().1 += faults;
         let code = code(&first);
         assert!(
             code == 0 || code == 1,
-            "seed {seed} ({kind:?}): exit {code}\n{}",
+            "seed {seed} ({kind}): exit {code}\n{}",
             stderr(&first)
         );
-        let present = bucket.keys().await;
-        let present: BTreeSet<String> = present
-            .iter()
-            .filter_map(|k| k.strip_prefix("tenant-a/").map(str::to_string))
-            .collect();
+        let present = target.keys().await;
         for k in &c.kept {
             assert!(
                 present.contains(k),
-                "seed {seed} ({kind:?}): {k} was wrongly deleted"
+                "seed {seed} ({kind}): {k} was wrongly deleted"
             );
         }
         for k in w.all_certified() {
             assert!(
                 !present.contains(&k),
-                "seed {seed} ({kind:?}): certified {k} still exists"
+                "seed {seed} ({kind}): certified {k} still exists"
             );
         }
         let left: Vec<&String> = c.expired.intersection(&present).collect();
@@ -152,7 +227,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
             assert_eq!(
                 code,
                 1,
-                "seed {seed} ({kind:?}): {} expired objects remain ({:?}...), yet the run said it succeeded\n{}",
+                "seed {seed} ({kind}): {} expired objects remain ({:?}...), yet the run said it succeeded\n{}",
                 left.len(),
                 left.first(),
                 stderr(&first)
@@ -164,16 +239,11 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
 
         // Without faults, the next run finishes the work and certifies each
         // object exactly once.
-        w.stores = bucket.store_toml("recordings", "tenant-a", "");
+        w.stores = target.store_toml(None);
         w.write_config();
         let second = w.lethe(&["run"]);
         assert_exit(&second, 0);
-        let present: BTreeSet<String> = bucket
-            .keys()
-            .await
-            .iter()
-            .filter_map(|k| k.strip_prefix("tenant-a/").map(str::to_string))
-            .collect();
+        let present = target.keys().await;
         let expected: BTreeSet<String> = c.kept.clone();
         let history: Vec<String> = present
             .difference(&expected)
@@ -186,7 +256,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         assert_eq!(
             present,
             expected,
-            "seed {seed} ({kind:?}): after the second run; ledger of the objects left:\n{}\n--- first run\n{}\n--- second run\n{}",
+            "seed {seed} ({kind}): after the second run; ledger of the objects left:\n{}\n--- first run\n{}\n--- second run\n{}",
             history.join("\n"),
             stderr(&first),
             stderr(&second)
@@ -196,9 +266,9 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         assert_eq!(
             unique.len(),
             all.len(),
-            "seed {seed} ({kind:?}): certified twice"
+            "seed {seed} ({kind}): certified twice"
         );
-        assert_eq!(unique, c.expired, "seed {seed} ({kind:?}): certified set");
+        assert_eq!(unique, c.expired, "seed {seed} ({kind}): certified set");
         for n in 1.. {
             if !w.cert(n).exists() {
                 break;
@@ -212,21 +282,182 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
     }
     eprintln!(
-        "fault suite: {seeds} seeds ({kinds:?}), {faults_total} faults injected, {failed_first_runs} first runs failed (exit 1), {retried} objects finished by the next run, 0 wrongful deletions"
+        "fault suite: {seeds} seeds (kind: (seeds, faults) {kinds:?}), {faults_total} faults injected, {failed_first_runs} first runs failed (exit 1), {retried} objects finished by the next run, 0 wrongful deletions"
+    );
+    assert!(
+        kinds.values().all(|&(_, faults)| faults > 0),
+        "the faults were never injected on some kind: {kinds:?}"
+    );
+}
+
+/// The certificate destination (S3 on moto) behind faults: puts that fail,
+/// time out, or are carried out while an error comes back, and checks and
+/// listings that fail. A run may stop before deleting (the preflight, the
+/// destination check) or delete and then fail to publish its certificate
+/// (exit 1); never does a run claim success with a certificate missing,
+/// never is an object that exists certified, and the next run without
+/// faults publishes what is missing: every deleted object in exactly one
+/// certificate, every certificate verifying with its chain.
+#[tokio::test]
+async fn faults_at_the_certificate_destination_lose_no_certificate() {
+    let seeds: u64 = std::env::var("LETHE_FAULT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(8)
+        .div_ceil(2);
+    let (mut faults_total, mut failed_runs, mut unpublished) = (0, 0, 0);
+    for seed in 0..seeds {
+        let bucket = Bucket::new(Kind::S3).await;
+        let mut w = World::new();
+        w.env = bucket.env();
+        let old = months_ago(8);
+        let mut expired = BTreeSet::new();
+        for i in 0..30 {
+            let key = format!("calls/quality/{old}/E-{i:03}.wav");
+            w.put(&key, "audio");
+            expired.insert(key);
+        }
+        let kept = format!("calls/quality/{}/N-1.wav", months_ago(2));
+        w.put(&kept, "audio");
+        let (url, options) = bucket.url_and_options("certs");
+        w.certificates = format!("\"{url}\"");
+        let faulty = format!(
+            "\n[certificates_options]\n{options}[certificates_inject_faults]\nseed = {seed}\nerror = 0.05\ntimeout = 0.03\nlost_reply = 0.05\ndelay = \"20ms\"\n"
+        );
+        w.tail = faulty;
+        w.write_config();
+        for attempt in 0..4 {
+            // New recordings come due between the runs.
+            let key = format!("calls/quality/{old}/R-{attempt}.wav");
+            w.put(&key, "audio");
+            expired.insert(key);
+            let due = expired.iter().filter(|k| w.exists(k)).count();
+            let out = w.lethe(&["run"]);
+            faults_total += injected_faults(&out);
+            let code = code(&out);
+            if code == 1 && expired.iter().filter(|k| w.exists(k)).count() < due {
+                // Deleted, then could not publish: the next run must.
+                unpublished += 1;
+            }
+            assert!(
+                code == 0 || code == 1,
+                "seed {seed}: exit {code}\n{}",
+                stderr(&out)
+            );
+            if code == 1 {
+                failed_runs += 1;
+            }
+            assert!(
+                w.exists(&kept),
+                "seed {seed}: the kept recording was deleted"
+            );
+            if code == 0 {
+                // A run that says it succeeded published its certificate.
+                let sequence = w
+                    .sql("SELECT COUNT(*) FROM ledger WHERE kind = 'certificate'")
+                    .parse::<u64>()
+                    .unwrap();
+                let name = format!("certs/lethe-cert-{sequence:06}.json");
+                assert!(
+                    bucket.exists(&name).await,
+                    "seed {seed}: exit 0 without {name}"
+                );
+            }
+        }
+        w.tail = format!("\n[certificates_options]\n{options}");
+        w.write_config();
+        assert_exit(&w.lethe(&["run"]), 0);
+        assert!(expired.iter().all(|k| !w.exists(k)), "seed {seed}");
+        assert!(w.exists(&kept));
+        let mut certified = Vec::new();
+        for n in 1.. {
+            let name = format!("certs/lethe-cert-{n:06}.json");
+            if !bucket.exists(&name).await {
+                break;
+            }
+            let verify = w.lethe(&["verify", &format!("{url}/lethe-cert-{n:06}.json")]);
+            assert_exit(&verify, 0);
+            let manifest = bucket
+                .get(&format!("certs/lethe-cert-{n:06}.manifest.jsonl"))
+                .await;
+            for line in manifest.lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                certified.push(v["key"].as_str().unwrap().to_string());
+            }
+        }
+        let recorded = w
+            .sql("SELECT COUNT(*) FROM ledger WHERE kind = 'certificate'")
+            .parse::<usize>()
+            .unwrap();
+        assert!(
+            bucket
+                .exists(&format!("certs/lethe-cert-{recorded:06}.json"))
+                .await,
+            "seed {seed}: the ledger's last certificate is not in the destination"
+        );
+        let unique: BTreeSet<String> = certified.iter().cloned().collect();
+        assert_eq!(
+            unique.len(),
+            certified.len(),
+            "seed {seed}: certified twice"
+        );
+        assert_eq!(unique, expired, "seed {seed}: certified set");
+        assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    }
+    eprintln!(
+        "destination faults: {seeds} seeds, {faults_total} faults injected, {failed_runs} runs failed (exit 1), {unpublished} of them after deleting (certificate published by a later run), 0 certificates lost, 0 wrongful deletions"
     );
     assert!(faults_total > 0, "the faults were never injected");
+    assert!(
+        unpublished > 0,
+        "no run failed to publish after deleting: the faults missed the case"
+    );
+}
+
+/// Any certificate the destination lacks is rebuilt, not only the last:
+/// a run whose certificate was not published, followed by a run that could
+/// not rebuild it, leaves an earlier certificate missing.
+#[test]
+fn every_certificate_missing_from_the_destination_is_rebuilt() {
+    let w = World::new();
+    let old = months_ago(8);
+    for run in 0..3 {
+        w.put(&format!("calls/quality/{old}/E-{run}.wav"), "audio");
+        assert_exit(&w.lethe(&["run"]), 0);
+    }
+    let originals: Vec<(Vec<u8>, Vec<u8>)> = (1..=3)
+        .map(|n| (read(&w.cert(n)), read(&w.manifest(n))))
+        .collect();
+    // The first certificate, and the second's manifest, are lost.
+    std::fs::remove_file(w.cert(1)).unwrap();
+    std::fs::remove_file(w.manifest(1)).unwrap();
+    std::fs::remove_file(w.manifest(2)).unwrap();
+    assert_exit(&w.lethe(&["ledger", "verify"]), 4);
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    for (n, (cert, manifest)) in (1..=3).zip(&originals) {
+        assert_eq!(
+            &read(&w.cert(n)),
+            cert,
+            "certificate #{n} rebuilt byte for byte"
+        );
+        assert_eq!(&read(&w.manifest(n)), manifest, "manifest #{n}");
+        assert_exit(&w.lethe(&["verify", w.cert(n).to_str().unwrap()]), 0);
+    }
+    assert_exit(&w.lethe(&["verify", w.cert(4).to_str().unwrap()]), 0);
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
 }
 
 #[test]
-fn fault_injection_is_refused_on_a_local_folder_and_checked() {
+fn fault_injection_on_a_local_folder_cannot_reorder_its_walk() {
     let mut w = World::new();
     w.stores
-        .push_str("[stores.inject_faults]\nseed = 1\nerror = 0.5\n");
+        .push_str("[stores.inject_faults]\nseed = 1\nerror = 0.5\nreorder = 3\n");
     w.write_config();
     let out = w.lethe(&["plan"]);
     assert_exit(&out, 2);
     assert!(
-        stderr(&out).contains("inject_faults applies to object-store URLs"),
+        stderr(&out).contains("a local folder's walk is not reordered"),
         "{}",
         stderr(&out)
     );
