@@ -20,6 +20,7 @@ mod faults;
 mod fuzz;
 mod holds;
 mod image;
+mod load;
 mod local_store;
 mod operate;
 mod plan;
