@@ -549,7 +549,7 @@ async fn a_worker_cut_off_past_its_lease_never_repeats_what_its_successor_did() 
         }
         proxy.resume();
         let out = finish(first, Duration::from_secs(120), "the first run, resumed");
-        let said = stderr(&out);
+        let said = stdout(&out) + &stderr(&out);
         refused += u64::from(said.contains("another run already completed these intents"));
         fenced += u64::from(said.contains("the run lease passed to another run"));
         assert_exit(&out, 1);
