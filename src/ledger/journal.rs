@@ -153,6 +153,31 @@ async fn index_seqs(
     Ok(())
 }
 
+/// Which of `seqs` are in the pending-intent index, read inside `tx`.
+async fn pending_among(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    seqs: impl Iterator<Item = i64>,
+) -> Result<std::collections::HashSet<i64>> {
+    let seqs: Vec<i64> = seqs.collect();
+    let style = Placeholders::of(tx);
+    let mut open = std::collections::HashSet::with_capacity(seqs.len());
+    for chunk in seqs.chunks(SEQS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT seq FROM pending_intent WHERE seq IN ({})",
+            style.list(1, chunk.len())
+        );
+        let full = chunk.len() == SEQS_PER_STATEMENT;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(full);
+        for seq in chunk {
+            q = q.bind(*seq);
+        }
+        for row in q.fetch_all(&mut **tx).await? {
+            open.insert(row.try_get::<i64, _>("seq")?);
+        }
+    }
+    Ok(open)
+}
+
 impl Journal for RunJournal<'_> {
     async fn record_intents(&self, groups: &[IntentGroup]) -> Result<Vec<Recorded>, JournalError> {
         let mut tx = self.ledger.begin().await?;
@@ -200,6 +225,27 @@ impl Journal for RunJournal<'_> {
         if outcomes.is_empty() {
             return Ok(());
         }
+        let mut tx = self.ledger.begin().await?;
+        // Only an intent that is still pending takes an outcome, checked in
+        // the transaction that records it. A worker cut off from the
+        // database past its lease finds, when it is back, that the run which
+        // took the lease over has already completed its intents (recovery):
+        // recording its own outcomes too would record those objects deleted
+        // twice, and certify them twice.
+        let open = pending_among(&mut tx, outcomes.iter().map(|(_, o)| o.intent)).await?;
+        let (outcomes, done): (Vec<_>, Vec<_>) =
+            outcomes.iter().partition(|(_, o)| open.contains(&o.intent));
+        if !done.is_empty() {
+            tracing::warn!(
+                count = done.len(),
+                sample = %done.first().map(|(i, _)| i.key.as_str()).unwrap_or_default(),
+                "outcomes not recorded: another run already completed these intents"
+            );
+        }
+        if outcomes.is_empty() {
+            tx.rollback().await.map_err(LedgerError::from)?;
+            return Ok(());
+        }
         let rows = outcomes
             .iter()
             .map(|(i, o)| {
@@ -210,7 +256,6 @@ impl Journal for RunJournal<'_> {
                 .to_row(&self.run_id)
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
-        let mut tx = self.ledger.begin().await?;
         // Some outcomes leave the intent pending: the next run's recovery
         // checks the object again and records what it finds.
         let closed: Vec<i64> = outcomes

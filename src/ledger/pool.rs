@@ -48,6 +48,28 @@ impl Ledger {
                 })
             });
         }
+        if backend == Backend::Postgres {
+            // Every write transaction holds the ledger's table lock. A worker
+            // cut off from the server in the middle of one (a network
+            // partition, a paused process) would hold it for as long as its
+            // TCP connection lasts, and every other worker, the one that
+            // takes its lease over included, would wait behind it. The
+            // server ends such a session instead: lethe's transactions never
+            // wait on anything but the database, so a minute idle inside one
+            // means the client is gone. A timeout set by the operator (in
+            // the URL's `options`, or for the role) is left as it is.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "SELECT set_config('idle_in_transaction_session_timeout', '60s', false) \
+                         WHERE current_setting('idle_in_transaction_session_timeout') IN ('0', '0ms')",
+                    )
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
         // One direct connection first: an unreachable or refusing database
         // fails at once with its own error, instead of after the pool's
         // acquire timeout.

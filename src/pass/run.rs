@@ -168,15 +168,7 @@ async fn locked(setup: &Setup, run_id: &str, job: &Job<'_>) -> Result<RunOutcome
             // new deletions at the next intent transaction.
             let renewal = {
                 let (ledger, lease) = (ledger.clone(), lease.clone());
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(LEASE_TTL / 3).await;
-                        if let Err(e) = ledger.renew_lease(&lease, LEASE_TTL).await {
-                            error!(error = %e, "cannot renew the run lease");
-                            break;
-                        }
-                    }
-                })
+                tokio::spawn(async move { renew(&ledger, &lease).await })
             };
             let result = match Pass::new(setup, job, run_id, Some((&clocked, lease.clone())), clock)
             {
@@ -193,6 +185,32 @@ async fn locked(setup: &Setup, run_id: &str, job: &Job<'_>) -> Result<RunOutcome
     }
     ledger.close().await;
     result
+}
+
+/// Pause between renewal attempts after one failed.
+const RENEWAL_RETRY: Duration = Duration::from_secs(5);
+
+/// Renews the lease every third of its time to live until the run ends. A
+/// renewal the database did not answer (a connection killed, the server
+/// briefly unreachable) is tried again every few seconds: giving up at the
+/// first failure would let the lease lapse under a run that is otherwise
+/// fine. Only a lease that passed to another run ends the renewals.
+async fn renew(ledger: &Ledger, lease: &Lease) {
+    let mut wait = LEASE_TTL / 3;
+    loop {
+        tokio::time::sleep(wait).await;
+        match ledger.renew_lease(lease, LEASE_TTL).await {
+            Ok(_) => wait = LEASE_TTL / 3,
+            Err(crate::ledger::LeaseError::Lost) => {
+                error!("the run lease passed to another run; no further deletions are started");
+                return;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot renew the run lease; trying again");
+                wait = RENEWAL_RETRY;
+            }
+        }
+    }
 }
 
 /// "Now" is the database's clock, the one every worker shares; a machine

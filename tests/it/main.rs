@@ -10,6 +10,7 @@ mod claims;
 mod cloud;
 mod concurrency;
 mod crash;
+mod dbfail;
 mod deploy;
 mod destination;
 mod erasure;

@@ -116,12 +116,12 @@ async fn a_certificate_folder_under_a_file_stops_the_run_before_any_deletion() {
 /// A tmpfs mounted on a folder, unmounted when dropped, also when the test
 /// fails (declare it after the `World` whose folder it is in: it is then
 /// dropped first).
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(PathBuf);
 
 impl Tmpfs {
     /// `None`, with the reason printed, where this machine does not let
     /// the test mount (it needs root, or CAP_SYS_ADMIN).
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+    pub(crate) fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
@@ -141,7 +141,7 @@ impl Tmpfs {
         None
     }
 
-    fn remount(&self, options: &str) {
+    pub(crate) fn remount(&self, options: &str) {
         let status = Command::new("mount")
             .args(["-o", &format!("remount,{options}")])
             .arg(&self.0)
@@ -161,7 +161,7 @@ impl Drop for Tmpfs {
 }
 
 /// Fills the file system `dir` is on to the brim with `dir/fill`.
-fn fill(dir: &Path) {
+pub(crate) fn fill(dir: &Path) {
     let mut file = std::fs::File::create(dir.join("fill")).unwrap();
     let chunk = [0u8; 4096];
     while file.write_all(&chunk).is_ok() {}
