@@ -21,6 +21,7 @@ mod fuzz;
 mod holds;
 mod image;
 mod local_store;
+mod longlife;
 mod operate;
 mod plan;
 mod preflight;
