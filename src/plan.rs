@@ -33,7 +33,8 @@ const SCAN_CONCURRENCY: usize = 16;
 pub enum PlanFailure {
     /// The store could not be listed: nothing in it may be deleted.
     Store(String),
-    /// The consumer of the items failed (output closed, spool full).
+    /// The consumer of the items failed (output closed, spool full), or a
+    /// spooled item could not be read back.
     Sink(std::io::Error),
 }
 
@@ -483,5 +484,87 @@ impl PlanFile {
         self.writer.flush()?;
         self.writer.get_ref().sync_all()?;
         Ok((self.items, hex::encode(self.sha.finalize())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(key: &str) -> Planned {
+        serde_json::from_value(serde_json::json!({
+            "store": "recordings",
+            "key": key,
+            "action": "delete",
+            "code": "expired",
+            "reason": "retention ended",
+        }))
+        .unwrap()
+    }
+
+    /// A spool of `a`, then `bad` written raw as its own line, then `c`.
+    fn spool_with(bad: &[u8]) -> Spool {
+        let mut spool = Spool::new().unwrap();
+        spool.push(&item("a")).unwrap();
+        spool.writer.write_all(bad).unwrap();
+        spool.writer.write_all(b"\n").unwrap();
+        spool.push(&item("c")).unwrap();
+        spool
+    }
+
+    /// Lines that cannot be read back: cut short (a full disk), not JSON,
+    /// not a plan item, not UTF-8.
+    const BAD: &[&[u8]] = &[
+        b"{\"store\":\"recordings\",\"key\":\"b\",\"act",
+        b"garbage",
+        b"{\"key\":\"b\"}",
+        b"\xff\xfe{}",
+    ];
+
+    #[test]
+    fn a_spool_line_that_cannot_be_read_is_an_error_in_its_place_never_skipped() {
+        for bad in BAD {
+            let items: Vec<_> = spool_with(bad).into_items().unwrap().collect();
+            assert_eq!(items.len(), 3, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(items[0].as_ref().unwrap().key, "a");
+            let e = items[1].as_ref().unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains("plan spool") || e.kind() == std::io::ErrorKind::InvalidData,
+                "{text}"
+            );
+            assert_eq!(items[2].as_ref().unwrap().key, "c");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_executors_stream_stops_at_an_unreadable_line_and_says_why() {
+        for bad in BAD {
+            let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let stream = spool_with(bad).into_stream(failed.clone()).unwrap();
+            let keys: Vec<String> = stream.map(|i| i.key).collect().await;
+            // Nothing after the bad line is handed out: the executor never
+            // deletes past what it could not read, and the reason is kept
+            // for the run's problems (`StorePass::execute`).
+            assert_eq!(keys, ["a"], "{:?}", String::from_utf8_lossy(bad));
+            let why = failed.lock().unwrap().clone();
+            assert!(why.is_some_and(|w| !w.is_empty()));
+        }
+    }
+
+    #[test]
+    fn a_readable_spool_gives_back_every_item_in_order() {
+        let mut spool = Spool::new().unwrap();
+        let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
+        for k in &keys {
+            spool.push(&item(k)).unwrap();
+        }
+        assert_eq!(spool.len(), 1000);
+        let back: Vec<String> = spool
+            .into_items()
+            .unwrap()
+            .map(|i| i.unwrap().key)
+            .collect();
+        assert_eq!(back, keys);
     }
 }

@@ -238,6 +238,34 @@ pub struct ManifestEntry {
     pub ledger_seq: i64,
 }
 
+/// The prefix of a manifest's temporary file, in the staging folder.
+pub const MANIFEST_TEMP_PREFIX: &str = ".lethe-manifest-";
+/// The prefix of a certificate's temporary file, in a certificate folder.
+pub const CERT_TEMP_PREFIX: &str = ".lethe-cert-";
+/// The prefix of a preflight probe (`pass::preflight`).
+pub const PROBE_PREFIX: &str = ".lethe-probe-";
+
+/// Whether `name` (a file name, no folder) is exactly a temporary name lethe
+/// itself creates: one of the three prefixes followed by the random part
+/// `tempfile` or a probe's UUID gives it (ASCII letters and digits only).
+/// A name that only looks like one (`.lethe-manifest-notes.txt`) is not.
+pub fn is_own_temporary(name: &str) -> bool {
+    [MANIFEST_TEMP_PREFIX, CERT_TEMP_PREFIX, PROBE_PREFIX]
+        .iter()
+        .filter_map(|p| name.strip_prefix(p))
+        .any(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+}
+
+/// Creates a temporary file in `dir` and holds an exclusive advisory lock
+/// on it for as long as the file is open: the lock is what tells the next
+/// run's sweep of leftovers (`pass::leftovers`) that a live process is
+/// still writing it. A killed process's locks go with it.
+pub fn locked_tempfile(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let file = tempfile::Builder::new().prefix(prefix).tempfile_in(dir)?;
+    file.as_file().lock()?;
+    Ok(file)
+}
+
 /// `lethe-cert-000042.json`.
 pub fn certificate_file_name(sequence: u64) -> String {
     format!("lethe-cert-{sequence:06}.json")
@@ -285,10 +313,7 @@ impl ManifestDigest {
 impl ManifestWriter {
     pub fn create(dir: &Path) -> Result<Self, CertificateError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let file = tempfile::Builder::new()
-            .prefix(".lethe-manifest-")
-            .tempfile_in(dir)
-            .map_err(io_err(dir))?;
+        let file = locked_tempfile(dir, MANIFEST_TEMP_PREFIX).map_err(io_err(dir))?;
         Ok(Self {
             out: BufWriter::new(file),
             sha: Sha256::new(),
@@ -348,10 +373,7 @@ pub fn publish(
 ) -> Result<PathBuf, CertificateError> {
     persist_manifest(manifest, sequence, &dir.join(manifest_file_name(sequence)))?;
     let cert_path = dir.join(certificate_file_name(sequence));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".lethe-cert-")
-        .tempfile_in(dir)
-        .map_err(io_err(dir))?;
+    let mut tmp = locked_tempfile(dir, CERT_TEMP_PREFIX).map_err(io_err(dir))?;
     tmp.write_all(certificate).map_err(io_err(&cert_path))?;
     tmp.as_file().sync_all().map_err(io_err(&cert_path))?;
     persist_new(tmp, &cert_path, sequence, &sha256_hex(certificate))?;

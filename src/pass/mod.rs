@@ -15,6 +15,7 @@ mod audit;
 mod certify;
 mod destination;
 mod error;
+mod leftovers;
 mod orders;
 mod outcome;
 mod preflight;

@@ -21,12 +21,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::destination::Destination;
-use crate::certificate::Identity;
 use crate::certificate::dsse::{EnvelopeError, open_envelope};
+use crate::certificate::{Identity, PROBE_PREFIX};
 use crate::store::{Store, StoreError, Written};
-
-/// The prefix of every probe's name.
-const PROBE_PREFIX: &str = ".lethe-probe-";
 
 /// What a probe holds, for whoever finds one a killed run left.
 const PROBE_BYTES: &[u8] =
@@ -107,16 +104,17 @@ pub(super) async fn check(
 /// folder, fsync, a rename that never replaces), then removes it.
 fn probe_folder(dir: &Path) -> Result<(), (&'static str, std::io::Error)> {
     std::fs::create_dir_all(dir).map_err(|e| ("create the folder", e))?;
-    // The temporary file removes itself if a step below fails.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(PROBE_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| ("create a file", e))?;
+    // The temporary file removes itself if a step below fails; its lock,
+    // held until the probe is removed, keeps another run's sweep of
+    // leftovers away from it.
+    let mut tmp =
+        crate::certificate::locked_tempfile(dir, PROBE_PREFIX).map_err(|e| ("create a file", e))?;
     tmp.write_all(PROBE_BYTES)
         .map_err(|e| ("write a file", e))?;
     tmp.as_file().sync_all().map_err(|e| ("fsync a file", e))?;
     let target = dir.join(format!("{PROBE_PREFIX}{}", uuid::Uuid::new_v4().simple()));
-    tmp.persist_noclobber(&target)
+    let _held = tmp
+        .persist_noclobber(&target)
         .map_err(|e| ("rename a file", e.error))?;
     // Nothing can fail between the rename and the removal: the folder's
     // own fsync is best-effort, as when a certificate is published.

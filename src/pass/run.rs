@@ -2,7 +2,7 @@
 //!
 //! Order: take the run lease and check this machine's clock against the
 //! database's; open the stores and establish how deletions end in each;
-//! prove the run can write its evidence (`preflight`: the certificate
+//! remove the temporaries killed runs left (`leftovers`); prove the run can write its evidence (`preflight`: the certificate
 //! destination, the manifest staging folder, the signing key; the ledger by
 //! recording the run); rebuild a lost certificate; record the run; complete
 //! what an interrupted run left; plan every store into a spool; check the
@@ -22,10 +22,10 @@ use tracing::{Instrument, error, info, info_span, warn};
 use super::certify::{CertifyError, Extras, Issue, StoreInfo, check_destination, restore};
 use super::destination::Destination;
 use super::outcome::{ApprovedSummary, ErasureOutcome, RunOutcome, RunStatus};
-use super::preflight;
 use super::shards::whole_pass;
 use super::stores::{self, Planning, StorePass};
 use super::{PassError, Setup, chain, orders_from, read_orders};
+use super::{leftovers, preflight};
 use crate::clock::{Anchored, SharedClock, SystemClock};
 use crate::decide::{Orders, Shard, check_safety};
 use crate::execute::{self, Report};
@@ -330,7 +330,10 @@ impl<'a> Pass<'a> {
             return Ok(());
         };
         let (ledger, identity) = (rec.ledger, &self.setup.identity);
-        // The preflight comes first: recovery below deletes too, and a
+        // What killed runs left first: a large manifest's temporary can
+        // fill the disk the preflight below needs.
+        leftovers::sweep(&rec.destination, self.now).await;
+        // Then the preflight, before anything else: recovery below deletes too, and a
         // destination that cannot take a file is better said as such than
         // as a failure to read it.
         if let Err(e) = preflight::check(&rec.destination, identity).await {

@@ -136,7 +136,7 @@ impl StorePass {
                 Ok(0)
             }
             Err(PlanFailure::Sink(e)) => Err(PassError::Spool {
-                context: "cannot write the plan spool; nothing was deleted",
+                context: "cannot write or read back the plan spool; nothing was deleted",
                 source: e,
             }),
         }

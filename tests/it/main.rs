@@ -23,6 +23,7 @@ mod holds;
 mod image;
 mod load;
 mod local_store;
+mod longlife;
 mod operate;
 mod plan;
 mod preflight;

@@ -318,7 +318,7 @@ pub(crate) struct Daemon {
 }
 
 impl Daemon {
-    fn start(w: &World) -> (Daemon, String) {
+    pub(crate) fn start(w: &World) -> (Daemon, String) {
         Self::spawn(w.command(&["daemon", "--log-format", "json"]))
     }
 
@@ -355,7 +355,12 @@ impl Daemon {
         (d, metrics)
     }
 
-    fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
+    /// The daemon's process id, for reading /proc.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn wait_line(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -425,7 +430,11 @@ fn http_get(url: &str) -> (u16, String) {
 }
 
 /// Polls the daemon's /metrics until `until` holds (bounded).
-fn poll_metrics(url: &str, what: &str, until: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+pub(crate) fn poll_metrics(
+    url: &str,
+    what: &str,
+    until: impl Fn(&[Sample]) -> bool,
+) -> Vec<Sample> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let m = parse_metrics(&["--url", url], &[]);
@@ -440,7 +449,7 @@ fn poll_metrics(url: &str, what: &str, until: impl Fn(&[Sample]) -> bool) -> Vec
     }
 }
 
-fn daemon_world(cron: &str) -> World {
+pub(crate) fn daemon_world(cron: &str) -> World {
     let mut w = World::new();
     w.tail = format!("\n[schedule]\ncron = \"{cron}\"\n\n[daemon]\nlisten = \"127.0.0.1:0\"\n");
     w.write_config();

@@ -60,7 +60,7 @@ fn assert_stopped(w: &World, out: &Output, keys: &[String], rows_before: &str, s
 }
 
 /// The names in a folder, sorted.
-fn names(dir: &Path) -> Vec<String> {
+pub(crate) fn names(dir: &Path) -> Vec<String> {
     sorted(
         std::fs::read_dir(dir)
             .unwrap()
@@ -231,7 +231,7 @@ async fn a_read_only_certificate_folder_stops_the_run_before_any_deletion() {
 }
 
 /// Points `w`'s certificates at `prefix` of `bucket`, named `name` in the URL.
-fn certificates_on_s3(w: &mut World, bucket: &Bucket, name: &str) -> String {
+pub(crate) fn certificates_on_s3(w: &mut World, bucket: &Bucket, name: &str) -> String {
     let (url, options) = bucket.url_and_options("certs");
     let url = url.replace(&bucket.name, name);
     w.certificates = format!("\"{url}\"");
