@@ -294,10 +294,8 @@ mod tests {
         r
     }
 
-    /// Records one deleted object for `run`; returns its outcome's row.
-    async fn deletion(ledger: &Ledger, run: &str, key: &str) -> i64 {
-        let t = crate::clock::SystemClock::read();
-        let intent = Intent {
+    fn intent(key: &str, t: chrono::DateTime<chrono::Utc>) -> Intent {
+        Intent {
             store: "s".into(),
             key: key.into(),
             role: Role::Recording,
@@ -310,7 +308,13 @@ mod tests {
             rules: vec![],
             purpose: "p".into(),
             basis: "b".into(),
-        };
+        }
+    }
+
+    /// Records one deleted object for `run`; returns its outcome's row.
+    async fn deletion(ledger: &Ledger, run: &str, key: &str) -> i64 {
+        let t = crate::clock::SystemClock::read();
+        let intent = intent(key, t);
         let journal = ledger.journal(run);
         let recorded = journal
             .record_intents(&[IntentGroup {
@@ -383,20 +387,7 @@ mod tests {
         let (_dir, ledger) = scratch().await;
         assert!(!ledger.has_uncertified().await.unwrap());
         let t = crate::clock::SystemClock::read();
-        let intent = Intent {
-            store: "s".into(),
-            key: "k".into(),
-            role: Role::Recording,
-            recording: "k".into(),
-            size: 1,
-            e_tag: None,
-            purposes: vec![],
-            recorded_at: t,
-            expires_at: t,
-            rules: vec![],
-            purpose: "p".into(),
-            basis: "b".into(),
-        };
+        let intent = intent("k", t);
         let journal = ledger.journal("r");
         journal
             .record_intents(&[IntentGroup {
