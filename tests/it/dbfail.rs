@@ -226,10 +226,16 @@ async fn column(url: &str, sql: &str) -> Vec<String> {
         .connect(url)
         .await
         .unwrap();
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+    let rows = match sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_all(&pool)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    {
+        Ok(rows) => rows,
+        // A fault before the first run had created the ledger: it holds
+        // nothing (and then nothing may be gone).
+        Err(e) if e.to_string().contains("relation \"ledger\" does not exist") => vec![],
+        Err(e) => panic!("{sql}: {e}"),
+    };
     pool.close().await;
     rows.iter()
         .map(|r| r.try_get::<String, _>(0).unwrap())
