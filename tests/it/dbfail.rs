@@ -266,21 +266,6 @@ async fn intents_recorded(url: &str, child: &mut Child) {
     pool.close().await;
 }
 
-/// Runs `sql` on the ledger at `url`.
-async fn exec(url: &str, sql: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&pool)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    pool.close().await;
-}
-
 /// Terminates every backend of lethe's connections named `tag`; returns how many.
 async fn kill_backends(admin: &sqlx::PgPool, tag: &str) -> i64 {
     sqlx::query_scalar(
@@ -536,7 +521,7 @@ async fn a_worker_cut_off_past_its_lease_never_repeats_what_its_successor_did() 
             "trial {trial}: the run finished before the pause"
         );
         // The lease runs out (as two minutes without renewal would).
-        exec(
+        exec_at(
             &direct,
             "UPDATE lease SET expires_at = '2000-01-01T00:00:00.000Z'",
         )

@@ -368,17 +368,7 @@ impl World {
 
     /// Runs SQL against this world's ledger (SQLite or PostgreSQL), for tampering.
     pub async fn exec(&self, sql: &str) {
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.database_url())
-            .await
-            .unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        pool.close().await;
+        exec_at(&self.database_url(), sql).await
     }
 
     /// The first column of the first row of a query, as text (cast in SQL).
@@ -447,4 +437,19 @@ pub async fn plan_items(
     .await
     .expect("the store plans");
     items
+}
+
+/// Runs `sql` on the database at `url`.
+pub async fn exec_at(url: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    pool.close().await;
 }
