@@ -13,7 +13,6 @@ use std::sync::Arc;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::list::PaginatedListStore;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientConfigKey, ClientOptions, ObjectStore, RetryConfig};
@@ -34,6 +33,7 @@ pub enum Cloud {
     Azure {
         store: Arc<MicrosoftAzure>,
         account: String,
+        container: String,
         /// The blob service endpoint, e.g. `https://ACCOUNT.blob.core.windows.net`.
         endpoint: String,
     },
@@ -61,7 +61,7 @@ pub(crate) fn client_options(options: &[(String, String)]) -> ClientOptions {
     })
 }
 
-fn retry_config(r: &RetrySettings) -> RetryConfig {
+pub(crate) fn retry_config(r: &RetrySettings) -> RetryConfig {
     let mut c = RetryConfig::default();
     if let Some(n) = r.max_retries {
         c.max_retries = n;
@@ -79,17 +79,6 @@ fn retry_config(r: &RetrySettings) -> RetryConfig {
         c.backoff.base = b;
     }
     c
-}
-
-impl Cloud {
-    /// The client's paginated listing, for [`super::pages::Paged`].
-    pub(crate) fn pages(&self) -> Arc<dyn PaginatedListStore> {
-        match self {
-            Cloud::S3 { store, .. } => store.clone(),
-            Cloud::Azure { store, .. } => store.clone(),
-            Cloud::Gcs { store, .. } => store.clone(),
-        }
-    }
 }
 
 /// A cloud store's client, behind its URL's prefix; the typed handle; and
@@ -165,12 +154,16 @@ pub(crate) fn open(config: &StoreConfig) -> Result<Opened, String> {
                 ),
                 (None, false) => format!("https://{account}.blob.core.windows.net"),
             };
+            let container = b
+                .get_config_value(&AzureConfigKey::ContainerName)
+                .unwrap_or_else(|| bucket.clone());
             let az = Arc::new(b.build().map_err(|e| e.to_string())?);
             (
                 az.clone(),
                 Cloud::Azure {
                     store: az,
                     account,
+                    container,
                     endpoint,
                 },
             )

@@ -21,6 +21,7 @@ mod local;
 mod order;
 mod pages;
 mod probe;
+mod signed;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -202,10 +203,14 @@ impl Store {
             }
             _ => {
                 let (mut inner, cloud, prefix) = cloud::open(config).map_err(open_err)?;
-                // Listed page by page, past keys object_store cannot represent;
+                // Listed key by exact key, past keys object_store cannot represent;
                 // with injected faults, through the faulty client's listing.
-                let mut entries: Arc<dyn Entries> =
-                    Arc::new(pages::Paged::new(cloud.pages(), &prefix));
+                let mut entries: Arc<dyn Entries> = Arc::new(pages::Paged::new(
+                    cloud.clone(),
+                    &prefix,
+                    cloud::client_options(&config.options),
+                    cloud::retry_config(&config.retry),
+                ));
                 if let Some(faults) = config.faults.as_deref().copied() {
                     tracing::warn!(
                         store = %config.name,

@@ -221,6 +221,7 @@ mod tests {
         let azure = Cloud::Azure {
             store: std::sync::Arc::new(azure),
             account: "devstoreaccount1".into(),
+            container: "c".into(),
             endpoint: "http://127.0.0.1:10000/devstoreaccount1".into(),
         };
         assert_eq!(ListingOrder::cloud(&azure, None), Utf16);

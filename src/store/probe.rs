@@ -8,21 +8,13 @@
 //! (`deletion_mode`), refuses to run on a contradiction, and otherwise says
 //! in the plan, the log and the certificate what it knows and how it knows it.
 
-use std::time::Duration;
-
 use futures::StreamExt;
-use object_store::ClientOptions;
 use object_store::ObjectStoreExt;
-use object_store::aws::{AmazonS3, AwsAuthorizer};
-use object_store::azure::{AzureAuthorizer, AzureCredential, MicrosoftAzure};
-use object_store::client::{HttpConnector, HttpRequest, HttpRequestBody, ReqwestConnector};
-use object_store::gcp::GoogleCloudStorage;
+use object_store::azure::AzureCredential;
 
+use super::signed::{gcs_base, send};
 use super::{Cloud, Store};
 use crate::config::DeletionMode;
-
-/// A bounded wait for a probe request: a probe must never hang a run.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How deletions end in a store, and how lethe knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,85 +92,38 @@ impl Store {
 /// could not be asked or did not answer.
 async fn detect(cloud: &Cloud, store: &Store) -> Result<(DeletionMode, String), String> {
     let options = &store.client_options;
-    match cloud {
-        Cloud::S3 {
-            store,
-            endpoint,
-            region,
-            bucket,
-            virtual_hosted,
-            skip_signature,
-        } => {
-            let url = s3_versioning_url(endpoint.as_deref(), region, bucket, *virtual_hosted);
-            let request = s3_request(store, region, &url, *skip_signature).await?;
-            let (status, body) = send(request, options).await?;
-            s3_versioning(status, &body)
-        }
+    let url = match cloud {
+        Cloud::S3 { .. } => format!("{}?versioning", cloud.bucket_url()),
         Cloud::Gcs {
-            store,
-            base_url,
-            bucket,
-        } => {
-            let url = gcs_bucket_url(base_url.as_deref(), bucket);
-            let request = gcs_request(store, &url).await?;
-            let (status, body) = send(request, options).await?;
-            gcs_bucket_metadata(status, &body)
-        }
+            base_url, bucket, ..
+        } => gcs_bucket_url(base_url.as_deref(), bucket),
         Cloud::Azure {
             store: az,
-            account,
             endpoint,
+            ..
         } => {
-            let url = format!(
+            let credential = az
+                .credentials()
+                .get_credential()
+                .await
+                .map_err(|e| format!("no credentials: {e}"))?;
+            if let AzureCredential::SASToken(_) = credential.as_ref() {
+                return Err("a SAS token cannot read the account's blob service properties".into());
+            }
+            format!(
                 "{}/?restype=service&comp=properties",
                 endpoint.trim_end_matches('/')
-            );
-            let request = azure_request(az, account, &url).await?;
-            let (status, body) = send(request, options).await?;
-            azure_service_properties(store, status, &body).await
+            )
         }
+    };
+    let request = cloud.signed_get(&url).await.map_err(|e| e.to_string())?;
+    let (status, body) = send(request, options).await.map_err(|e| e.to_string())?;
+    let body = String::from_utf8_lossy(&body);
+    match cloud {
+        Cloud::S3 { .. } => s3_versioning(status, &body),
+        Cloud::Gcs { .. } => gcs_bucket_metadata(status, &body),
+        Cloud::Azure { .. } => azure_service_properties(store, status, &body).await,
     }
-}
-
-/// The URL of a bucket's `GetBucketVersioning`, addressed the way the store
-/// is configured (path-style or virtual-hosted, AWS or a custom endpoint).
-fn s3_versioning_url(
-    endpoint: Option<&str>,
-    region: &str,
-    bucket: &str,
-    virtual_hosted: bool,
-) -> String {
-    let base = endpoint.map(|e| e.trim_end_matches('/'));
-    match (base, virtual_hosted) {
-        (Some(e), true) => format!("{e}/?versioning"),
-        (Some(e), false) => format!("{e}/{bucket}?versioning"),
-        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com/?versioning"),
-        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}?versioning"),
-    }
-}
-
-/// A GET of `url`, signed with the store's credentials unless the store is
-/// configured to send unsigned requests.
-async fn s3_request(
-    store: &AmazonS3,
-    region: &str,
-    url: &str,
-    skip_signature: bool,
-) -> Result<HttpRequest, String> {
-    let mut request = http::Request::get(url)
-        .body(HttpRequestBody::empty())
-        .map_err(|e| e.to_string())?;
-    if !skip_signature {
-        let credential = store
-            .credentials()
-            .get_credential()
-            .await
-            .map_err(|e| format!("no credentials: {e}"))?;
-        AwsAuthorizer::new(&credential, "s3", region)
-            .try_authorize(&mut request, None)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(request)
 }
 
 /// Reads S3's answer to `GetBucketVersioning`: a bucket whose versioning was
@@ -209,27 +154,10 @@ fn s3_versioning(status: u16, body: &str) -> Result<(DeletionMode, String), Stri
 /// The URL of a bucket's versioning and soft-delete metadata, at Google's
 /// endpoint unless the store names another.
 fn gcs_bucket_url(base_url: Option<&str>, bucket: &str) -> String {
-    let base = base_url.unwrap_or("https://storage.googleapis.com");
     format!(
         "{}/storage/v1/b/{bucket}?fields=versioning,softDeletePolicy",
-        base.trim_end_matches('/')
+        gcs_base(base_url)
     )
-}
-
-/// A GET of `url` with the store's bearer token, if it has one.
-async fn gcs_request(store: &GoogleCloudStorage, url: &str) -> Result<HttpRequest, String> {
-    let credential = store
-        .credentials()
-        .get_credential()
-        .await
-        .map_err(|e| format!("no credentials: {e}"))?;
-    let mut builder = http::Request::get(url);
-    if !credential.bearer.is_empty() {
-        builder = builder.header("Authorization", format!("Bearer {}", credential.bearer));
-    }
-    builder
-        .body(HttpRequestBody::empty())
-        .map_err(|e| e.to_string())
 }
 
 /// Reads GCS bucket metadata: soft delete is checked first, because a
@@ -270,30 +198,6 @@ fn gcs_bucket_metadata(status: u16, body: &str) -> Result<(DeletionMode, String)
             "reading the bucket's metadata answered HTTP {other}"
         )),
     }
-}
-
-/// A GET of `url` authorized with the account's shared key or token; a SAS
-/// token is refused, as it cannot read service properties.
-async fn azure_request(
-    az: &MicrosoftAzure,
-    account: &str,
-    url: &str,
-) -> Result<HttpRequest, String> {
-    let mut request = http::Request::get(url)
-        .body(HttpRequestBody::empty())
-        .map_err(|e| e.to_string())?;
-    let credential = az
-        .credentials()
-        .get_credential()
-        .await
-        .map_err(|e| format!("no credentials: {e}"))?;
-    if let AzureCredential::SASToken(_) = credential.as_ref() {
-        return Err("a SAS token cannot read the account's blob service properties".into());
-    }
-    AzureAuthorizer::new(&credential, account)
-        .try_authorize(&mut request)
-        .map_err(|e| e.to_string())?;
-    Ok(request)
 }
 
 /// Reads Azure's blob service properties, and without soft delete looks at
@@ -355,22 +259,6 @@ impl Store {
     }
 }
 
-async fn send(request: HttpRequest, options: &ClientOptions) -> Result<(u16, String), String> {
-    let client = ReqwestConnector::default()
-        .connect(options)
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(PROBE_TIMEOUT, client.execute(request))
-        .await
-        .map_err(|_| "the request timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = tokio::time::timeout(PROBE_TIMEOUT, response.into_body().bytes())
-        .await
-        .map_err(|_| "the response timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,25 +277,6 @@ mod tests {
 
     #[test]
     fn probe_urls_follow_the_store_addressing() {
-        let s3 = |endpoint, virtual_hosted| {
-            s3_versioning_url(endpoint, "eu-west-1", "calls", virtual_hosted)
-        };
-        assert_eq!(
-            s3(None, false),
-            "https://s3.eu-west-1.amazonaws.com/calls?versioning"
-        );
-        assert_eq!(
-            s3(None, true),
-            "https://calls.s3.eu-west-1.amazonaws.com/?versioning"
-        );
-        assert_eq!(
-            s3(Some("http://127.0.0.1:9000/"), false),
-            "http://127.0.0.1:9000/calls?versioning"
-        );
-        assert_eq!(
-            s3(Some("http://calls.example/"), true),
-            "http://calls.example/?versioning"
-        );
         assert_eq!(
             gcs_bucket_url(None, "calls"),
             "https://storage.googleapis.com/storage/v1/b/calls?fields=versioning,softDeletePolicy"
