@@ -4,7 +4,8 @@
 //! The protocol for every batch is: write the intents (one per object: the
 //! recording, then its sidecars and companions) to the [`Journal`] in one
 //! transaction; delete each group, recording first, with bounded concurrency;
-//! check each object's absence with a `head`; write the outcomes in one
+//! check each object's absence (a listing of the batch's key range, or a
+//! `head` each: [`Verification`]); write the outcomes in one
 //! transaction. A crash between the two writes leaves intents without
 //! outcomes, which [`recover`] completes at the start of the next run. Nothing
 //! is deleted before its intent is durable, so the ledger always shows at
@@ -27,7 +28,7 @@ use tracing::{debug, info, warn};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::decide::{Action, Planned};
 use crate::hold::HoldTarget;
-use crate::store::{DeleteAnswer, Store};
+use crate::store::{DeleteAnswer, Store, Verification};
 
 /// How many log lines at info level show individual deletions per store.
 const LOG_SAMPLE: u64 = 10;
@@ -65,9 +66,10 @@ pub struct Intent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
-    /// Deleted, and a `head` afterwards found nothing.
+    /// Deleted, and the verification afterwards found nothing.
     Deleted,
-    /// The store said it was not there; a `head` confirmed it.
+    /// The store said it was not there (or did not answer); a `head`
+    /// found nothing.
     AlreadyAbsent,
     Failed,
     /// The delete was sent, but whether the object is gone could not be
@@ -364,7 +366,8 @@ fn backoff(attempt: u32) -> Duration {
     base / 2 + base.mul_f64(fastrand::f64() / 2.0)
 }
 
-/// Deletes `keys` in bulk, then checks with a `head` that each one is gone.
+/// Deletes `keys` in bulk, then checks that each one is gone (a listing of
+/// their range or a `head` each, as the store verifies).
 /// Keys still present (or whose absence cannot be checked) are deleted again,
 /// up to [`DELETE_ATTEMPTS`] times with backoff, so that every key ends in
 /// exactly one state. Results come back in the order of `keys`.
@@ -396,12 +399,24 @@ pub async fn delete_verified(
             }
             to_check.push(i);
         }
-        let check_keys: Vec<String> = to_check.iter().map(|&i| keys[i].clone()).collect();
-        let checks: Vec<(usize, Result<bool, String>)> = to_check
+        // Absence rests on two observations: the store's confirmation of
+        // the delete and its verification (a listing of the batch's range,
+        // or a head). Where the store did not confirm, a listing alone is
+        // not trusted (a store that hides a key from one listing would
+        // certify it): a head must say it is gone.
+        let (listed, headed): (Vec<usize>, Vec<usize>) = to_check
             .iter()
-            .copied()
-            .zip(store.head_many(&check_keys, concurrency).await)
-            .map(|(i, head)| (i, head.map(|m| m.is_some()).map_err(|e| e.to_string())))
+            .partition(|&&i| confirmed[i] || store.verification() == Verification::Head);
+        let listed_keys: Vec<String> = listed.iter().map(|&i| keys[i].clone()).collect();
+        let headed_keys: Vec<String> = headed.iter().map(|&i| keys[i].clone()).collect();
+        let checks: Vec<(usize, Result<bool, String>)> = listed
+            .into_iter()
+            .zip(store.presence(&listed_keys, concurrency).await)
+            .chain(
+                headed
+                    .into_iter()
+                    .zip(store.head_presence(&headed_keys, concurrency).await),
+            )
             .collect();
         pending.clear();
         for (i, check) in checks {

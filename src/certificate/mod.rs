@@ -199,6 +199,10 @@ pub struct StoreSection {
     pub already_absent: u64,
     pub bytes_deleted: u64,
     pub failed: u64,
+    /// How this store verified that deleted objects are gone (absent from
+    /// certificates issued before lethe verified by listing: a head each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absence_verified_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 pub use database::{DatabaseUrl, redact_url};
 pub use secrets::Secret;
 pub use store::{
-    DeletionMode, FaultSettings, ListingOrderSetting, RetrySettings, StoreConfig, url_prefix,
+    DeletionMode, FaultSettings, ListingOrderSetting, RetrySettings, StoreConfig, VerifySetting,
+    url_prefix,
 };
 
 use raw::{RawConfig, RawDaemon, RawHolds, RawSafety, RawSchedule, RawSigning};

@@ -109,6 +109,8 @@ pub(super) struct RawStore {
     pub inject_faults: Option<Spanned<RawFaults>>,
     #[serde(default)]
     pub listing_order: Option<Spanned<String>>,
+    #[serde(default)]
+    pub verify: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

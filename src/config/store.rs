@@ -5,7 +5,7 @@
 //! credentials), `[stores.options]` checked against object_store's builder
 //! keys for the URL's scheme (credentials are refused there: they come from
 //! the environment or the platform's identity), `[stores.retry]`,
-//! `deletion_mode`, `listing_order`, the test-only `[stores.inject_faults]`,
+//! `deletion_mode`, `listing_order`, `verify`, the test-only `[stores.inject_faults]`,
 //! and where the certificate destination lies relative to each store (beside
 //! it or inside it, never its root or around it). It builds no client: that
 //! is `store`'s job.
@@ -35,6 +35,9 @@ pub struct StoreConfig {
     /// `listing_order`: what the operator says of the store's listing order;
     /// `None` leaves it to the store's kind (see `store::ListingOrder`).
     pub listing_order: Option<ListingOrderSetting>,
+    /// `verify`: how absence after a delete is checked; `None` leaves it
+    /// to the store's kind (see `store::Verification`).
+    pub verify: Option<VerifySetting>,
     /// The key prefix, inside this store, of the certificate destination
     /// when it lies there (`""` never: a destination at the root is refused).
     /// lethe's own files under it are invisible to the store's listing.
@@ -50,6 +53,17 @@ pub struct StoreConfig {
 pub enum ListingOrderSetting {
     Lexicographic,
     Unordered,
+}
+
+/// `[[stores]] verify`: how lethe checks that a deleted object is gone: a
+/// listing of each batch's key range (`"listing"`, the default on S3,
+/// Azure and GCS, which list consistently after a delete) or a `head` of
+/// each object (`"head"`, for a store that does not, such as a multi-site
+/// Ceph; always on a local folder, where it is a `stat`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifySetting {
+    Listing,
+    Head,
 }
 
 /// `[stores.inject_faults]`: the chance of each fault per request (per key
@@ -184,6 +198,10 @@ fn store_config(
         None => None,
         Some(o) => Some(listing_order(&url, o.get_ref()).map_err(|m| source.at(o.span(), m))?),
     };
+    let verify = match &store.verify {
+        None => None,
+        Some(v) => Some(verify_setting(&url, v.get_ref()).map_err(|m| source.at(v.span(), m))?),
+    };
     Ok(StoreConfig {
         name,
         url,
@@ -192,6 +210,7 @@ fn store_config(
         deletion_mode,
         faults,
         listing_order,
+        verify,
         certificates_prefix: None,
     })
 }
@@ -253,6 +272,7 @@ pub(super) fn certificates(
         deletion_mode: None,
         faults,
         listing_order: None,
+        verify: None,
         certificates_prefix: None,
     }))
 }
@@ -540,6 +560,21 @@ fn listing_order(url: &str, value: &str) -> std::result::Result<ListingOrderSett
     }
 }
 
+/// `verify`, checked: a local folder is always checked with a `stat` per
+/// file, so `"listing"` is refused there rather than silently not done.
+fn verify_setting(url: &str, value: &str) -> std::result::Result<VerifySetting, String> {
+    match value {
+        "head" => Ok(VerifySetting::Head),
+        "listing" if url.starts_with("file:") => Err(
+            "verify = \"listing\" is for object stores: a local folder's deletions are checked with a stat of each file (leave verify out, or say \"head\")".into(),
+        ),
+        "listing" => Ok(VerifySetting::Listing),
+        other => Err(format!(
+            "verify must be \"listing\" or \"head\", not {other:?}"
+        )),
+    }
+}
+
 /// `[stores.inject_faults]`, checked: chances between 0 and 1 that add up
 /// to at most 1 per request. On a local folder the faults are a disk's
 /// (reads, checks and deletes; the walk itself is not faulted, and
@@ -650,6 +685,34 @@ fn check_store_option(scheme: &str, key: &str) -> std::result::Result<(), String
 mod tests {
     use super::super::testing::{MINIMAL, parse};
     use super::*;
+
+    #[test]
+    fn verify_is_checked_and_listing_is_refused_on_a_folder() {
+        let store = |url: &str, line: &str| {
+            parse(&format!(
+                "[signing]\nkey_id = \"k1\"\n[[stores]]\nname = \"r\"\nurl = \"{url}\"\n{line}"
+            ))
+        };
+        assert_eq!(parse(MINIMAL).unwrap().stores[0].verify, None);
+        let s = store("s3://b/calls", "verify = \"head\"\n").unwrap();
+        assert_eq!(s.stores[0].verify, Some(VerifySetting::Head));
+        let s = store("gs://b", "verify = \"listing\"\n").unwrap();
+        assert_eq!(s.stores[0].verify, Some(VerifySetting::Listing));
+        let err = store("s3://b", "verify = \"list\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":6:10: verify must be \"listing\" or \"head\""),
+            "{err}"
+        );
+        let err = store("recordings", "verify = \"listing\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("a local folder's deletions are checked with a stat"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn listing_order_is_checked_and_left_to_the_store_by_default() {

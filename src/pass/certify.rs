@@ -93,6 +93,8 @@ pub struct StoreInfo {
     pub name: String,
     pub url: String,
     pub deletion: crate::store::DeletionStatement,
+    /// `None` for a store that could not be opened.
+    pub verification: Option<crate::store::Verification>,
 }
 
 fn role_str(role: Role) -> &'static str {
@@ -415,6 +417,7 @@ fn store_sections(
                 deletion_mode: s.deletion.mode.clone(),
                 deletion_mode_basis: s.deletion.basis.clone(),
                 caveat: s.deletion.caveat().map(str::to_string),
+                absence_verified_by: s.verification.map(|v| v.statement().to_string()),
                 ..tally
             }
         })

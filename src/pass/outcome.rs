@@ -38,6 +38,9 @@ pub struct StoreOutcome {
     pub report: Report,
     /// How deletions end in this store, as the certificate states it.
     pub deletion: DeletionStatement,
+    /// How absence after a delete is verified; `None` if the store could
+    /// not be opened.
+    pub verification: Option<crate::store::Verification>,
 }
 
 /// A run limited to an approved plan.

@@ -709,6 +709,7 @@ impl<'a> Pass<'a> {
                 name: p.outcome.name.clone(),
                 url: p.outcome.url.clone(),
                 deletion: p.outcome.deletion.clone(),
+                verification: p.outcome.verification,
             })
             .collect();
         let issue = Issue {

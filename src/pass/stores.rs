@@ -51,6 +51,7 @@ pub(super) fn open_all(settings: &Settings) -> Vec<StorePass> {
                         mode: "unknown".into(),
                         basis: "the store could not be opened".into(),
                     },
+                    verification: store.as_ref().map(Store::verification),
                 },
                 store,
                 spool: None,

@@ -15,6 +15,7 @@
 //! channel, [`Entries`]. The store never decides anything: it answers and it
 //! deletes.
 
+mod absence;
 mod cloud;
 pub mod faults;
 mod local;
@@ -34,6 +35,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
+pub use absence::Verification;
 pub use cloud::Cloud;
 pub use local::{GuardError, LocalError, LocalGuard, guard_error};
 pub use order::ListingOrder;
@@ -151,6 +153,8 @@ pub struct Store {
     /// The order the listing yields keys in, as far as the scan may rely on
     /// it (see [`ListingOrder`]).
     order: ListingOrder,
+    /// How the absence of a deleted object is checked.
+    verification: Verification,
     /// The key prefix of lethe's certificate destination inside this store:
     /// the certificates, manifests and their temporary files there are never
     /// listed, read or deleted.
@@ -227,7 +231,11 @@ impl Store {
             Some(cloud) => ListingOrder::cloud(cloud, config.listing_order),
             None => ListingOrder::local(config.listing_order),
         };
-        tracing::debug!(store = %config.name, order = order.as_str(), "listing order relied on");
+        let verification = match (config.verify, cloud.is_some()) {
+            (Some(crate::config::VerifySetting::Head), _) | (_, false) => Verification::Head,
+            (Some(crate::config::VerifySetting::Listing) | None, true) => Verification::Listing,
+        };
+        tracing::debug!(store = %config.name, order = order.as_str(), verification = verification.as_str(), "listing order relied on");
         Ok(Self {
             name: config.name.clone(),
             url: url.clone(),
@@ -237,6 +245,7 @@ impl Store {
             cloud,
             client_options: cloud::client_options(&config.options),
             order,
+            verification,
             certificates_prefix: config.certificates_prefix.clone(),
         })
     }
@@ -252,6 +261,7 @@ impl Store {
             local: false,
             client_options: object_store::ClientOptions::new(),
             order: ListingOrder::Unordered,
+            verification: Verification::Head,
             certificates_prefix: None,
         }
     }
@@ -661,7 +671,19 @@ pub trait Entries: Send + Sync + std::fmt::Debug {
     /// Declares lethe's own files, to be reported and never read or deleted
     /// where they lie inside the store.
     fn protect(&self, paths: &[std::path::PathBuf]);
+    /// The entries under `folder` (a key prefix ending in `/`, or `""`),
+    /// from after `start_after` where the store can start there (a store
+    /// may list from earlier); `None` if this listing cannot be asked for
+    /// a range.
+    fn range(&self, folder: &str, start_after: Option<&str>) -> Option<EntryStream> {
+        let _ = (folder, start_after);
+        None
+    }
 }
+
+/// A listing as [`Entries`] yields it.
+pub type EntryStream =
+    BoxStream<'static, std::result::Result<Listed, Box<dyn std::error::Error + Send + Sync>>>;
 
 impl Entries for LocalGuard {
     fn entries(
@@ -696,6 +718,21 @@ impl Entries for Objects {
     }
 
     fn protect(&self, _paths: &[std::path::PathBuf]) {}
+
+    fn range(&self, folder: &str, start_after: Option<&str>) -> Option<EntryStream> {
+        let prefix = ObjectPath::parse(folder.trim_end_matches('/')).ok()?;
+        let prefix = (!folder.is_empty()).then_some(prefix);
+        let offset = start_after.and_then(|o| ObjectPath::parse(o).ok());
+        let listing = match offset {
+            Some(offset) => self.0.list_with_offset(prefix.as_ref(), &offset),
+            None => self.0.list(prefix.as_ref()),
+        };
+        Some(
+            listing
+                .map(|r| r.map(Listed::Object).map_err(Into::into))
+                .boxed(),
+        )
+    }
 }
 
 /// The largest file [`Store::put_file_new`] sends as one conditional put.

@@ -23,13 +23,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectMeta, RetryConfig};
 use serde::Deserialize;
 
 use super::signed::{SendError, gcs_base, send};
-use super::{Cloud, Entries, Listed, ProblemKind};
+use super::{Cloud, Entries, EntryStream, Listed, ProblemKind};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -355,8 +354,15 @@ fn refused(status: u16, body: &[u8]) -> String {
 }
 
 impl Paged {
-    /// The URL of one list request.
-    fn page_url(&self, token: Option<&str>) -> Result<url::Url, String> {
+    /// The URL of one list request: keys under `prefix` (the store's own
+    /// prefix included), from after `start` on the first page (Azure and
+    /// GCS start at it, inclusive), then from the store's `token`.
+    fn page_url(
+        &self,
+        prefix: Option<&str>,
+        start: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<url::Url, String> {
         let base = match &self.cloud {
             Cloud::Gcs {
                 base_url, bucket, ..
@@ -370,32 +376,38 @@ impl Paged {
                 Cloud::Azure { .. } => {
                     query.append_pair("restype", "container");
                     query.append_pair("comp", "list");
-                    if let Some(prefix) = &self.prefix {
+                    if let Some(prefix) = prefix {
                         query.append_pair("prefix", prefix);
                     }
-                    if let Some(token) = token {
-                        query.append_pair("marker", token);
-                    }
+                    match (token, start) {
+                        (Some(token), _) => query.append_pair("marker", token),
+                        (None, Some(start)) => query.append_pair("startFrom", start),
+                        (None, None) => &mut query,
+                    };
                 }
                 Cloud::Gcs { .. } => {
                     query.append_pair("maxResults", "1000");
-                    if let Some(prefix) = &self.prefix {
+                    if let Some(prefix) = prefix {
                         query.append_pair("prefix", prefix);
                     }
-                    if let Some(token) = token {
-                        query.append_pair("pageToken", token);
-                    }
+                    match (token, start) {
+                        (Some(token), _) => query.append_pair("pageToken", token),
+                        (None, Some(start)) => query.append_pair("startOffset", start),
+                        (None, None) => &mut query,
+                    };
                 }
                 Cloud::S3 { .. } => {
                     query.append_pair("list-type", "2");
                     // Keys XML 1.0 cannot carry come back URL-encoded.
                     query.append_pair("encoding-type", "url");
-                    if let Some(prefix) = &self.prefix {
+                    if let Some(prefix) = prefix {
                         query.append_pair("prefix", prefix);
                     }
-                    if let Some(token) = token {
-                        query.append_pair("continuation-token", token);
-                    }
+                    match (token, start) {
+                        (Some(token), _) => query.append_pair("continuation-token", token),
+                        (None, Some(start)) => query.append_pair("start-after", start),
+                        (None, None) => &mut query,
+                    };
                 }
             }
         }
@@ -445,8 +457,8 @@ impl Paged {
     }
 
     /// One page, requested and read.
-    async fn page(&self, token: Option<&str>) -> Result<Page, String> {
-        let url = self.page_url(token)?;
+    async fn page(&self, span: &Span, token: Option<&str>) -> Result<Page, String> {
+        let url = self.page_url(span.prefix.as_deref(), span.start.as_deref(), token)?;
         let body = self.fetch(&url).await?;
         match &self.cloud {
             Cloud::Azure { .. } => azure_page(&body),
@@ -516,6 +528,12 @@ impl Paged {
     }
 }
 
+/// What one listing covers: keys under `prefix`, from after `start`.
+struct Span {
+    prefix: Option<String>,
+    start: Option<String>,
+}
+
 /// Where the listing stands.
 struct Cursor {
     /// The next page's token; `None` before the first page.
@@ -523,20 +541,20 @@ struct Cursor {
     done: bool,
 }
 
-impl Entries for Paged {
-    fn entries(&self) -> BoxStream<'static, Result<Listed, BoxError>> {
+impl Paged {
+    fn stream(&self, span: Span) -> EntryStream {
         let cursor = Cursor {
             token: None,
             done: false,
         };
         futures::stream::unfold(
-            (self.clone_handle(), cursor),
-            |(this, mut cursor)| async move {
+            (self.clone_handle(), span, cursor),
+            |(this, span, mut cursor)| async move {
                 if cursor.done {
                     return None;
                 }
                 let items: Vec<Result<Listed, BoxError>> =
-                    match this.page(cursor.token.as_deref()).await {
+                    match this.page(&span, cursor.token.as_deref()).await {
                         Err(e) => {
                             cursor.done = true;
                             vec![Err(e.into())]
@@ -559,14 +577,32 @@ impl Entries for Paged {
                             items
                         }
                     };
-                Some((futures::stream::iter(items), (this, cursor)))
+                Some((futures::stream::iter(items), (this, span, cursor)))
             },
         )
         .flatten()
         .boxed()
     }
+}
+
+impl Entries for Paged {
+    fn entries(&self) -> EntryStream {
+        self.stream(Span {
+            prefix: self.prefix.clone(),
+            start: None,
+        })
+    }
 
     fn protect(&self, _paths: &[std::path::PathBuf]) {}
+
+    fn range(&self, folder: &str, start_after: Option<&str>) -> Option<EntryStream> {
+        let own = self.prefix.as_deref().unwrap_or_default();
+        let prefix = format!("{own}{folder}");
+        Some(self.stream(Span {
+            prefix: (!prefix.is_empty()).then_some(prefix),
+            start: start_after.map(|s| format!("{own}{s}")),
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -353,6 +353,7 @@ mod tests {
             deletion_mode: None,
             faults: None,
             listing_order: None,
+            verify: None,
             certificates_prefix: None,
         };
         let local = Store::open(&config).unwrap();

@@ -395,3 +395,160 @@ async fn each_key_a_bulk_delete_denies_is_reported_with_its_own_error() {
         assert!(w.exists(key), "{key} must remain");
     }
 }
+
+/// Counts `head` and `list` requests, fails every delete of one key (the
+/// object stays), and hides that key from the first listing: a store whose
+/// listing lies once about what it holds.
+#[derive(Debug)]
+struct Witness {
+    inner: Arc<LocalFileSystem>,
+    stuck: Path,
+    heads: std::sync::atomic::AtomicUsize,
+    lists: std::sync::atomic::AtomicUsize,
+    hidden: AtomicBool,
+}
+
+impl fmt::Display for Witness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Witness({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for Witness {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        if options.head {
+            self.heads.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.get_opts(location, options).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let stuck = self.stuck.clone();
+        let inner = self.inner.clone();
+        locations
+            .map(move |p| {
+                let inner = inner.clone();
+                let stuck = stuck.clone();
+                async move {
+                    let p = p?;
+                    if p == stuck {
+                        return Err(object_store::Error::Generic {
+                            store: "S3",
+                            source: "InternalError: We encountered an internal error".into(),
+                        });
+                    }
+                    object_store::ObjectStoreExt::delete(inner.as_ref(), &p).await?;
+                    Ok(p)
+                }
+            })
+            .buffered(4)
+            .boxed()
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        let hide = !self.hidden.swap(true, Ordering::SeqCst);
+        let stuck = self.stuck.clone();
+        self.inner
+            .list(prefix)
+            .filter(move |m| {
+                let hidden = hide && m.as_ref().is_ok_and(|m| m.location == stuck);
+                std::future::ready(!hidden)
+            })
+            .boxed()
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Absence verified by listing: 300 deletions among 600 kept objects are
+/// checked with one listing of their range and no `head`, except for the
+/// one key whose delete the store did not confirm: the listing hides it
+/// once, and only a `head` shows it is still there, so it is never
+/// certified. With `verify = "head"` every key gets a `head`.
+#[tokio::test]
+async fn absence_is_verified_by_one_listing_and_a_hiding_listing_certifies_nothing() {
+    use lethe::store::Verification;
+    let w = World::new();
+    let mut doomed: Vec<String> = Vec::new();
+    for i in 0..900 {
+        let key = format!("calls/2024/{:03}/r{i:04}.wav", i % 3);
+        w.put(&key, "audio");
+        if i % 3 == 1 {
+            doomed.push(key);
+        }
+    }
+    let stuck = doomed[150].clone();
+    let witness = |verification| {
+        let store = Arc::new(Witness {
+            inner: Arc::new(LocalFileSystem::new_with_prefix(w.store()).unwrap()),
+            stuck: Path::parse(&stuck).unwrap(),
+            heads: Default::default(),
+            lists: Default::default(),
+            hidden: AtomicBool::new(false),
+        });
+        let s = Store::from_object_store("recordings", "s3://test", store.clone())
+            .with_verification(verification);
+        (s, store)
+    };
+    let (store, counts) = witness(Verification::Listing);
+    let results = execute::delete_verified(&store, &doomed, 4).await;
+    for (key, (status, detail)) in doomed.iter().zip(&results) {
+        if *key == stuck {
+            assert_eq!(*status, Status::Failed, "{detail:?}");
+            assert!(w.exists(key), "the stuck key is still there");
+        } else {
+            assert_eq!(*status, Status::Deleted, "{key}: {detail:?}");
+            assert!(!w.exists(key), "{key}");
+        }
+    }
+    let heads = counts.heads.load(Ordering::SeqCst);
+    let lists = counts.lists.load(Ordering::SeqCst);
+    // One listing per attempt (four for the stuck key's retries); a head
+    // per attempt for the one key the store did not confirm.
+    assert_eq!(heads, 4, "heads");
+    assert!(lists <= 4, "{lists} listings");
+    // The same with a head per key.
+    for i in 0..30 {
+        w.put(&format!("calls/2025/r{i}.wav"), "audio");
+    }
+    let keys: Vec<String> = (0..30).map(|i| format!("calls/2025/r{i}.wav")).collect();
+    let (store, counts) = witness(Verification::Head);
+    let results = execute::delete_verified(&store, &keys, 4).await;
+    assert!(
+        results.iter().all(|(s, _)| *s == Status::Deleted),
+        "{results:?}"
+    );
+    assert_eq!(counts.heads.load(Ordering::SeqCst), 30);
+    assert_eq!(counts.lists.load(Ordering::SeqCst), 0);
+}

@@ -1,0 +1,255 @@
+//! Whether deleted objects are gone: a listing of the batch's key range, or
+//! a `head` of each.
+//!
+//! S3, Azure Blob and GCS list consistently after a delete (their
+//! statements are quoted in ARCHITECTURE.md), so one listing of the range a
+//! batch spans shows which of its keys remain, for one request per 1,000
+//! keys listed instead of one per key. The listing starts just before the
+//! batch's first key (where the store keeps an order: the key less its last
+//! character, so the first key itself is listed) inside the batch's common
+//! folder, and stops past its last key. A range too wide to list cheaply
+//! (more than [`RANGE_SLACK`] times the batch's keys, as when a batch's
+//! keys are spread thin among kept objects, or a store ignores the offset)
+//! is given up for a `head` of each key it did not reach. A store that
+//! promises an order but is seen listing out of it is not trusted to have
+//! shown the whole range: its keys not seen are checked with a `head`. A
+//! listing that fails leaves its keys unchecked (an error each), as a
+//! failed `head` does. A local folder is always checked with a `head`
+//! (a `stat`), which costs less there than a listing.
+
+use std::collections::HashSet;
+
+use futures::StreamExt;
+
+use super::{Listed, Store};
+
+/// How the absence of a deleted object is verified in a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// A listing of each batch's key range.
+    Listing,
+    /// A `head` (on a local folder, a `stat`) of each object.
+    Head,
+}
+
+impl Verification {
+    /// What a certificate says of it.
+    pub fn statement(self) -> &'static str {
+        match self {
+            Verification::Listing => {
+                "absence verified by a listing of each batch's key range (a head of each key where the range was too wide, the store did not confirm the delete, or a run was interrupted)"
+            }
+            Verification::Head => "absence verified by a head of each object",
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verification::Listing => "listing",
+            Verification::Head => "head",
+        }
+    }
+}
+
+/// A range listing may list this many entries per key it checks (plus
+/// [`RANGE_BASE`]) before it gives up for `head`s.
+pub const RANGE_SLACK: usize = 4;
+const RANGE_BASE: usize = 2000;
+
+/// The folder (up to and including its last `/`) all of `keys` lie in.
+fn common_folder<'k>(keys: &[&'k str]) -> &'k str {
+    let (Some(min), Some(max)) = (keys.iter().min(), keys.iter().max()) else {
+        return "";
+    };
+    let common = min
+        .bytes()
+        .zip(max.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    match min[..common].rfind('/') {
+        Some(i) => &min[..=i],
+        None => "",
+    }
+}
+
+/// A key that sorts just before `key` in any of the stores' orders: `key`
+/// less its last character (a prefix sorts before what extends it).
+fn just_before(key: &str) -> Option<&str> {
+    let (last, _) = key.char_indices().next_back()?;
+    (last > 0).then(|| &key[..last])
+}
+
+impl Store {
+    /// The store, verifying absence as `verification` says (a store made
+    /// with [`Store::from_object_store`] verifies with a `head`).
+    pub fn with_verification(mut self, verification: Verification) -> Self {
+        self.verification = verification;
+        self
+    }
+
+    /// How this store verifies absence.
+    pub fn verification(&self) -> Verification {
+        self.verification
+    }
+
+    /// Whether each of `keys` is present (`Ok(true)`), gone (`Ok(false)`)
+    /// or could not be checked; in the order of `keys`.
+    pub async fn presence(
+        &self,
+        keys: &[String],
+        concurrency: usize,
+    ) -> Vec<std::result::Result<bool, String>> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
+        if self.verification == Verification::Head {
+            return self.head_presence(keys, concurrency).await;
+        }
+        let decided = self.listed_presence(keys).await;
+        let rest: Vec<String> = keys
+            .iter()
+            .zip(&decided)
+            .filter(|(_, d)| d.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut heads = self.head_presence(&rest, concurrency).await.into_iter();
+        decided
+            .into_iter()
+            .map(|d| match d {
+                Some(answer) => answer,
+                None => heads
+                    .next()
+                    .unwrap_or_else(|| Err("no answer for this key".into())),
+            })
+            .collect()
+    }
+
+    /// A `head` of each key.
+    pub async fn head_presence(
+        &self,
+        keys: &[String],
+        concurrency: usize,
+    ) -> Vec<std::result::Result<bool, String>> {
+        self.head_many(keys, concurrency)
+            .await
+            .into_iter()
+            .map(|h| h.map(|m| m.is_some()).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    /// What one listing of the keys' range says of each; `None` for a key
+    /// it could not decide (to be checked with a `head`).
+    async fn listed_presence(
+        &self,
+        keys: &[String],
+    ) -> Vec<Option<std::result::Result<bool, String>>> {
+        let order = self.order;
+        let sorted = order.is_sorted();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let folder = common_folder(&refs);
+        let first = refs
+            .iter()
+            .copied()
+            .min_by(|a, b| order.cmp(a, b))
+            .unwrap_or_default();
+        let last = refs
+            .iter()
+            .copied()
+            .max_by(|a, b| order.cmp(a, b))
+            .unwrap_or_default();
+        let start_after = sorted.then(|| just_before(first)).flatten();
+        let Some(mut listing) = self.entries.range(folder, start_after) else {
+            return vec![None; keys.len()];
+        };
+        let wanted: HashSet<&str> = refs.iter().copied().collect();
+        let mut seen: HashSet<String> = HashSet::new();
+        let cap = RANGE_SLACK * keys.len() + RANGE_BASE;
+        let mut listed = 0usize;
+        // The last key listed, while the listing keeps the store's order.
+        let mut reached: Option<String> = None;
+        let mut in_order = true;
+        let mut complete = false;
+        let mut failure: Option<String> = None;
+        loop {
+            match listing.next().await {
+                None => {
+                    complete = true;
+                    break;
+                }
+                Some(Err(e)) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+                Some(Ok(Listed::Object(meta))) => {
+                    let key = meta.location.as_ref();
+                    if sorted {
+                        if let Some(previous) = &reached {
+                            in_order &= order.cmp(previous, key) == std::cmp::Ordering::Less;
+                        }
+                        if in_order && order.cmp(key, last) == std::cmp::Ordering::Greater {
+                            complete = true;
+                            break;
+                        }
+                    }
+                    if wanted.contains(key) {
+                        seen.insert(key.to_string());
+                    }
+                    reached = Some(key.to_string());
+                    listed += 1;
+                    if listed > cap {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        tracing::debug!(
+            store = %self.name,
+            keys = keys.len(),
+            listed,
+            complete,
+            in_order,
+            failed = failure.is_some(),
+            "absence checked by listing"
+        );
+        refs.iter()
+            .map(|key| {
+                if seen.contains(*key) {
+                    return Some(Ok(true));
+                }
+                if !in_order {
+                    return None;
+                }
+                let passed = complete
+                    || (sorted
+                        && reached
+                            .as_deref()
+                            .is_some_and(|r| order.cmp(key, r) != std::cmp::Ordering::Greater));
+                match (&failure, passed) {
+                    (_, true) => Some(Ok(false)),
+                    (Some(e), false) => Some(Err(format!(
+                        "the listing that verifies absence failed: {e}"
+                    ))),
+                    (None, false) => None,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_range_starts_just_before_the_first_key_in_the_common_folder() {
+        assert_eq!(common_folder(&["a/b/c.wav", "a/b/d/e.wav"]), "a/b/");
+        assert_eq!(common_folder(&["a/b/c.wav", "a/bc/d.wav"]), "a/");
+        assert_eq!(common_folder(&["x.wav", "a/b.wav"]), "");
+        assert_eq!(common_folder(&["a/b/c.wav"]), "a/b/");
+        assert_eq!(just_before("a/b/c.wav"), Some("a/b/c.wa"));
+        assert_eq!(just_before("a/z😀"), Some("a/z"));
+        assert_eq!(just_before("x"), None);
+        assert_eq!(just_before(""), None);
+    }
+}
