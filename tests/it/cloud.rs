@@ -1017,6 +1017,86 @@ async fn names_sorted_differently_by_utf16_never_stop_a_store(kind: Kind) {
 for_each_kind! {
     names_that_utf16_sorts_differently_never_stop_a_store => names_sorted_differently_by_utf16_never_stop_a_store,
     keys_the_store_cannot_address_are_kept_and_never_mislead_the_run => unrepresentable_keys_are_kept,
+    absence_is_verified_by_listing_unless_the_store_says_head => absence_by_listing,
+}
+
+/// After its deletes, a run checks absence with a listing of each batch's
+/// key range, not a `head` per object, and its certificate says so; with
+/// `verify = "head"` it checks each object, and says that. Expired and
+/// fresh recordings are interleaved in one folder, with the store declared
+/// lexicographic (so the listing starts at the batch's first key and stops
+/// past its last) and left unordered (so it lists the folder).
+async fn absence_by_listing(kind: Kind) {
+    for (extra, by_listing) in [
+        ("listing_order = \"lexicographic\"\n", true),
+        ("", true),
+        ("verify = \"head\"\n", false),
+    ] {
+        let bucket = Bucket::new(kind).await;
+        let mut w = World::new();
+        w.stores = bucket.store_toml("recordings", "tenant-a", extra);
+        w.env = bucket.env();
+        w.write_config();
+        let old = format!("calls/quality/{}", months_ago(20));
+        let new = format!("calls/quality/{}", months_ago(1));
+        let mut expired = Vec::new();
+        for i in 0..120 {
+            let key = format!("{old}/C-{i:04}.wav");
+            bucket.put(&format!("tenant-a/{key}"), "audio").await;
+            bucket
+                .put(&format!("tenant-a/{old}/C-{i:04}.wav.keep"), "kept")
+                .await;
+            expired.push(key);
+        }
+        bucket
+            .put(&format!("tenant-a/{new}/N-0001.wav"), "audio")
+            .await;
+        w.env.push(("LETHE_LOG".into(), "lethe=debug".into()));
+        let out = w.lethe(&["run", "--log-format", "json"]);
+        assert_exit(&out, 0);
+        assert_eq!(
+            sorted(w.manifest_keys(1)),
+            sorted(expired.clone()),
+            "{kind:?} {extra}"
+        );
+        for key in &expired {
+            assert!(!bucket.exists(&format!("tenant-a/{key}")).await, "{key}");
+            assert!(
+                bucket.exists(&format!("tenant-a/{key}.keep")).await,
+                "{key}.keep"
+            );
+        }
+        let checks: Vec<serde_json::Value> = stderr(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "absence checked by listing")
+            .collect();
+        let said = w.payload(1)["stores"][0]["absence_verified_by"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let listed: Vec<&serde_json::Value> =
+            checks.iter().map(|c| &c["fields"]["listed"]).collect();
+        println!(
+            "absence by listing: {kind:?} {extra:?}: keys checked {}, entries listed per check {listed:?}",
+            expired.len()
+        );
+        if by_listing {
+            assert!(said.starts_with("absence verified by a listing"), "{said}");
+            assert!(!checks.is_empty(), "{kind:?} {extra}: no listing check");
+            for c in &checks {
+                assert_eq!(c["fields"]["complete"], true, "{kind:?} {extra}: {c}");
+                assert_eq!(c["fields"]["failed"], false, "{kind:?} {extra}: {c}");
+            }
+        } else {
+            assert_eq!(said, "absence verified by a head of each object");
+            assert!(checks.is_empty(), "{kind:?}: {checks:?}");
+        }
+        assert_exit(
+            &w.lethe(&["verify", w.cert(1).to_str().unwrap(), "--check-store"]),
+            0,
+        );
+    }
 }
 
 /// Keys the store accepts but object_store's `Path` refuses or changes (an
