@@ -306,7 +306,7 @@ fn companions_to_check(item: &Planned) -> impl Iterator<Item = &String> {
 }
 
 /// One recording's objects to delete: the recording, its sidecars, and the
-/// companions that exist (`companions` holds what a `head` said of each).
+/// companions that exist (`companions` holds what the store said of each).
 fn group_intents(
     item: &Planned,
     companions: &HashMap<String, Result<Option<ObjectMeta>, String>>,
@@ -564,12 +564,10 @@ pub async fn execute<J: Journal>(
                 .cloned()
                 .collect()
         };
-        let heads = store.head_many(&lookups, options.concurrency).await;
-        let companions: HashMap<String, Result<Option<ObjectMeta>, String>> = lookups
-            .into_iter()
-            .zip(heads)
-            .map(|(k, h)| (k, h.map_err(|e| e.to_string())))
-            .collect();
+        // As the store verifies absence: one listing of their range, or a head each.
+        let found = store.lookup_many(&lookups, options.concurrency).await;
+        let companions: HashMap<String, Result<Option<ObjectMeta>, String>> =
+            lookups.into_iter().zip(found).collect();
         let groups: Vec<(Planned, Result<Vec<Intent>, String>)> = batch
             .into_iter()
             .map(|item| {

@@ -1,5 +1,5 @@
-//! Whether deleted objects are gone: a listing of the batch's key range, or
-//! a `head` of each.
+//! Whether deleted objects are gone, and which companions exist before a
+//! delete: a listing of the batch's key range, or a `head` of each.
 //!
 //! S3, Azure Blob and GCS list consistently after a delete (their
 //! statements are quoted in ARCHITECTURE.md), so one listing of the range a
@@ -15,11 +15,14 @@
 //! shown the whole range: its keys not seen are checked with a `head`. A
 //! listing that fails leaves its keys unchecked (an error each), as a
 //! failed `head` does. A local folder is always checked with a `head`
-//! (a `stat`), which costs less there than a listing.
+//! (a `stat`), which costs less there than a listing. The same lookup tells
+//! which of a batch's companions exist (and their size) before their
+//! intents are written: a companion a listing does not show is not deleted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use futures::StreamExt;
+use object_store::ObjectMeta;
 
 use super::{Listed, Store};
 
@@ -99,20 +102,35 @@ impl Store {
         keys: &[String],
         concurrency: usize,
     ) -> Vec<std::result::Result<bool, String>> {
+        self.lookup_many(keys, concurrency)
+            .await
+            .into_iter()
+            .map(|r| r.map(|m| m.is_some()))
+            .collect()
+    }
+
+    /// Each of `keys`' metadata, `None` where it does not exist, as this
+    /// store verifies: one listing of their range (a `head` for each key it
+    /// could not decide), or a `head` each. In the order of `keys`.
+    pub async fn lookup_many(
+        &self,
+        keys: &[String],
+        concurrency: usize,
+    ) -> Vec<std::result::Result<Option<ObjectMeta>, String>> {
         if keys.is_empty() {
             return Vec::new();
         }
         if self.verification == Verification::Head {
-            return self.head_presence(keys, concurrency).await;
+            return self.head_lookup(keys, concurrency).await;
         }
-        let decided = self.listed_presence(keys).await;
+        let decided = self.listed_lookup(keys).await;
         let rest: Vec<String> = keys
             .iter()
             .zip(&decided)
             .filter(|(_, d)| d.is_none())
             .map(|(k, _)| k.clone())
             .collect();
-        let mut heads = self.head_presence(&rest, concurrency).await.into_iter();
+        let mut heads = self.head_lookup(&rest, concurrency).await.into_iter();
         decided
             .into_iter()
             .map(|d| match d {
@@ -124,25 +142,37 @@ impl Store {
             .collect()
     }
 
-    /// A `head` of each key.
+    /// Whether each of `keys` is present, by a `head` of each.
     pub async fn head_presence(
         &self,
         keys: &[String],
         concurrency: usize,
     ) -> Vec<std::result::Result<bool, String>> {
+        self.head_lookup(keys, concurrency)
+            .await
+            .into_iter()
+            .map(|r| r.map(|m| m.is_some()))
+            .collect()
+    }
+
+    async fn head_lookup(
+        &self,
+        keys: &[String],
+        concurrency: usize,
+    ) -> Vec<std::result::Result<Option<ObjectMeta>, String>> {
         self.head_many(keys, concurrency)
             .await
             .into_iter()
-            .map(|h| h.map(|m| m.is_some()).map_err(|e| e.to_string()))
+            .map(|h| h.map_err(|e| e.to_string()))
             .collect()
     }
 
     /// What one listing of the keys' range says of each; `None` for a key
     /// it could not decide (to be checked with a `head`).
-    async fn listed_presence(
+    async fn listed_lookup(
         &self,
         keys: &[String],
-    ) -> Vec<Option<std::result::Result<bool, String>>> {
+    ) -> Vec<Option<std::result::Result<Option<ObjectMeta>, String>>> {
         let order = self.order;
         let sorted = order.is_sorted();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -162,7 +192,7 @@ impl Store {
             return vec![None; keys.len()];
         };
         let wanted: HashSet<&str> = refs.iter().copied().collect();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashMap<String, ObjectMeta> = HashMap::new();
         let cap = RANGE_SLACK * keys.len() + RANGE_BASE;
         let mut listed = 0usize;
         // The last key listed, while the listing keeps the store's order.
@@ -191,10 +221,10 @@ impl Store {
                             break;
                         }
                     }
-                    if wanted.contains(key) {
-                        seen.insert(key.to_string());
-                    }
                     reached = Some(key.to_string());
+                    if wanted.contains(key) {
+                        seen.insert(key.to_string(), meta);
+                    }
                     listed += 1;
                     if listed > cap {
                         break;
@@ -210,12 +240,12 @@ impl Store {
             complete,
             in_order,
             failed = failure.is_some(),
-            "absence checked by listing"
+            "keys checked by listing"
         );
         refs.iter()
             .map(|key| {
-                if seen.contains(*key) {
-                    return Some(Ok(true));
+                if let Some(meta) = seen.get(*key) {
+                    return Some(Ok(Some(meta.clone())));
                 }
                 if !in_order {
                     return None;
@@ -226,9 +256,9 @@ impl Store {
                             .as_deref()
                             .is_some_and(|r| order.cmp(key, r) != std::cmp::Ordering::Greater));
                 match (&failure, passed) {
-                    (_, true) => Some(Ok(false)),
+                    (_, true) => Some(Ok(None)),
                     (Some(e), false) => Some(Err(format!(
-                        "the listing that verifies absence failed: {e}"
+                        "the listing that checks these keys failed: {e}"
                     ))),
                     (None, false) => None,
                 }

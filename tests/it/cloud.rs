@@ -26,7 +26,7 @@ fn var(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_string())
 }
 
-fn s3_endpoint() -> String {
+pub(crate) fn s3_endpoint() -> String {
     var("LETHE_TEST_S3_ENDPOINT", "http://127.0.0.1:9000")
 }
 fn azurite() -> String {
@@ -48,7 +48,7 @@ pub struct Bucket {
     pub client: Arc<dyn ObjectStore>,
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(std::time::Duration::from_secs(30))
@@ -1069,7 +1069,7 @@ async fn absence_by_listing(kind: Kind) {
         let checks: Vec<serde_json::Value> = stderr(&out)
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["fields"]["message"] == "absence checked by listing")
+            .filter(|v| v["fields"]["message"] == "keys checked by listing")
             .collect();
         let said = w.payload(1)["stores"][0]["absence_verified_by"]
             .as_str()

@@ -1,0 +1,155 @@
+//! Requests per deleted object on S3, counted by a loopback proxy in front
+//! of moto (`scripts/emulators/counting-proxy.py`): what a run costs in
+//! requests, which on a real store is latency and money.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use futures::StreamExt;
+
+use crate::cloud::{Bucket, Kind, http, s3_endpoint};
+use crate::*;
+
+/// The counting proxy, stopped when dropped.
+pub(crate) struct Proxy {
+    child: Child,
+    pub url: String,
+}
+
+impl Proxy {
+    pub fn start(backend: &str) -> Self {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/emulators/counting-proxy.py"
+        );
+        let backend = backend.trim_start_matches("http://").trim_end_matches('/');
+        let mut child = Command::new("python3")
+            .args([script, "--listen", "127.0.0.1:0", "--backend", backend])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 for the counting proxy");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("counting proxy: {line:?}"));
+        Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// The requests counted so far, by kind.
+    pub async fn counts(&self) -> BTreeMap<String, u64> {
+        let body = http()
+            .get(format!("{}/_counts", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub async fn reset(&self) {
+        http()
+            .post(format!("{}/_counts/reset", self.url))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// 1,500 expired recordings, a sidecar for every tenth and a transcript
+/// (companion) for every third, among 300 recent ones, on S3 declared
+/// lexicographic (as AWS S3 is by default): the run lists, deletes in
+/// bulk and verifies by listing, with no `head` at all and a few list and
+/// delete requests per thousand objects; each sidecar is read once (the
+/// floor). Every expired object is gone and certified, every recent one
+/// stays.
+#[tokio::test]
+async fn a_run_on_s3_sends_a_few_requests_per_thousand_deletions() {
+    let bucket = Bucket::new(Kind::S3).await;
+    let proxy = Proxy::start(&s3_endpoint());
+    let mut w = World::new();
+    w.stores = bucket
+        .store_toml("recordings", "tenant-a", "listing_order = \"lexicographic\"\n")
+        .replace(&s3_endpoint(), &proxy.url);
+    w.env = bucket.env();
+    w.write_config();
+    let old = format!("calls/quality/{}", months_ago(20));
+    let new = format!("calls/quality/{}", months_ago(1));
+    let mut objects: Vec<(String, &str)> = Vec::new();
+    let mut expired = Vec::new();
+    for i in 0..1500 {
+        let id = format!("C-{i:05}");
+        objects.push((format!("{old}/{id}.wav"), "audio"));
+        expired.push(format!("{old}/{id}.wav"));
+        if i % 10 == 0 {
+            objects.push((format!("{old}/{id}.json"), r#"{"purposes":["quality"]}"#));
+            expired.push(format!("{old}/{id}.json"));
+        }
+        if i % 3 == 0 {
+            objects.push((format!("transcripts/{id}.txt"), "text"));
+            expired.push(format!("transcripts/{id}.txt"));
+        }
+    }
+    let mut kept = Vec::new();
+    for i in 0..300 {
+        let key = format!("{new}/N-{i:05}.wav");
+        objects.push((key.clone(), "audio"));
+        kept.push(key);
+    }
+    futures::stream::iter(objects.iter())
+        .for_each_concurrent(16, |(k, body)| {
+            let bucket = &bucket;
+            async move { bucket.put(&format!("tenant-a/{k}"), body).await }
+        })
+        .await;
+    proxy.reset().await;
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    let counts = proxy.counts().await;
+    let count = |k: &str| counts.get(k).copied().unwrap_or(0);
+    let deleted = expired.len() as f64;
+    let requests = count("list") + count("head") + count("delete") + count("delete-batch");
+    println!(
+        "requests: {} objects deleted, {} kept: {counts:?}; list+head+delete per deleted object {:.4}, gets {} for {} sidecars",
+        expired.len(),
+        kept.len(),
+        requests as f64 / deleted,
+        count("get"),
+        expired.iter().filter(|k| k.ends_with(".json")).count()
+    );
+    let left = bucket.keys().await;
+    for k in &expired {
+        assert!(!left.contains(&format!("tenant-a/{k}")), "{k} is still there");
+    }
+    for k in &kept {
+        assert!(left.contains(&format!("tenant-a/{k}")), "{k} is gone");
+    }
+    assert_eq!(sorted(w.manifest_keys(1)), sorted(expired.clone()));
+    assert_eq!(count("head"), 0, "{counts:?}");
+    assert_eq!(count("delete"), 0, "deletes go in bulk: {counts:?}");
+    assert_eq!(
+        count("get"),
+        150,
+        "each sidecar read once, nothing else: {counts:?}"
+    );
+    assert!(
+        requests as f64 / deleted <= 0.01,
+        "{requests} list, head and delete requests for {deleted} deletions: {counts:?}"
+    );
+}
