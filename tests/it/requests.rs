@@ -85,7 +85,11 @@ async fn a_run_on_s3_sends_a_few_requests_per_thousand_deletions() {
     let proxy = Proxy::start(&s3_endpoint());
     let mut w = World::new();
     w.stores = bucket
-        .store_toml("recordings", "tenant-a", "listing_order = \"lexicographic\"\n")
+        .store_toml(
+            "recordings",
+            "tenant-a",
+            "listing_order = \"lexicographic\"\n",
+        )
         .replace(&s3_endpoint(), &proxy.url);
     w.env = bucket.env();
     w.write_config();
@@ -135,7 +139,10 @@ async fn a_run_on_s3_sends_a_few_requests_per_thousand_deletions() {
     );
     let left = bucket.keys().await;
     for k in &expired {
-        assert!(!left.contains(&format!("tenant-a/{k}")), "{k} is still there");
+        assert!(
+            !left.contains(&format!("tenant-a/{k}")),
+            "{k} is still there"
+        );
     }
     for k in &kept {
         assert!(left.contains(&format!("tenant-a/{k}")), "{k} is gone");
