@@ -122,11 +122,33 @@ pub struct Outcome {
     pub at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// How a certified outcome's absence was verified; absent from the
+    /// outcomes of releases that checked with a `head` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<Verification>,
 }
 
-/// The verification statement a certified outcome carries.
-pub const VERIFICATION: &str =
-    "absent: a read of the object's metadata after deletion found nothing";
+/// The verification statement a certified outcome carries, by how it was
+/// verified (`None`: an earlier release's outcome, verified with a head).
+pub fn verification_statement(verified_by: Option<Verification>) -> &'static str {
+    match verified_by {
+        Some(Verification::Listing) => {
+            "absent: a listing of the key range after deletion did not show the object"
+        }
+        Some(Verification::Head) | None => {
+            "absent: a read of the object's metadata after deletion found nothing"
+        }
+    }
+}
+
+/// What [`delete_verified`] found for one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub status: Status,
+    pub detail: Option<String>,
+    /// How its absence was verified, when it is certified.
+    pub verified_by: Option<Verification>,
+}
 
 pub type JournalError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -371,12 +393,8 @@ fn backoff(attempt: u32) -> Duration {
 /// Keys still present (or whose absence cannot be checked) are deleted again,
 /// up to [`DELETE_ATTEMPTS`] times with backoff, so that every key ends in
 /// exactly one state. Results come back in the order of `keys`.
-pub async fn delete_verified(
-    store: &Store,
-    keys: &[String],
-    concurrency: usize,
-) -> Vec<(Status, Option<String>)> {
-    let mut results: Vec<Option<(Status, Option<String>)>> = vec![None; keys.len()];
+pub async fn delete_verified(store: &Store, keys: &[String], concurrency: usize) -> Vec<Verdict> {
+    let mut results: Vec<Option<Verdict>> = vec![None; keys.len()];
     let mut confirmed = vec![false; keys.len()];
     let mut last_error: Vec<Option<String>> = vec![None; keys.len()];
     // Whether the last check of each key failed (rather than found it present).
@@ -392,7 +410,11 @@ pub async fn delete_verified(
                 DeleteAnswer::NotFound => {}
                 // A refusal is lethe's own decision: trying again changes nothing.
                 DeleteAnswer::Refused(reason) => {
-                    results[i] = Some((Status::Failed, Some(reason)));
+                    results[i] = Some(Verdict {
+                        status: Status::Failed,
+                        detail: Some(reason),
+                        verified_by: None,
+                    });
                     continue;
                 }
                 DeleteAnswer::Unanswered(error) => last_error[i] = error.or(last_error[i].take()),
@@ -409,17 +431,18 @@ pub async fn delete_verified(
             .partition(|&&i| confirmed[i] || store.verification() == Verification::Head);
         let listed_keys: Vec<String> = listed.iter().map(|&i| keys[i].clone()).collect();
         let headed_keys: Vec<String> = headed.iter().map(|&i| keys[i].clone()).collect();
-        let checks: Vec<(usize, Result<bool, String>)> = listed
+        let headed_checks = store
+            .head_presence(&headed_keys, concurrency)
+            .await
+            .into_iter()
+            .map(|c| (c, Verification::Head));
+        let checks: Vec<(usize, (Result<bool, String>, Verification))> = listed
             .into_iter()
             .zip(store.presence(&listed_keys, concurrency).await)
-            .chain(
-                headed
-                    .into_iter()
-                    .zip(store.head_presence(&headed_keys, concurrency).await),
-            )
+            .chain(headed.into_iter().zip(headed_checks))
             .collect();
         pending.clear();
-        for (i, check) in checks {
+        for (i, (check, how)) in checks {
             match check {
                 Ok(false) => {
                     let status = if confirmed[i] {
@@ -434,7 +457,11 @@ pub async fn delete_verified(
                             .take()
                             .map(|e| format!("the store reported {e}, but the object is gone"))
                     };
-                    results[i] = Some((status, detail));
+                    results[i] = Some(Verdict {
+                        status,
+                        detail,
+                        verified_by: Some(how),
+                    });
                 }
                 Ok(true) => {
                     last_error[i].get_or_insert_with(|| {
@@ -471,11 +498,21 @@ pub async fn delete_verified(
         } else {
             Status::Failed
         };
-        results[i] = Some((status, last_error[i].take()));
+        results[i] = Some(Verdict {
+            status,
+            detail: last_error[i].take(),
+            verified_by: None,
+        });
     }
     results
         .into_iter()
-        .map(|r| r.unwrap_or((Status::Failed, Some("no result".into()))))
+        .map(|r| {
+            r.unwrap_or(Verdict {
+                status: Status::Failed,
+                detail: Some("no result".into()),
+                verified_by: None,
+            })
+        })
         .collect()
 }
 
@@ -493,34 +530,36 @@ async fn delete_groups(
     let others: Vec<(usize, usize)> = groups
         .iter()
         .enumerate()
-        .filter(|(gi, _)| recording_results[*gi].0.is_certified())
+        .filter(|(gi, _)| recording_results[*gi].status.is_certified())
         .flat_map(|(gi, g)| (1..g.len()).map(move |ii| (gi, ii)))
         .collect();
     let other_keys: Vec<String> = others
         .iter()
         .map(|&(gi, ii)| groups[gi][ii].1.key.clone())
         .collect();
-    let mut other_results: HashMap<(usize, usize), (Status, Option<String>)> = others
+    let mut other_results: HashMap<(usize, usize), Verdict> = others
         .into_iter()
         .zip(delete_verified(store, &other_keys, concurrency).await)
         .collect();
     let mut out = Vec::new();
     for ((gi, group), recording) in groups.into_iter().enumerate().zip(recording_results) {
         for (ii, (seq, intent)) in group.into_iter().enumerate() {
-            let (result, detail) = match ii {
+            let verdict = match ii {
                 0 => recording.clone(),
-                _ => other_results.remove(&(gi, ii)).unwrap_or((
-                    Status::Skipped,
-                    Some("not attempted: its recording could not be deleted".into()),
-                )),
+                _ => other_results.remove(&(gi, ii)).unwrap_or(Verdict {
+                    status: Status::Skipped,
+                    detail: Some("not attempted: its recording could not be deleted".into()),
+                    verified_by: None,
+                }),
             };
             out.push((
                 intent,
                 Outcome {
                     intent: seq,
-                    result,
+                    result: verdict.status,
                     at: clock.now(),
-                    detail,
+                    detail: verdict.detail,
+                    verified_by: verdict.verified_by,
                 },
             ));
         }
@@ -689,13 +728,14 @@ pub async fn recover<J: Journal>(
         };
         let mut outcomes = Vec::new();
         for p in group {
-            let (result, detail) = if present {
+            let (result, detail, verified_by) = if present {
                 (
                     Status::Abandoned,
                     Some(format!(
                         "run {} did not delete it (interrupted, or its delete could not be confirmed)",
                         p.run_id
                     )),
+                    None,
                 )
             } else if p.intent.role == Role::Recording {
                 (
@@ -704,21 +744,23 @@ pub async fn recover<J: Journal>(
                         "run {} did not confirm it (interrupted, or the store did not answer); absence verified on recovery",
                         p.run_id
                     )),
+                    Some(Verification::Head),
                 )
             } else {
-                let (r, d) = delete_verified(store, std::slice::from_ref(&p.intent.key), 1)
+                let v = delete_verified(store, std::slice::from_ref(&p.intent.key), 1)
                     .await
                     .remove(0);
-                (
-                    r,
-                    d.or_else(|| Some(format!("completed after run {} left it pending", p.run_id))),
-                )
+                let detail = v
+                    .detail
+                    .or_else(|| Some(format!("completed after run {} left it pending", p.run_id)));
+                (v.status, detail, v.verified_by)
             };
             let outcome = Outcome {
                 intent: p.seq,
                 result,
                 at: clock.now(),
                 detail,
+                verified_by,
             };
             report.absorb(&store_name, &p.intent, &outcome);
             outcomes.push((p.intent, outcome));

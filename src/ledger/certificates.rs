@@ -331,6 +331,7 @@ mod tests {
             result: Status::Deleted,
             at: t,
             detail: None,
+            verified_by: None,
         };
         journal.record_outcomes(&[(intent, outcome)]).await.unwrap();
         ledger.head().await.unwrap().0
@@ -403,6 +404,7 @@ mod tests {
             result: Status::Deleted,
             at: t,
             detail: None,
+            verified_by: None,
         };
         journal.record_outcomes(&[(intent, outcome)]).await.unwrap();
         assert!(ledger.has_uncertified().await.unwrap());

@@ -309,6 +309,7 @@ mod tests {
             result,
             at: crate::clock::SystemClock::read(),
             detail: None,
+            verified_by: None,
         }
     }
 

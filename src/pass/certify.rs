@@ -28,7 +28,7 @@ use crate::certificate::{
     self, Counts, Identity, LedgerAnchor, ManifestDigest, ManifestEntry, ManifestWriter, Payload,
     PolicyDigest, RunSummary, StoreSection, Tool, Window,
 };
-use crate::execute::{Role, VERIFICATION};
+use crate::execute::{Role, verification_statement};
 use crate::ledger::{CertificateRecord, Coverage, Kind, Ledger, LedgerError, LedgerRow, timestamp};
 use crate::policy::PolicyFile;
 use crate::store::StoreError;
@@ -175,7 +175,7 @@ async fn write_manifest(
             basis: intent.basis,
             deleted_at: timestamp(outcome.at),
             result: outcome.result.as_str().to_string(),
-            verification: VERIFICATION.to_string(),
+            verification: verification_statement(outcome.verified_by).to_string(),
             run_id: row.run_id,
             ledger_seq: row.seq,
         })?;

@@ -26,8 +26,10 @@ use object_store::ObjectMeta;
 
 use super::{Listed, Store};
 
-/// How the absence of a deleted object is verified in a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the absence of a deleted object is verified in a store, and how
+/// one outcome was (`execute::Outcome::verified_by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Verification {
     /// A listing of each batch's key range.
     Listing,
@@ -97,15 +99,16 @@ impl Store {
 
     /// Whether each of `keys` is present (`Ok(true)`), gone (`Ok(false)`)
     /// or could not be checked; in the order of `keys`.
+    /// With each answer, how it was found.
     pub async fn presence(
         &self,
         keys: &[String],
         concurrency: usize,
-    ) -> Vec<std::result::Result<bool, String>> {
-        self.lookup_many(keys, concurrency)
+    ) -> Vec<(std::result::Result<bool, String>, Verification)> {
+        self.lookup_checked(keys, concurrency)
             .await
             .into_iter()
-            .map(|r| r.map(|m| m.is_some()))
+            .map(|(r, how)| (r.map(|m| m.is_some()), how))
             .collect()
     }
 
@@ -117,11 +120,33 @@ impl Store {
         keys: &[String],
         concurrency: usize,
     ) -> Vec<std::result::Result<Option<ObjectMeta>, String>> {
+        self.lookup_checked(keys, concurrency)
+            .await
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect()
+    }
+
+    /// [`Store::lookup_many`], with how each answer was found.
+    async fn lookup_checked(
+        &self,
+        keys: &[String],
+        concurrency: usize,
+    ) -> Vec<(
+        std::result::Result<Option<ObjectMeta>, String>,
+        Verification,
+    )> {
+        let headed = |answers: Vec<_>| {
+            answers
+                .into_iter()
+                .map(|a| (a, Verification::Head))
+                .collect::<Vec<_>>()
+        };
         if keys.is_empty() {
             return Vec::new();
         }
         if self.verification == Verification::Head {
-            return self.head_lookup(keys, concurrency).await;
+            return headed(self.head_lookup(keys, concurrency).await);
         }
         let decided = self.listed_lookup(keys).await;
         let rest: Vec<String> = keys
@@ -134,10 +159,13 @@ impl Store {
         decided
             .into_iter()
             .map(|d| match d {
-                Some(answer) => answer,
-                None => heads
-                    .next()
-                    .unwrap_or_else(|| Err("no answer for this key".into())),
+                Some(answer) => (answer, Verification::Listing),
+                None => (
+                    heads
+                        .next()
+                        .unwrap_or_else(|| Err("no answer for this key".into())),
+                    Verification::Head,
+                ),
             })
             .collect()
     }

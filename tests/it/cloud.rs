@@ -589,7 +589,7 @@ async fn partial_bulk_failure(kind: Kind) {
         }),
     );
     let results = lethe::execute::delete_verified(&store, &keys, 4).await;
-    for (key, (status, detail)) in keys.iter().zip(&results) {
+    for (key, lethe::execute::Verdict { status, detail, .. }) in keys.iter().zip(&results) {
         if key.contains("FAIL") {
             assert_eq!(*status, lethe::execute::Status::Failed, "{kind:?}: {key}");
             assert!(
@@ -1080,6 +1080,19 @@ async fn absence_by_listing(kind: Kind) {
         println!(
             "absence by listing: {kind:?} {extra:?}: keys checked {}, entries listed per check {listed:?}",
             expired.len()
+        );
+        let lines: Vec<String> = w
+            .manifest_entries(1)
+            .iter()
+            .map(|l| l["verification"].as_str().unwrap().to_string())
+            .collect();
+        let expected = match by_listing {
+            true => "absent: a listing of the key range after deletion did not show the object",
+            false => "absent: a read of the object's metadata after deletion found nothing",
+        };
+        assert!(
+            lines.iter().all(|l| l == expected),
+            "{kind:?} {extra}: {lines:?}"
         );
         if by_listing {
             assert!(said.starts_with("absence verified by a listing"), "{said}");

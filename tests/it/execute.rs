@@ -377,7 +377,7 @@ async fn each_key_a_bulk_delete_denies_is_reported_with_its_own_error() {
         Arc::new(DeniedStore { inner }),
     );
     let results = execute::delete_verified(&store, &keys, 4).await;
-    for (key, (status, detail)) in keys.iter().zip(&results) {
+    for (key, execute::Verdict { status, detail, .. }) in keys.iter().zip(&results) {
         assert_eq!(*status, Status::Failed, "{key}");
         let detail = detail.as_deref().unwrap_or_default();
         let code = if key.ends_with(".json") {
@@ -523,12 +523,22 @@ async fn absence_is_verified_by_one_listing_and_a_hiding_listing_certifies_nothi
     };
     let (store, counts) = witness(Verification::Listing);
     let results = execute::delete_verified(&store, &doomed, 4).await;
-    for (key, (status, detail)) in doomed.iter().zip(&results) {
+    for (
+        key,
+        execute::Verdict {
+            status,
+            detail,
+            verified_by,
+        },
+    ) in doomed.iter().zip(&results)
+    {
         if *key == stuck {
             assert_eq!(*status, Status::Failed, "{detail:?}");
+            assert_eq!(*verified_by, None);
             assert!(w.exists(key), "the stuck key is still there");
         } else {
             assert_eq!(*status, Status::Deleted, "{key}: {detail:?}");
+            assert_eq!(*verified_by, Some(Verification::Listing), "{key}");
             assert!(!w.exists(key), "{key}");
         }
     }
@@ -546,7 +556,9 @@ async fn absence_is_verified_by_one_listing_and_a_hiding_listing_certifies_nothi
     let (store, counts) = witness(Verification::Head);
     let results = execute::delete_verified(&store, &keys, 4).await;
     assert!(
-        results.iter().all(|(s, _)| *s == Status::Deleted),
+        results
+            .iter()
+            .all(|v| v.status == Status::Deleted && v.verified_by == Some(Verification::Head)),
         "{results:?}"
     );
     assert_eq!(counts.heads.load(Ordering::SeqCst), 30);

@@ -218,6 +218,7 @@ fn an_outcome_row_is_the_previous_release_s() {
             result: crate::execute::Status::Deleted,
             at: at("2026-12-01T09:18:28.514709563Z"),
             detail: None,
+            verified_by: None,
         },
     });
     check(
