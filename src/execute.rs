@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::decide::{Action, Planned};
 use crate::hold::HoldTarget;
-use crate::store::{DeleteAnswer, Store, Verification};
+use crate::store::{DeleteAnswer, Presence, Store, Verification};
 
 /// How many log lines at info level show individual deletions per store.
 const LOG_SAMPLE: u64 = 10;
@@ -436,7 +436,7 @@ pub async fn delete_verified(store: &Store, keys: &[String], concurrency: usize)
             .await
             .into_iter()
             .map(|c| (c, Verification::Head));
-        let checks: Vec<(usize, (Result<bool, String>, Verification))> = listed
+        let checks: Vec<(usize, Presence)> = listed
             .into_iter()
             .zip(store.presence(&listed_keys, concurrency).await)
             .chain(headed.into_iter().zip(headed_checks))

@@ -56,6 +56,9 @@ impl Verification {
     }
 }
 
+/// Whether a key is present (or why that is unknown), and how it was found.
+pub type Presence = (std::result::Result<bool, String>, Verification);
+
 /// A range listing may list this many entries per key it checks (plus
 /// [`RANGE_BASE`]) before it gives up for `head`s.
 pub const RANGE_SLACK: usize = 4;
@@ -100,11 +103,7 @@ impl Store {
     /// Whether each of `keys` is present (`Ok(true)`), gone (`Ok(false)`)
     /// or could not be checked; in the order of `keys`.
     /// With each answer, how it was found.
-    pub async fn presence(
-        &self,
-        keys: &[String],
-        concurrency: usize,
-    ) -> Vec<(std::result::Result<bool, String>, Verification)> {
+    pub async fn presence(&self, keys: &[String], concurrency: usize) -> Vec<Presence> {
         self.lookup_checked(keys, concurrency)
             .await
             .into_iter()

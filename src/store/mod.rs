@@ -35,7 +35,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 
-pub use absence::Verification;
+pub use absence::{Presence, Verification};
 pub use cloud::Cloud;
 pub use local::{GuardError, LocalError, LocalGuard, guard_error};
 pub use order::ListingOrder;
