@@ -8,9 +8,12 @@
 //! batch's first key (where the store keeps an order: the key less its last
 //! character, so the first key itself is listed) inside the batch's common
 //! folder, and stops past its last key. A range too wide to list cheaply
-//! (more than [`RANGE_SLACK`] times the batch's keys, as when a batch's
-//! keys are spread thin among kept objects, or a store ignores the offset)
-//! is given up for a `head` of each key it did not reach. A store that
+//! (more than [`RANGE_SLACK`] times the batch's keys, a tenth of the
+//! requests their `head`s would cost, as when a batch's keys are spread
+//! thin among kept objects) is given up for a `head` of each key it did not
+//! reach. Keys in different subfolders of their common folder (a batch's
+//! sidecars beside its recordings, its transcripts in a folder of their
+//! own) are listed apart. A store that
 //! promises an order but is seen listing out of it is not trusted to have
 //! shown the whole range: its keys not seen are checked with a `head`. A
 //! listing that fails leaves its keys unchecked (an error each), as a
@@ -60,9 +63,29 @@ impl Verification {
 pub type Presence = (std::result::Result<bool, String>, Verification);
 
 /// A range listing may list this many entries per key it checks (plus
-/// [`RANGE_BASE`]) before it gives up for `head`s.
-pub const RANGE_SLACK: usize = 4;
+/// [`RANGE_BASE`]) before it gives up for `head`s: at 1,000 entries a page,
+/// a tenth of the requests the `head`s would cost.
+pub const RANGE_SLACK: usize = 100;
 const RANGE_BASE: usize = 2000;
+
+/// The keys' indices, grouped by the subfolder (or file) of their common
+/// folder each lies in: a batch's sidecars and its companions in another
+/// folder are listed apart, not across everything between them.
+fn range_groups(keys: &[&str]) -> Vec<Vec<usize>> {
+    let folder = common_folder(keys);
+    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        let rest = &key[folder.len()..];
+        let part = match rest.find('/') {
+            Some(end) => &key[..folder.len() + end + 1],
+            None => folder,
+        };
+        groups.entry(part).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    groups.sort();
+    groups
+}
 
 /// The folder (up to and including its last `/`) all of `keys` lie in.
 fn common_folder<'k>(keys: &[&'k str]) -> &'k str {
@@ -147,7 +170,14 @@ impl Store {
         if self.verification == Verification::Head {
             return headed(self.head_lookup(keys, concurrency).await);
         }
-        let decided = self.listed_lookup(keys).await;
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut decided = vec![None; keys.len()];
+        for group in range_groups(&refs) {
+            let members: Vec<&str> = group.iter().map(|&i| refs[i]).collect();
+            for (i, answer) in group.into_iter().zip(self.listed_lookup(&members).await) {
+                decided[i] = answer;
+            }
+        }
         let rest: Vec<String> = keys
             .iter()
             .zip(&decided)
@@ -198,12 +228,11 @@ impl Store {
     /// it could not decide (to be checked with a `head`).
     async fn listed_lookup(
         &self,
-        keys: &[String],
+        refs: &[&str],
     ) -> Vec<Option<std::result::Result<Option<ObjectMeta>, String>>> {
         let order = self.order;
         let sorted = order.is_sorted();
-        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-        let folder = common_folder(&refs);
+        let folder = common_folder(refs);
         let first = refs
             .iter()
             .copied()
@@ -216,11 +245,11 @@ impl Store {
             .unwrap_or_default();
         let start_after = sorted.then(|| just_before(first)).flatten();
         let Some(mut listing) = self.entries.range(folder, start_after) else {
-            return vec![None; keys.len()];
+            return vec![None; refs.len()];
         };
         let wanted: HashSet<&str> = refs.iter().copied().collect();
         let mut seen: HashMap<String, ObjectMeta> = HashMap::new();
-        let cap = RANGE_SLACK * keys.len() + RANGE_BASE;
+        let cap = RANGE_SLACK * refs.len() + RANGE_BASE;
         let mut listed = 0usize;
         // The last key listed, while the listing keeps the store's order.
         let mut reached: Option<String> = None;
@@ -262,7 +291,7 @@ impl Store {
         }
         tracing::debug!(
             store = %self.name,
-            keys = keys.len(),
+            keys = refs.len(),
             listed,
             complete,
             in_order,
@@ -297,6 +326,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_are_listed_apart_by_the_subfolder_they_lie_in() {
+        let keys = [
+            "calls/q/2024/01/a.json",
+            "transcripts/a.txt",
+            "calls/q/2024/01/b.json",
+            "transcripts/b.txt",
+            "calls/t/2024/01/c.json",
+        ];
+        assert_eq!(range_groups(&keys), vec![vec![0, 2, 4], vec![1, 3]]);
+        let one_folder = ["t/a.txt", "t/b.txt", "t/sub/c.txt"];
+        assert_eq!(range_groups(&one_folder), vec![vec![0, 1], vec![2]]);
+        assert_eq!(range_groups(&["x"]), vec![vec![0]]);
+    }
 
     #[test]
     fn the_range_starts_just_before_the_first_key_in_the_common_folder() {
