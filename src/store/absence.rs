@@ -11,9 +11,8 @@
 //! (more than [`RANGE_SLACK`] times the batch's keys, a tenth of the
 //! requests their `head`s would cost, as when a batch's keys are spread
 //! thin among kept objects) is given up for a `head` of each key it did not
-//! reach. Keys in different subfolders of their common folder (a batch's
-//! sidecars beside its recordings, its transcripts in a folder of their
-//! own) are listed apart. A store that
+//! reach. Keys in folders of different shapes (a batch's sidecars in dated
+//! folders, its transcripts in a folder of their own) are listed apart. A store that
 //! promises an order but is seen listing out of it is not trusted to have
 //! shown the whole range: its keys not seen are checked with a `head`. A
 //! listing that fails leaves its keys unchecked (an error each), as a
@@ -68,19 +67,20 @@ pub type Presence = (std::result::Result<bool, String>, Verification);
 pub const RANGE_SLACK: usize = 100;
 const RANGE_BASE: usize = 2000;
 
-/// The keys' indices, grouped by the subfolder (or file) of their common
-/// folder each lies in: a batch's sidecars and its companions in another
-/// folder are listed apart, not across everything between them.
+/// The keys' indices, grouped by the shape of their folder (its path with
+/// every digit alike): a batch's recordings across dated folders
+/// (`calls/quality/2024/05/01/`, `.../06/02/`) are listed in one range, its
+/// companions in a folder of another shape (`transcripts/`) apart, not
+/// across everything between them.
 fn range_groups(keys: &[&str]) -> Vec<Vec<usize>> {
-    let folder = common_folder(keys);
-    let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, key) in keys.iter().enumerate() {
-        let rest = &key[folder.len()..];
-        let part = match rest.find('/') {
-            Some(end) => &key[..folder.len() + end + 1],
-            None => folder,
-        };
-        groups.entry(part).or_default().push(i);
+        let folder = key.rfind('/').map_or("", |end| &key[..=end]);
+        let shape: String = folder
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c })
+            .collect();
+        groups.entry(shape).or_default().push(i);
     }
     let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
     groups.sort();
@@ -328,7 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_are_listed_apart_by_the_subfolder_they_lie_in() {
+    fn keys_are_listed_apart_by_the_shape_of_their_folder() {
         let keys = [
             "calls/q/2024/01/a.json",
             "transcripts/a.txt",
@@ -336,7 +336,13 @@ mod tests {
             "transcripts/b.txt",
             "calls/t/2024/01/c.json",
         ];
-        assert_eq!(range_groups(&keys), vec![vec![0, 2, 4], vec![1, 3]]);
+        assert_eq!(range_groups(&keys), vec![vec![0, 2], vec![1, 3], vec![4]]);
+        let dated = [
+            "c/2024/05/01/a.wav",
+            "c/2024/06/12/b.wav",
+            "c/2025/01/01/c.wav",
+        ];
+        assert_eq!(range_groups(&dated), vec![vec![0, 1, 2]]);
         let one_folder = ["t/a.txt", "t/b.txt", "t/sub/c.txt"];
         assert_eq!(range_groups(&one_folder), vec![vec![0, 1], vec![2]]);
         assert_eq!(range_groups(&["x"]), vec![vec![0]]);

@@ -123,8 +123,24 @@ async fn a_run_on_s3_sends_a_few_requests_per_thousand_deletions() {
         })
         .await;
     proxy.reset().await;
-    let out = w.lethe(&["run"]);
+    w.env.push(("LETHE_LOG".into(), "lethe=debug".into()));
+    let out = w.lethe(&["run", "--log-format", "json"]);
     assert_exit(&out, 0);
+    let checks: Vec<String> = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "keys checked by listing")
+        .map(|v| {
+            let f = &v["fields"];
+            format!(
+                "{}/{}{}",
+                f["keys"],
+                f["listed"],
+                if f["complete"] == true { "" } else { " cut" }
+            )
+        })
+        .collect();
+    println!("requests: range listings (keys/entries listed): {checks:?}");
     let counts = proxy.counts().await;
     let count = |k: &str| counts.get(k).copied().unwrap_or(0);
     let deleted = expired.len() as f64;
