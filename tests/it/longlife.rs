@@ -19,6 +19,15 @@ fn passes() -> usize {
         .unwrap_or(100)
 }
 
+/// Whether the store keeps its size (`LETHE_LONGLIFE_STEADY=1`): every
+/// pass adds as many recent recordings as it removes (none with a
+/// sidecar), besides the expired ones it deletes; only the ledger and the
+/// certificates grow. Otherwise the store grows and shrinks, and grows on
+/// the whole by the recordings with a sidecar, which are never removed.
+fn steady() -> bool {
+    std::env::var("LETHE_LONGLIFE_STEADY").is_ok_and(|v| v == "1")
+}
+
 /// Passes before the baseline sample: allocator arenas, the scheduler's
 /// and the runtime's threads and the SQLite page cache settle first.
 const WARM_UP: usize = 10;
@@ -100,6 +109,9 @@ struct Layout {
     /// Recent recordings without a sidecar, which the test may remove.
     fresh: Vec<String>,
     expired_added: usize,
+    /// Every fourth recent recording gets a sidecar (never in the steady
+    /// layout: those are never removed, so the store would grow).
+    sidecars: bool,
 }
 
 impl Layout {
@@ -124,7 +136,7 @@ impl Layout {
             let id = format!("F{}", self.next_id);
             let key = format!("calls/quality/{recent}/{id}.wav");
             w.put(&key, "audio");
-            if self.next_id.is_multiple_of(4) {
+            if self.sidecars && self.next_id.is_multiple_of(4) {
                 w.put(
                     &format!("calls/quality/{recent}/{id}.json"),
                     r#"{"purposes": ["quality"]}"#,
@@ -165,7 +177,14 @@ fn the_daemon_stays_flat_over_hundreds_of_passes_and_certifies_every_one() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x5eed_1e7e);
-    println!("longlife: {total} passes, seed {seed}");
+    println!(
+        "longlife: {total} passes, seed {seed}, {} store",
+        if steady() {
+            "steady"
+        } else {
+            "growing and shrinking"
+        }
+    );
     // A pass every second; a tick that comes while one runs is skipped.
     let w = daemon_world("* * * * * *");
     let mut layout = Layout {
@@ -173,8 +192,11 @@ fn the_daemon_stays_flat_over_hundreds_of_passes_and_certifies_every_one() {
         next_id: 0,
         fresh: Vec::new(),
         expired_added: 0,
+        sidecars: true,
     };
     layout.add(&w, 20, 300);
+    let steady_store = steady();
+    layout.sidecars = !steady_store;
     let (mut daemon, url) = Daemon::start(&w);
     let pid = daemon.pid();
     let mut samples: Vec<Sample> = Vec::new();
@@ -194,10 +216,15 @@ fn the_daemon_stays_flat_over_hundreds_of_passes_and_certifies_every_one() {
         samples.push(s);
         if pass <= total {
             // The store grows for 25 passes and shrinks for the next 25,
-            // by 200 recent recordings, however many passes there are;
-            // every pass has new expired recordings to delete.
+            // by 200 recent recordings, however many passes there are (or
+            // keeps its size, steady); every pass has new expired
+            // recordings to delete.
             let growing = (pass - 1) / 25 % 2 == 0;
-            let (add, remove) = if growing { (12, 4) } else { (4, 12) };
+            let (add, remove) = match (steady_store, growing) {
+                (true, _) => (8, 8),
+                (false, true) => (12, 4),
+                (false, false) => (4, 12),
+            };
             layout.add(&w, 3, add);
             layout.remove(&w, remove);
         }
