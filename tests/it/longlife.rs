@@ -64,9 +64,21 @@ const RSS_LATE_SLACK_KIB: i64 = 6 * 1024;
 /// file.
 const RSS_PER_FILE_KIB: i64 = 3;
 
-/// Threads beyond the warm-up's the daemon may have at a sample (the
-/// runtime bounds its blocking threads: `cli::MAX_BLOCKING_THREADS`).
-const MAX_EXTRA_THREADS: i64 = 8;
+/// The runtime's bound on its blocking threads (`cli::MAX_BLOCKING_THREADS`).
+const MAX_BLOCKING_THREADS: i64 = 16;
+
+/// The most threads the daemon may have at a sample: the main thread, the
+/// runtime's workers (one per core) and its blocking threads, and a thread
+/// per open SQLite connection (the pool's, and the probe before it). The
+/// blocking pool fills as passes need it and keeps idle threads for 10 s,
+/// so the count at the warm-up says little: 11 to 15 measured at pass 10,
+/// 20 on two cores later on (a bound of the warm-up's + 8 failed a 1,000
+/// pass run that way). A thread kept per pass passes this ceiling within
+/// ten passes.
+fn max_threads() -> i64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    1 + cores + MAX_BLOCKING_THREADS + 2
+}
 
 /// One sample of the daemon's process.
 #[derive(Debug, Clone, Copy)]
@@ -345,12 +357,12 @@ fn the_daemon_stays_flat_over_hundreds_of_passes_and_certifies_every_one() {
         end.store_files - half.store_files,
     );
     // Threads come and go (the runtime's blocking pool keeps idle ones for
-    // 10 s, longer than between these passes); one kept per pass would
-    // break this bound within a few passes.
+    // 10 s, longer than between these passes), within the runtime's bounds.
     assert!(
-        max_threads <= base.threads + MAX_EXTRA_THREADS,
-        "threads {} after the warm-up, up to {max_threads}: {samples:?}",
-        base.threads
+        max_threads <= self::max_threads(),
+        "threads {} after the warm-up, up to {max_threads}, more than the runtime's {}: {samples:?}",
+        base.threads,
+        self::max_threads()
     );
 
     // Every pass certified: one certificate per run, numbered 1..=N with
