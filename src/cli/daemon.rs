@@ -140,6 +140,7 @@ pub(crate) async fn daemon(args: &Args, out: &mut dyn Write) -> Outcome {
         };
         let result = run::run(&config, mode, start, out).await;
         running.store(false, Ordering::SeqCst);
+        give_back_freed_memory();
         match result {
             Ok(code) => {
                 info!(exit_code = code as u8, next = %next(scheduler.clone()).await, "pass finished")
@@ -157,6 +158,25 @@ pub(crate) async fn daemon(args: &Args, out: &mut dyn Write) -> Outcome {
     let _ = scheduler.shutdown().await;
     server.abort();
     Ok(Exit::Success)
+}
+
+/// Returns the memory the pass freed to the system before the daemon waits
+/// for its next tick. glibc keeps what a thread frees in that thread's arena
+/// (up to eight per core), and a pass runs on many threads (the runtime's
+/// workers and blocking threads, a thread per SQLite connection), so each
+/// arena comes to hold pages of a pass's peak: over 300 passes the heap in
+/// use between passes stayed at 0.4 MiB (heaptrack) while resident memory
+/// grew by 12 MiB. `malloc_trim` hands back the free pages of every arena,
+/// not only the top of the main heap: over 1,000 passes (debug build) the
+/// growth fell from 14.4 to 7.0 MiB on a steady store, and from 18.2 to
+/// 11.4 MiB on one that grew sevenfold (`tests/it/longlife.rs`).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no precondition; it takes each arena's lock
+    // and releases only pages with no allocation on them.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Resolves once the stop flag is set (checked four times a second).

@@ -528,21 +528,32 @@ pub async fn restore(
         return Ok(Vec::new());
     }
     let present = destination.names().await?;
-    // Collected before any other query: a SQLite ledger has one
+    // Every certificate on record is looked at, one row at a time, and only
+    // the rows of those with a file missing are kept (usually none): the
+    // ledger gains a certificate per run, and a daemon that held all of them
+    // at once every pass would need more memory with every pass. They are
+    // rebuilt once the stream has ended: a SQLite ledger has one
     // connection, and an open stream holds it.
-    let rows: Vec<LedgerRow> = ledger
-        .rows_of_kind(Kind::Certificate, 1, i64::MAX)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<_, _>>()?;
+    let mut missing: Vec<i64> = Vec::new();
+    let mut rows = ledger.rows_of_kind(Kind::Certificate, 1, i64::MAX);
+    while let Some(row) = rows.next().await {
+        let row = row?;
+        let cert = certificate_row(&row)?;
+        if !(present.contains(&cert.certificate_file) && present.contains(&cert.manifest_file)) {
+            missing.push(row.seq);
+        }
+    }
+    drop(rows);
     let mut rebuilt = Vec::new();
-    for row in rows {
+    for seq in missing {
+        // Rows are never removed by lethe; one gone since it was read was
+        // removed by hand, which `ledger verify` reports.
+        let row = ledger.row(seq).await?.ok_or(LedgerError::Corrupt {
+            seq,
+            message: "a certificate row disappeared while its files were rebuilt".into(),
+        })?;
         let cert = certificate_row(&row)?;
         let has_certificate = present.contains(&cert.certificate_file);
-        if has_certificate && present.contains(&cert.manifest_file) {
-            continue;
-        }
         rebuilt
             .push(restore_one(ledger, identity, destination, &row, cert, has_certificate).await?);
     }

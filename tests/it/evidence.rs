@@ -245,6 +245,38 @@ fn lost_certificate_files_are_rebuilt_byte_for_byte_by_the_next_run() {
 }
 
 #[test]
+fn files_lost_from_older_certificates_are_rebuilt_whichever_are_missing() {
+    let w = certified_world();
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert_exit(&w.lethe(&["run"]), 0);
+    // Certificate 1 lost its manifest only; certificate 3, before the
+    // last, lost both files.
+    let manifest1 = read(&w.manifest(1));
+    let (cert3, manifest3) = (read(&w.cert(3)), read(&w.manifest(3)));
+    let cert1 = read(&w.cert(1));
+    std::fs::remove_file(w.manifest(1)).unwrap();
+    std::fs::remove_file(w.cert(3)).unwrap();
+    std::fs::remove_file(w.manifest(3)).unwrap();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    assert_eq!(
+        stderr(&out)
+            .matches("rebuilt a certificate's missing files")
+            .count(),
+        2,
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(read(&w.manifest(1)), manifest1);
+    assert_eq!(read(&w.cert(1)), cert1, "the certificate left is kept");
+    assert_eq!(read(&w.cert(3)), cert3);
+    assert_eq!(read(&w.manifest(3)), manifest3);
+    for n in 1..=5 {
+        assert_exit(&verify(&w, &w.cert(n)), 0);
+    }
+}
+
+#[test]
 fn an_auditor_can_check_a_certificate_with_openssl() {
     let w = certified_world();
     let env: serde_json::Value = serde_json::from_slice(&read(&w.cert(1))).unwrap();
