@@ -29,10 +29,10 @@ fn var(name: &str, default: &str) -> String {
 pub(crate) fn s3_endpoint() -> String {
     var("LETHE_TEST_S3_ENDPOINT", "http://127.0.0.1:9000")
 }
-fn azurite() -> String {
+pub(crate) fn azurite() -> String {
     var("LETHE_TEST_AZURITE", "http://127.0.0.1:10000")
 }
-fn gcs() -> String {
+pub(crate) fn gcs() -> String {
     var("LETHE_TEST_GCS", "http://127.0.0.1:4444")
 }
 fn gcs_backend() -> String {
