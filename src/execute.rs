@@ -426,20 +426,21 @@ pub async fn delete_verified(store: &Store, keys: &[String], concurrency: usize)
         // or a head). Where the store did not confirm, a listing alone is
         // not trusted (a store that hides a key from one listing would
         // certify it): a head must say it is gone.
-        let (listed, headed): (Vec<usize>, Vec<usize>) = to_check
+        let (confirmed_now, unconfirmed): (Vec<usize>, Vec<usize>) =
+            to_check.iter().partition(|&&i| confirmed[i]);
+        let keys_of =
+            |idx: &[usize]| -> Vec<String> { idx.iter().map(|&i| keys[i].clone()).collect() };
+        let checks: Vec<(usize, Presence)> = confirmed_now
             .iter()
-            .partition(|&&i| confirmed[i] || store.verification() == Verification::Head);
-        let listed_keys: Vec<String> = listed.iter().map(|&i| keys[i].clone()).collect();
-        let headed_keys: Vec<String> = headed.iter().map(|&i| keys[i].clone()).collect();
-        let headed_checks = store
-            .head_presence(&headed_keys, concurrency)
-            .await
-            .into_iter()
-            .map(|c| (c, Verification::Head));
-        let checks: Vec<(usize, Presence)> = listed
-            .into_iter()
-            .zip(store.presence(&listed_keys, concurrency).await)
-            .chain(headed.into_iter().zip(headed_checks))
+            .copied()
+            .zip(store.presence(&keys_of(&confirmed_now), concurrency).await)
+            .chain(
+                unconfirmed.iter().copied().zip(
+                    store
+                        .head_presence(&keys_of(&unconfirmed), concurrency)
+                        .await,
+                ),
+            )
             .collect();
         pending.clear();
         for (i, (check, how)) in checks {

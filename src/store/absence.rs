@@ -124,8 +124,8 @@ impl Store {
     }
 
     /// Whether each of `keys` is present (`Ok(true)`), gone (`Ok(false)`)
-    /// or could not be checked; in the order of `keys`.
-    /// With each answer, how it was found.
+    /// or could not be checked, and how that was found; in the order of
+    /// `keys`.
     pub async fn presence(&self, keys: &[String], concurrency: usize) -> Vec<Presence> {
         self.lookup_checked(keys, concurrency)
             .await
@@ -199,16 +199,13 @@ impl Store {
             .collect()
     }
 
-    /// Whether each of `keys` is present, by a `head` of each.
-    pub async fn head_presence(
-        &self,
-        keys: &[String],
-        concurrency: usize,
-    ) -> Vec<std::result::Result<bool, String>> {
+    /// Whether each of `keys` is present, by a `head` of each, whatever
+    /// this store's verification.
+    pub async fn head_presence(&self, keys: &[String], concurrency: usize) -> Vec<Presence> {
         self.head_lookup(keys, concurrency)
             .await
             .into_iter()
-            .map(|r| r.map(|m| m.is_some()))
+            .map(|r| (r.map(|m| m.is_some()), Verification::Head))
             .collect()
     }
 

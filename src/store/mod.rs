@@ -185,6 +185,7 @@ impl Store {
             message,
         };
         let parsed = url::Url::parse(url).map_err(|e| open_err(e.to_string()))?;
+        let client_options = cloud::client_options(&config.options);
         let (inner, entries, cloud): (Arc<dyn ObjectStore>, Arc<dyn Entries>, _) = match parsed
             .scheme()
         {
@@ -212,7 +213,7 @@ impl Store {
                 let mut entries: Arc<dyn Entries> = Arc::new(pages::Paged::new(
                     cloud.clone(),
                     &prefix,
-                    cloud::client_options(&config.options),
+                    client_options.clone(),
                     cloud::retry_config(&config.retry),
                 ));
                 if let Some(faults) = config.faults.as_deref().copied() {
@@ -243,7 +244,7 @@ impl Store {
             entries,
             local: cloud.is_none(),
             cloud,
-            client_options: cloud::client_options(&config.options),
+            client_options,
             order,
             verification,
             certificates_prefix: config.certificates_prefix.clone(),

@@ -33,6 +33,7 @@ use super::{Cloud, Entries, EntryStream, Listed, ProblemKind};
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A cloud store's listing through its list API, key by exact key.
+#[derive(Clone)]
 pub(crate) struct Paged {
     cloud: Cloud,
     options: ClientOptions,
@@ -62,15 +63,6 @@ impl Paged {
             options,
             retry,
             prefix,
-        }
-    }
-
-    fn clone_handle(&self) -> Self {
-        Self {
-            cloud: self.cloud.clone(),
-            options: self.options.clone(),
-            retry: self.retry.clone(),
-            prefix: self.prefix.clone(),
         }
     }
 }
@@ -369,54 +361,41 @@ impl Paged {
             } => format!("{}/storage/v1/b/{bucket}/o", gcs_base(base_url.as_deref())),
             _ => self.cloud.bucket_url(),
         };
+        // Each API's fixed parameters, and its names for the next page's
+        // token and for where the first page starts.
+        let (fixed, token_name, start_name): (&[(&str, &str)], &str, &str) = match &self.cloud {
+            Cloud::Azure { .. } => (
+                &[("restype", "container"), ("comp", "list")],
+                "marker",
+                "startFrom",
+            ),
+            Cloud::Gcs { .. } => (&[("maxResults", "1000")], "pageToken", "startOffset"),
+            // Keys XML 1.0 cannot carry come back URL-encoded.
+            Cloud::S3 { .. } => (
+                &[("list-type", "2"), ("encoding-type", "url")],
+                "continuation-token",
+                "start-after",
+            ),
+        };
         let mut url = url::Url::parse(&base).map_err(|e| e.to_string())?;
         {
             let mut query = url.query_pairs_mut();
-            match &self.cloud {
-                Cloud::Azure { .. } => {
-                    query.append_pair("restype", "container");
-                    query.append_pair("comp", "list");
-                    if let Some(prefix) = prefix {
-                        query.append_pair("prefix", prefix);
-                    }
-                    match (token, start) {
-                        (Some(token), _) => query.append_pair("marker", token),
-                        (None, Some(start)) => query.append_pair("startFrom", start),
-                        (None, None) => &mut query,
-                    };
-                }
-                Cloud::Gcs { .. } => {
-                    query.append_pair("maxResults", "1000");
-                    if let Some(prefix) = prefix {
-                        query.append_pair("prefix", prefix);
-                    }
-                    match (token, start) {
-                        (Some(token), _) => query.append_pair("pageToken", token),
-                        (None, Some(start)) => query.append_pair("startOffset", start),
-                        (None, None) => &mut query,
-                    };
-                }
-                Cloud::S3 { .. } => {
-                    query.append_pair("list-type", "2");
-                    // Keys XML 1.0 cannot carry come back URL-encoded.
-                    query.append_pair("encoding-type", "url");
-                    if let Some(prefix) = prefix {
-                        query.append_pair("prefix", prefix);
-                    }
-                    match (token, start) {
-                        (Some(token), _) => query.append_pair("continuation-token", token),
-                        (None, Some(start)) => query.append_pair("start-after", start),
-                        (None, None) => &mut query,
-                    };
-                }
+            query.extend_pairs(fixed);
+            if let Some(prefix) = prefix {
+                query.append_pair("prefix", prefix);
             }
+            match (token, start) {
+                (Some(token), _) => query.append_pair(token_name, token),
+                (None, Some(start)) => query.append_pair(start_name, start),
+                (None, None) => &mut query,
+            };
         }
         Ok(url)
     }
 
     /// One list request, retried as `[stores.retry]` says while the store
     /// does not answer, is busy or fails on its side.
-    async fn fetch(&self, url: &url::Url) -> Result<Vec<u8>, String> {
+    async fn fetch(&self, url: &url::Url) -> Result<bytes::Bytes, String> {
         let started = Instant::now();
         let mut backoff = self.retry.backoff.init_backoff;
         let mut retries = 0;
@@ -426,7 +405,7 @@ impl Paged {
                 Err(e) => Err(e),
             };
             let failure = match outcome {
-                Ok((200, body)) => return Ok(body.to_vec()),
+                Ok((200, body)) => return Ok(body),
                 Ok((status, body)) => {
                     let retryable = status == 408 || status == 429 || status >= 500;
                     (retryable, refused(status, &body))
@@ -548,7 +527,7 @@ impl Paged {
             done: false,
         };
         futures::stream::unfold(
-            (self.clone_handle(), span, cursor),
+            (self.clone(), span, cursor),
             |(this, span, mut cursor)| async move {
                 if cursor.done {
                     return None;

@@ -220,12 +220,7 @@ fn upstream(url: &str) -> String {
 /// The first column of every row of `sql` on the ledger at `url`.
 async fn column(url: &str, sql: &str) -> Vec<String> {
     use sqlx::Row;
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(url)
-        .await
-        .unwrap();
+    let pool = pool_at(url).await;
     let rows = match sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
         .fetch_all(&pool)
         .await

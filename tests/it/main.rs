@@ -375,12 +375,7 @@ impl World {
     /// The first column of the first row of a query, as text (cast in SQL).
     pub async fn scalar(&self, sql: &str) -> String {
         use sqlx::Row;
-        sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.database_url())
-            .await
-            .unwrap();
+        let pool = pool_at(&self.database_url()).await;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
             .fetch_one(&pool)
             .await
@@ -440,14 +435,19 @@ pub async fn plan_items(
     items
 }
 
-/// Runs `sql` on the database at `url`.
-pub async fn exec_at(url: &str, sql: &str) {
+/// One connection to the database at `url` (SQLite or PostgreSQL).
+pub async fn pool_at(url: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
-    let pool = sqlx::any::AnyPoolOptions::new()
+    sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
         .connect(url)
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Runs `sql` on the database at `url`.
+pub async fn exec_at(url: &str, sql: &str) {
+    let pool = pool_at(url).await;
     sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
         .execute(&pool)
         .await
