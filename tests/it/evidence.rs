@@ -527,3 +527,27 @@ fn a_ledger_and_certificates_of_the_release_before_the_library_pass_still_verify
     assert!(w.exists("calls/disputes/2026/10/01/D-1.wav"));
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
 }
+
+/// The release before absence was verified by listing and cloud stores were
+/// listed by lethe's own requests (3eb656e): run-scoped (format 2)
+/// certificates, whose outcomes carry no `verified_by`, a hold placed and
+/// released with two approvals, an erasure receipt. They verify, and a run
+/// of this release continues their chain; the erasure still acts.
+#[test]
+fn a_ledger_and_certificates_of_the_release_before_listing_verification_still_verify_and_continue()
+{
+    let w = an_earlier_release_still_verifies_and_continues("release-3eb656e");
+    assert_eq!(w.payload(3)["format"], 2);
+    assert_eq!(w.manifest_keys(3), vec!["calls/quality/2025/02/10/H-1.wav"]);
+    let key = "calls/feedback/2026/11/21/E-2.wav";
+    w.put(key, "restored");
+    w.put(
+        "calls/feedback/2026/11/21/E-2.json",
+        r#"{"subject":"cust-erase"}"#,
+    );
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(key));
+    assert!(w.manifest_keys(5).contains(&key.to_string()));
+    assert!(w.exists("calls/disputes/2026/10/01/D-1.wav"));
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
