@@ -9,7 +9,8 @@ It prints `listening on PORT` once it accepts connections (port 0 picks a
 free one). Every request is forwarded unchanged (the Host header included,
 so signatures still match) except two of its own:
   GET  /_counts        the counts so far, as JSON: {"list": N, "head": N, ...}
-  POST /_counts/reset  sets them to zero
+  GET  /_times         the seconds the backend took to answer, summed by kind
+  POST /_counts/reset  sets both to zero
 Kinds: list (S3 ListObjects, Azure List Blobs, GCS objects list), head, get,
 delete-batch (S3 DeleteObjects, Azure blob batch), delete (one object), put,
 other (bucket settings, probes).
@@ -18,6 +19,7 @@ import argparse
 import http.client
 import json
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +27,7 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upg
 _local = threading.local()
 _lock = threading.Lock()
 COUNTS = {}
+TIMES = {}
 
 
 def kind(method, path):
@@ -80,11 +83,14 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _handle(self):
-        if self.path.startswith("/_counts"):
+        if self.path.startswith(("/_counts", "/_times")):
             with _lock:
                 if self.command == "POST":
                     COUNTS.clear()
-                body = json.dumps(COUNTS, sort_keys=True).encode()
+                    TIMES.clear()
+                shown = TIMES if self.path.startswith("/_times") else COUNTS
+                body = json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                   for k, v in shown.items()}, sort_keys=True).encode()
             return self._send(200, [("Content-Type", "application/json")], body, "GET")
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
@@ -92,6 +98,7 @@ class Handler(BaseHTTPRequestHandler):
         with _lock:
             k = kind(self.command, self.path)
             COUNTS[k] = COUNTS.get(k, 0) + 1
+        started = time.monotonic()
         for attempt in (0, 1):  # one retry on a stale pooled connection
             c = backend_conn(self.backend)
             try:
@@ -106,6 +113,8 @@ class Handler(BaseHTTPRequestHandler):
                 _local.conn = None
                 if attempt:
                     raise
+        with _lock:
+            TIMES[k] = TIMES.get(k, 0.0) + time.monotonic() - started
         self._send(status, rh, data, self.command)
 
     do_GET = do_HEAD = do_DELETE = do_POST = do_PUT = do_PATCH = _handle
