@@ -170,7 +170,7 @@ pub enum Recorded {
     Held { case: String },
 }
 
-pub trait Journal {
+pub trait Journal: Sync {
     /// Records intents in one transaction, after checking each group against
     /// the active holds in that same transaction (a hold placed a moment ago
     /// protects every deletion that has not started).
@@ -568,12 +568,153 @@ async fn delete_groups(
     out
 }
 
-/// Executes the delete items of one store. Items that are not deletions are ignored.
+/// One batch whose intents are durable, to be deleted.
+type Numbered = Vec<Vec<(i64, Intent)>>;
+
+/// A recorded batch on its way to deletion, with its place among the
+/// batches recorded and not yet finished.
+struct Ready {
+    numbered: Numbered,
+    ahead: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Executes the delete items of one store. Items that are not deletions are
+/// ignored.
+///
+/// Two stages work at once: one prepares each batch (finds which of its
+/// companions exist, records its intents, fenced and checked against the
+/// holds), the other deletes the batches whose intents are durable, up to
+/// the store's `max_in_flight` at a time ([`crate::store::Throttle`]), and
+/// records each batch's outcomes. So the database records batch N+1 while
+/// the store deletes batch N; every batch's deletes still wait for its own
+/// intents, and at most one batch more than may delete is recorded ahead. A
+/// stop request ends the preparing (no new intents), and the batches
+/// already recorded are deleted. When the journal fails, nothing
+/// more is recorded or deleted: intents already durable and not yet
+/// deleted stay pending for the next run's recovery, which abandons them
+/// (their recordings are still there) to a fresh plan.
 pub async fn execute<J: Journal>(
     store: &Store,
     items: impl Stream<Item = Planned>,
     journal: &J,
     options: Options,
+) -> Report {
+    let throttle = store.in_flight();
+    let halt = AtomicBool::new(false);
+    // Batches recorded and not yet finished: those deleting, and one more.
+    let ahead = Arc::new(tokio::sync::Semaphore::new(throttle.max() + 1));
+    let (ready, recorded) = tokio::sync::mpsc::unbounded_channel::<Ready>();
+    let prepare = async {
+        let report = prepare_batches(store, items, journal, &options, &halt, &ahead, &ready).await;
+        drop(ready);
+        report
+    };
+    let delete = async {
+        let mut report = Report::default();
+        let mut done = std::pin::pin!(
+            futures::stream::unfold(recorded, |mut rx| async move {
+                rx.recv().await.map(|batch| (batch, rx))
+            })
+            .map(|batch: Ready| async {
+                let done = delete_batch(store, batch.numbered, journal, &options, &halt).await;
+                drop(batch.ahead);
+                done
+            })
+            .buffer_unordered(throttle.max())
+        );
+        while let Some(batch) = done.next().await {
+            let before = report.recordings_deleted;
+            for (intent, outcome) in &batch.outcomes {
+                report.absorb(store.name(), intent, outcome);
+            }
+            if let Some(p) = &options.progress {
+                p.fetch_add(report.recordings_deleted - before, Ordering::Relaxed);
+            }
+            if report.aborted.is_none() {
+                report.aborted = batch.aborted;
+            }
+        }
+        report
+    };
+    let (mut report, deleted) = futures::join!(prepare, delete);
+    // What stopped the preparing after a failed outcome is the deleting's
+    // failure: say that one.
+    if deleted.aborted.is_some() {
+        report.aborted = None;
+    }
+    report.merge(deleted);
+    report
+}
+
+/// Whether a stop was asked for (said once in the log when seen).
+fn stopping(options: &Options) -> bool {
+    let asked = options
+        .stop
+        .as_ref()
+        .is_some_and(|s| s.load(Ordering::SeqCst));
+    if asked {
+        info!("stopping after the batches in progress, as asked");
+    }
+    asked
+}
+
+/// What deleting one batch did.
+struct BatchDone {
+    outcomes: Vec<(Intent, Outcome)>,
+    aborted: Option<String>,
+}
+
+/// Deletes one batch whose intents are durable, holding one of the store's
+/// permits, and records its outcomes; skipped once the journal has failed.
+async fn delete_batch<J: Journal>(
+    store: &Store,
+    numbered: Numbered,
+    journal: &J,
+    options: &Options,
+    halt: &AtomicBool,
+) -> BatchDone {
+    let throttle = store.in_flight();
+    let permit = throttle.acquire().await;
+    if halt.load(Ordering::SeqCst) {
+        return BatchDone {
+            outcomes: Vec::new(),
+            aborted: None,
+        };
+    }
+    let outcomes = delete_groups(store, numbered, options.concurrency, options.clock.as_ref()).await;
+    let throttled = outcomes
+        .iter()
+        .any(|(_, o)| o.detail.as_deref().is_some_and(crate::store::is_throttling));
+    if throttled {
+        throttle.slow_down();
+    } else {
+        throttle.went_well();
+    }
+    drop(permit);
+    let aborted = match journal.record_outcomes(&outcomes).await {
+        Ok(()) => None,
+        Err(e) => {
+            halt.store(true, Ordering::SeqCst);
+            Some(format!(
+                "cannot record deletion outcomes (the next run completes them): {e}"
+            ))
+        }
+    };
+    BatchDone { outcomes, aborted }
+}
+
+/// Prepares the batches of `items` one after another: resolves each
+/// group's objects, records the intents, and hands the recorded groups to
+/// `ready`. Stops at a stop request, a journal failure, or `halt`.
+#[allow(clippy::too_many_arguments)]
+async fn prepare_batches<J: Journal>(
+    store: &Store,
+    items: impl Stream<Item = Planned>,
+    journal: &J,
+    options: &Options,
+    halt: &AtomicBool,
+    ahead: &Arc<tokio::sync::Semaphore>,
+    ready: &tokio::sync::mpsc::UnboundedSender<Ready>,
 ) -> Report {
     let mut report = Report::default();
     let mut batches = std::pin::pin!(
@@ -582,15 +723,10 @@ pub async fn execute<J: Journal>(
             .chunks(options.batch.max(1))
     );
     while let Some(batch) = batches.next().await {
-        if options
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::SeqCst))
-        {
-            info!(
-                store = store.name(),
-                "stopping after the last batch, as asked"
-            );
+        if halt.load(Ordering::SeqCst) {
+            return report;
+        }
+        if stopping(options) {
             report.interrupted = true;
             return report;
         }
@@ -636,6 +772,18 @@ pub async fn execute<J: Journal>(
         if planned_groups.is_empty() {
             continue;
         }
+        // Wait until no more than one batch waits for deletion, and look
+        // again: a stop or a failure while waiting records nothing more.
+        let Ok(place) = ahead.clone().acquire_owned().await else {
+            return report;
+        };
+        if halt.load(Ordering::SeqCst) {
+            return report;
+        }
+        if stopping(options) {
+            report.interrupted = true;
+            return report;
+        }
         let recorded = match journal.record_intents(&planned_groups).await {
             Ok(r) => r,
             Err(e) => {
@@ -645,7 +793,7 @@ pub async fn execute<J: Journal>(
                 return report;
             }
         };
-        let mut numbered: Vec<Vec<(i64, Intent)>> = Vec::new();
+        let mut numbered: Numbered = Vec::new();
         for (group, recorded) in planned_groups.into_iter().zip(recorded) {
             match recorded {
                 Recorded::Intents(seqs) => {
@@ -662,22 +810,14 @@ pub async fn execute<J: Journal>(
                 }
             }
         }
-        if numbered.is_empty() {
-            continue;
-        }
-        let outcomes =
-            delete_groups(store, numbered, options.concurrency, options.clock.as_ref()).await;
-        let before = report.recordings_deleted;
-        for (intent, outcome) in &outcomes {
-            report.absorb(store.name(), intent, outcome);
-        }
-        if let Some(p) = &options.progress {
-            p.fetch_add(report.recordings_deleted - before, Ordering::Relaxed);
-        }
-        if let Err(e) = journal.record_outcomes(&outcomes).await {
-            report.aborted = Some(format!(
-                "cannot record deletion outcomes (the next run completes them): {e}"
-            ));
+        if !numbered.is_empty()
+            && ready
+                .send(Ready {
+                    numbered,
+                    ahead: place,
+                })
+                .is_err()
+        {
             return report;
         }
     }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 pub use database::{DatabaseUrl, redact_url};
 pub use secrets::Secret;
 pub use store::{
-    DeletionMode, FaultSettings, ListingOrderSetting, RetrySettings, StoreConfig, VerifySetting,
+    DEFAULT_IN_FLIGHT, DeletionMode, FaultSettings, MAX_IN_FLIGHT, ListingOrderSetting, RetrySettings, StoreConfig, VerifySetting,
     url_prefix,
 };
 

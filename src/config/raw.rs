@@ -111,6 +111,8 @@ pub(super) struct RawStore {
     pub listing_order: Option<Spanned<String>>,
     #[serde(default)]
     pub verify: Option<Spanned<String>>,
+    #[serde(default)]
+    pub max_in_flight: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 //! credentials), `[stores.options]` checked against object_store's builder
 //! keys for the URL's scheme (credentials are refused there: they come from
 //! the environment or the platform's identity), `[stores.retry]`,
-//! `deletion_mode`, `listing_order`, `verify`, the test-only `[stores.inject_faults]`,
+//! `deletion_mode`, `listing_order`, `verify`, `max_in_flight`, the test-only `[stores.inject_faults]`,
 //! and where the certificate destination lies relative to each store (beside
 //! it or inside it, never its root or around it). It builds no client: that
 //! is `store`'s job.
@@ -16,6 +16,11 @@ use toml::Spanned;
 
 use super::raw::{RawFaults, RawOptions, RawRetry, RawStore};
 use super::{Certificates, Result, Source, redact_url};
+
+/// The largest `max_in_flight` a store accepts.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Batches deleting at once per store when the config does not say.
+pub const DEFAULT_IN_FLIGHT: usize = 4;
 
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -38,6 +43,9 @@ pub struct StoreConfig {
     /// `verify`: how absence after a delete is checked; `None` leaves it
     /// to the store's kind (see `store::Verification`).
     pub verify: Option<VerifySetting>,
+    /// `max_in_flight`: batches deleting at once in this store (1 to
+    /// [`MAX_IN_FLIGHT`], default [`DEFAULT_IN_FLIGHT`]; see `store::Throttle`).
+    pub max_in_flight: usize,
     /// The key prefix, inside this store, of the certificate destination
     /// when it lies there (`""` never: a destination at the root is refused).
     /// lethe's own files under it are invisible to the store's listing.
@@ -202,6 +210,24 @@ fn store_config(
         None => None,
         Some(v) => Some(verify_setting(&url, v.get_ref()).map_err(|m| source.at(v.span(), m))?),
     };
+    let max_in_flight = match &store.max_in_flight {
+        None => DEFAULT_IN_FLIGHT,
+        Some(n) => {
+            let max = MAX_IN_FLIGHT;
+            match usize::try_from(*n.get_ref()) {
+                Ok(v) if (1..=max).contains(&v) => v,
+                _ => {
+                    return Err(source.at(
+                        n.span(),
+                        format!(
+                            "max_in_flight must be a whole number from 1 to {max} (batches deleting at once in this store), not {}",
+                            n.get_ref()
+                        ),
+                    ));
+                }
+            }
+        }
+    };
     Ok(StoreConfig {
         name,
         url,
@@ -211,6 +237,7 @@ fn store_config(
         faults,
         listing_order,
         verify,
+        max_in_flight,
         certificates_prefix: None,
     })
 }
@@ -273,6 +300,7 @@ pub(super) fn certificates(
         faults,
         listing_order: None,
         verify: None,
+        max_in_flight: DEFAULT_IN_FLIGHT,
         certificates_prefix: None,
     }))
 }

@@ -23,6 +23,7 @@ mod order;
 mod pages;
 mod probe;
 mod signed;
+mod throttle;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use cloud::Cloud;
 pub use local::{GuardError, LocalError, LocalGuard, guard_error};
 pub use order::ListingOrder;
 pub use probe::DeletionStatement;
+pub use throttle::{DEFAULT_IN_FLIGHT, InFlight, MAX_IN_FLIGHT, Throttle, is_throttling};
 
 use crate::config::StoreConfig;
 
@@ -155,6 +157,8 @@ pub struct Store {
     order: ListingOrder,
     /// How the absence of a deleted object is checked.
     verification: Verification,
+    /// How many batches delete at once (see [`Throttle`]).
+    in_flight: Arc<Throttle>,
     /// The key prefix of lethe's certificate destination inside this store:
     /// the certificates, manifests and their temporary files there are never
     /// listed, read or deleted.
@@ -247,6 +251,7 @@ impl Store {
             client_options,
             order,
             verification,
+            in_flight: Arc::new(Throttle::new(config.max_in_flight)),
             certificates_prefix: config.certificates_prefix.clone(),
         })
     }
@@ -263,6 +268,7 @@ impl Store {
             client_options: object_store::ClientOptions::new(),
             order: ListingOrder::Unordered,
             verification: Verification::Head,
+            in_flight: Arc::new(Throttle::new(DEFAULT_IN_FLIGHT)),
             certificates_prefix: None,
         }
     }
@@ -288,6 +294,17 @@ impl Store {
     /// Unknown stores (`from_object_store`) are not assumed to keep any.
     pub fn listing_order(&self) -> ListingOrder {
         self.order
+    }
+
+    /// The store, deleting at most `max` batches at once (see [`Throttle`]).
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.in_flight = Arc::new(Throttle::new(max));
+        self
+    }
+
+    /// What bounds the batches deleting in this store at once.
+    pub fn in_flight(&self) -> &Throttle {
+        &self.in_flight
     }
 
     /// The typed cloud client, if this is a cloud store.

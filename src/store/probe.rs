@@ -354,6 +354,7 @@ mod tests {
             faults: None,
             listing_order: None,
             verify: None,
+            max_in_flight: crate::config::DEFAULT_IN_FLIGHT,
             certificates_prefix: None,
         };
         let local = Store::open(&config).unwrap();

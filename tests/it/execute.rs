@@ -241,7 +241,9 @@ async fn a_stop_request_finishes_the_batch_in_progress_and_starts_no_other() {
             needle: "never",
             trip: Some(stop.clone()),
         }),
-    );
+    )
+    // One batch deletes at a time; one more may be recorded beside it.
+    .with_max_in_flight(1);
     let policy = Policy::from_sources(vec![(
         "p.yaml".into(),
         "p.yaml".into(),
@@ -269,15 +271,19 @@ async fn a_stop_request_finishes_the_batch_in_progress_and_starts_no_other() {
     )
     .await;
     assert!(report.interrupted, "the stop request is reported");
-    assert_eq!(
-        report.recordings_deleted, 2,
-        "the batch in progress completes, no later batch starts"
+    // The stop came with the first deletion: the batch deleting then
+    // completes, and so does the one recorded beside it if its intents were
+    // already durable; the third batch is never started.
+    let deleted = report.recordings_deleted;
+    assert!(
+        deleted == 2 || deleted == 4,
+        "the batches in progress complete, no later batch starts: {deleted} deleted"
     );
     let left = ["A", "B", "C", "D", "E", "F"]
         .iter()
         .filter(|id| w.exists(&format!("calls/quality/{old}/{id}.wav")))
-        .count();
-    assert_eq!(left, 4);
+        .count() as u64;
+    assert_eq!(left, 6 - deleted);
     assert!(
         ledger.pending().await.unwrap().is_empty(),
         "nothing is left half-done"
