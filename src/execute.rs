@@ -404,6 +404,7 @@ pub async fn delete_verified(store: &Store, keys: &[String], concurrency: usize)
         let batch: Vec<String> = pending.iter().map(|&i| keys[i].clone()).collect();
         let answers = store.delete_many(&batch).await;
         let mut to_check = Vec::with_capacity(pending.len());
+        let mut throttled = false;
         for (&i, answer) in pending.iter().zip(answers) {
             match answer {
                 DeleteAnswer::Deleted => confirmed[i] = true,
@@ -417,9 +418,17 @@ pub async fn delete_verified(store: &Store, keys: &[String], concurrency: usize)
                     });
                     continue;
                 }
-                DeleteAnswer::Unanswered(error) => last_error[i] = error.or(last_error[i].take()),
+                DeleteAnswer::Unanswered(error) => {
+                    throttled |= error.as_deref().is_some_and(crate::store::is_throttling);
+                    last_error[i] = error.or(last_error[i].take());
+                }
             }
             to_check.push(i);
+        }
+        if std::mem::take(&mut throttled) {
+            // Fewer batches in flight from now on, and this one waits
+            // before it tries these keys again.
+            store.in_flight().slow_down();
         }
         // Absence rests on two observations: the store's confirmation of
         // the delete and its verification (a listing of the batch's range,
@@ -681,13 +690,9 @@ async fn delete_batch<J: Journal>(
             aborted: None,
         };
     }
+    let slowed = throttle.slow_downs();
     let outcomes = delete_groups(store, numbered, options.concurrency, options.clock.as_ref()).await;
-    let throttled = outcomes
-        .iter()
-        .any(|(_, o)| o.detail.as_deref().is_some_and(crate::store::is_throttling));
-    if throttled {
-        throttle.slow_down();
-    } else {
+    if throttle.slow_downs() == slowed {
         throttle.went_well();
     }
     drop(permit);

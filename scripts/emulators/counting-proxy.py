@@ -10,7 +10,14 @@ free one). Every request is forwarded unchanged (the Host header included,
 so signatures still match) except two of its own:
   GET  /_counts        the counts so far, as JSON: {"list": N, "head": N, ...}
   GET  /_times         the seconds the backend took to answer, summed by kind
-  POST /_counts/reset  sets both to zero
+  GET  /_peaks         the most requests of each kind in flight at once
+  POST /_counts/reset  sets all three to zero
+  POST /_faults        JSON {"delay": {KIND: SECONDS}, "slowdown": N}: waits
+                       that long before forwarding each request of KIND, and
+                       answers the next N S3 DeleteObjects requests itself,
+                       HTTP 200 with a SlowDown error for every key (as S3
+                       does when a prefix is over its request rate), deleting
+                       nothing
 Kinds: list (S3 ListObjects, Azure List Blobs, GCS objects list), head, get,
 delete-batch (S3 DeleteObjects, Azure blob batch), delete (one object), put,
 other (bucket settings, probes).
@@ -18,6 +25,7 @@ other (bucket settings, probes).
 import argparse
 import http.client
 import json
+import re
 import threading
 import time
 import urllib.parse
@@ -28,6 +36,9 @@ _local = threading.local()
 _lock = threading.Lock()
 COUNTS = {}
 TIMES = {}
+PEAKS = {}
+ACTIVE = {}
+FAULTS = {"delay": {}, "slowdown": 0}
 
 
 def kind(method, path):
@@ -83,12 +94,20 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _handle(self):
-        if self.path.startswith(("/_counts", "/_times")):
+        if self.path.startswith("/_faults"):
+            n = int(self.headers.get("Content-Length") or 0)
+            asked = json.loads(self.rfile.read(n) or b"{}")
+            with _lock:
+                FAULTS["delay"] = dict(asked.get("delay", {}))
+                FAULTS["slowdown"] = int(asked.get("slowdown", 0))
+            return self._send(200, [("Content-Type", "application/json")], b"{}", "GET")
+        if self.path.startswith(("/_counts", "/_times", "/_peaks")):
             with _lock:
                 if self.command == "POST":
                     COUNTS.clear()
                     TIMES.clear()
-                shown = TIMES if self.path.startswith("/_times") else COUNTS
+                    PEAKS.clear()
+                shown = {"/_times": TIMES, "/_peaks": PEAKS}.get(self.path.split("?")[0], COUNTS)
                 body = json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                    for k, v in shown.items()}, sort_keys=True).encode()
             return self._send(200, [("Content-Type", "application/json")], body, "GET")
@@ -98,6 +117,32 @@ class Handler(BaseHTTPRequestHandler):
         with _lock:
             k = kind(self.command, self.path)
             COUNTS[k] = COUNTS.get(k, 0) + 1
+            ACTIVE[k] = ACTIVE.get(k, 0) + 1
+            PEAKS[k] = max(PEAKS.get(k, 0), ACTIVE[k])
+            delay = FAULTS["delay"].get(k, 0)
+            slowdown = k == "delete-batch" and "delete" in self.path and FAULTS["slowdown"] > 0
+            if slowdown:
+                FAULTS["slowdown"] -= 1
+        try:
+            if delay:
+                time.sleep(delay)
+            if slowdown:
+                return self._slowdown(body)
+            self._forward(k, body, headers)
+        finally:
+            with _lock:
+                ACTIVE[k] -= 1
+
+    def _slowdown(self, body):
+        keys = re.findall(rb"<Key>(.*?)</Key>", body, re.S)
+        errors = "".join(
+            "<Error><Key>%s</Key><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            % k.decode() for k in keys)  # as sent: already XML-escaped
+        xml = ('<?xml version="1.0" encoding="UTF-8"?>'
+               '<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">%s</DeleteResult>' % errors).encode()
+        self._send(200, [("Content-Type", "application/xml")], xml, "POST")
+
+    def _forward(self, k, body, headers):
         started = time.monotonic()
         for attempt in (0, 1):  # one retry on a stale pooled connection
             c = backend_conn(self.backend)

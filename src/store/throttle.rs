@@ -32,6 +32,8 @@ struct State {
     allowed: usize,
     /// Permits to withhold as batches give them back (after a decrease).
     withheld: usize,
+    /// Slow-downs asked for so far.
+    slow_downs: u64,
 }
 
 /// A batch's permit; given back (or withheld, after a slow-down) on drop.
@@ -61,6 +63,7 @@ impl Throttle {
             state: Mutex::new(State {
                 allowed: max,
                 withheld: 0,
+                slow_downs: 0,
             }),
         }
     }
@@ -89,9 +92,16 @@ impl Throttle {
         }
     }
 
+    /// How many times the store has asked to slow down: a batch during
+    /// which this did not change went well.
+    pub fn slow_downs(&self) -> u64 {
+        self.lock().slow_downs
+    }
+
     /// A batch met throttling: halve the batches allowed (at least one).
     pub fn slow_down(&self) {
         let mut state = self.lock();
+        state.slow_downs += 1;
         let target = (state.allowed / 2).max(1);
         let cut = state.allowed - target;
         if cut == 0 {

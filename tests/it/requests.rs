@@ -56,6 +56,30 @@ impl Proxy {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// The most requests of each kind that were in flight at once.
+    pub async fn peaks(&self) -> BTreeMap<String, u64> {
+        let body = http()
+            .get(format!("{}/_peaks", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Sets the proxy's faults: `{"delay": {KIND: SECONDS}, "slowdown": N}`.
+    pub async fn faults(&self, faults: serde_json::Value) {
+        let r = http()
+            .post(format!("{}/_faults", self.url))
+            .body(faults.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
     pub async fn reset(&self) {
         http()
             .post(format!("{}/_counts/reset", self.url))
@@ -214,4 +238,96 @@ async fn requests_per_deletion(kind: Kind) -> BTreeMap<String, u64> {
         );
     }
     counts
+}
+
+/// 3,000 expired recordings (a transcript for every third) on S3 with
+/// `max_in_flight = MAX`, each DeleteObjects held a moment by the proxy;
+/// with `slowdown`, the proxy answers that many DeleteObjects itself with a
+/// SlowDown error for every key, as S3 does over its request rate. Returns
+/// the run's output, the peak of DeleteObjects in flight and the counts,
+/// after checking that every expired object is gone and certified and every
+/// recent one stays.
+async fn run_in_flight(max: usize, slowdown: u64) -> (std::process::Output, u64, BTreeMap<String, u64>) {
+    let bucket = Bucket::new(Kind::S3).await;
+    let backend = s3_endpoint();
+    let proxy = Proxy::start(&backend);
+    let mut w = World::new();
+    w.stores = bucket
+        .store_toml(
+            "recordings",
+            "t",
+            &format!("listing_order = \"lexicographic\"\nmax_in_flight = {max}\n"),
+        )
+        .replace(&backend, &proxy.url);
+    w.env = bucket.env();
+    w.write_config();
+    let old = format!("calls/quality/{}", months_ago(20));
+    let new = format!("calls/quality/{}", months_ago(1));
+    let mut objects = Vec::new();
+    let mut expired = Vec::new();
+    for i in 0..3000 {
+        objects.push(format!("{old}/C-{i:05}.wav"));
+        if i % 3 == 0 {
+            objects.push(format!("transcripts/C-{i:05}.txt"));
+        }
+    }
+    expired.extend(objects.iter().cloned());
+    let kept: Vec<String> = (0..100).map(|i| format!("{new}/N-{i:05}.wav")).collect();
+    objects.extend(kept.iter().cloned());
+    futures::stream::iter(objects.iter())
+        .for_each_concurrent(16, |k| {
+            let bucket = &bucket;
+            async move { bucket.put(&format!("t/{k}"), "x").await }
+        })
+        .await;
+    proxy.reset().await;
+    proxy
+        .faults(serde_json::json!({"delay": {"delete-batch": 0.4}, "slowdown": slowdown}))
+        .await;
+    let out = w.lethe(&["run"]);
+    let peaks = proxy.peaks().await;
+    let counts = proxy.counts().await;
+    println!("in flight: max_in_flight {max}, slowdown {slowdown}: peaks {peaks:?}, counts {counts:?}");
+    assert_exit(&out, 0);
+    let left = bucket.keys().await;
+    for k in &expired {
+        assert!(!left.contains(&format!("t/{k}")), "{k} is still there");
+    }
+    for k in &kept {
+        assert!(left.contains(&format!("t/{k}")), "{k} is gone");
+    }
+    assert_eq!(sorted(w.manifest_keys(1)), sorted(expired));
+    let peak = peaks.get("delete-batch").copied().unwrap_or(0);
+    (out, peak, counts)
+}
+
+/// Several batches delete at once, never more than `max_in_flight`: with
+/// each DeleteObjects held 0.4 s, two are in flight together at
+/// `max_in_flight = 2`, and never a third; at 1, one at a time.
+#[tokio::test]
+async fn batches_delete_side_by_side_up_to_max_in_flight() {
+    let (_, peak, _) = run_in_flight(2, 0).await;
+    assert_eq!(peak, 2, "two batches deleting at once, never more");
+    let (_, peak, _) = run_in_flight(1, 0).await;
+    assert_eq!(peak, 1, "one batch at a time");
+}
+
+/// A store that answers SlowDown for every key is backed off from: the
+/// batches in flight halve, the keys are deleted again after a pause, and
+/// the run ends with everything deleted and certified, in no more than the
+/// configured bound at any time.
+#[tokio::test]
+async fn a_store_that_asks_to_slow_down_gets_fewer_batches_and_the_run_completes() {
+    let (out, peak, counts) = run_in_flight(4, 9).await;
+    assert!(
+        stderr(&out).contains("the store asks to slow down"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(peak <= 4, "never past max_in_flight: {peak}");
+    // 3,000 recordings and 1,000 transcripts in batches of 500: 6 bulk
+    // deletes of recordings and 6 of transcripts, plus the 3 answered with
+    // SlowDown and their keys' second try.
+    let batches = counts.get("delete-batch").copied().unwrap_or(0);
+    assert!((15..=24).contains(&batches), "{counts:?}");
 }
