@@ -691,7 +691,8 @@ async fn delete_batch<J: Journal>(
         };
     }
     let slowed = throttle.slow_downs();
-    let outcomes = delete_groups(store, numbered, options.concurrency, options.clock.as_ref()).await;
+    let outcomes =
+        delete_groups(store, numbered, options.concurrency, options.clock.as_ref()).await;
     if throttle.slow_downs() == slowed {
         throttle.went_well();
     }

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 pub use database::{DatabaseUrl, redact_url};
 pub use secrets::Secret;
 pub use store::{
-    DEFAULT_IN_FLIGHT, DeletionMode, FaultSettings, MAX_IN_FLIGHT, ListingOrderSetting, RetrySettings, StoreConfig, VerifySetting,
-    url_prefix,
+    DEFAULT_IN_FLIGHT, DeletionMode, FaultSettings, ListingOrderSetting, MAX_IN_FLIGHT,
+    RetrySettings, StoreConfig, VerifySetting, url_prefix,
 };
 
 use raw::{RawConfig, RawDaemon, RawHolds, RawSafety, RawSchedule, RawSigning};

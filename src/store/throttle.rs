@@ -44,7 +44,11 @@ pub struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        let mut state = self.throttle.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self
+            .throttle
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(permit) = self.permit.take()
             && state.withheld > 0
         {
@@ -120,7 +124,10 @@ impl Throttle {
             }
         }
         state.withheld += cut - taken;
-        tracing::info!(allowed = target, "the store asks to slow down: fewer batches in flight");
+        tracing::info!(
+            allowed = target,
+            "the store asks to slow down: fewer batches in flight"
+        );
     }
 
     /// A batch finished without throttling: allow one more, up to the bound.
@@ -205,11 +212,19 @@ mod tests {
     #[test]
     fn throttling_is_recognised_by_its_signs() {
         assert!(is_throttling("injected throttling (HTTP 503 SlowDown)"));
-        assert!(is_throttling("Error performing DeleteObjects: SlowDown: Please reduce your request rate"));
-        assert!(is_throttling("Server returned non-2xx status code: 503 Service Unavailable"));
-        assert!(is_throttling("ServerBusy: Ingress is over the account limit"));
+        assert!(is_throttling(
+            "Error performing DeleteObjects: SlowDown: Please reduce your request rate"
+        ));
+        assert!(is_throttling(
+            "Server returned non-2xx status code: 503 Service Unavailable"
+        ));
+        assert!(is_throttling(
+            "ServerBusy: Ingress is over the account limit"
+        ));
         assert!(is_throttling("429 Too Many Requests"));
-        assert!(!is_throttling("injected transient error (HTTP 500 InternalError)"));
+        assert!(!is_throttling(
+            "injected transient error (HTTP 500 InternalError)"
+        ));
         assert!(!is_throttling("AccessDenied"));
         assert!(!is_throttling("key calls/2503/x.wav not found"));
     }

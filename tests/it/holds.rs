@@ -276,7 +276,10 @@ fn slow_store(w: &World) -> Store {
             ..Default::default()
         },
     );
+    // One batch deleting at a time (and one recorded beside it), so that a
+    // hold placed after the first deletion finds batches not yet recorded.
     Store::from_object_store("recordings", "file:///slow", Arc::new(throttled))
+        .with_max_in_flight(1)
 }
 
 /// What the sample policy decides for every object of `store`, now.

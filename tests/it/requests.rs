@@ -247,7 +247,10 @@ async fn requests_per_deletion(kind: Kind) -> BTreeMap<String, u64> {
 /// the run's output, the peak of DeleteObjects in flight and the counts,
 /// after checking that every expired object is gone and certified and every
 /// recent one stays.
-async fn run_in_flight(max: usize, slowdown: u64) -> (std::process::Output, u64, BTreeMap<String, u64>) {
+async fn run_in_flight(
+    max: usize,
+    slowdown: u64,
+) -> (std::process::Output, u64, BTreeMap<String, u64>) {
     let bucket = Bucket::new(Kind::S3).await;
     let backend = s3_endpoint();
     let proxy = Proxy::start(&backend);
@@ -287,7 +290,9 @@ async fn run_in_flight(max: usize, slowdown: u64) -> (std::process::Output, u64,
     let out = w.lethe(&["run"]);
     let peaks = proxy.peaks().await;
     let counts = proxy.counts().await;
-    println!("in flight: max_in_flight {max}, slowdown {slowdown}: peaks {peaks:?}, counts {counts:?}");
+    println!(
+        "in flight: max_in_flight {max}, slowdown {slowdown}: peaks {peaks:?}, counts {counts:?}"
+    );
     assert_exit(&out, 0);
     let left = bucket.keys().await;
     for k in &expired {
