@@ -601,6 +601,25 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_written_before_companions_were_listed_is_still_approved() {
+        // An earlier release's line: companion keys only, no companion_objects.
+        let line = r#"{"action":"delete","basis":"b","code":"expired","companions":["transcripts/C-1.txt"],"expires_at":"2025-12-01T00:00:00Z","key":"calls/C-1.wav","object":{"key":"calls/C-1.wav","last_modified":"2025-05-31T00:00:00Z","size":1},"purpose":"quality","reason":"quality expired","recorded_at":"2025-05-31T00:00:00Z","store":"recordings"}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approved.jsonl");
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let approved = ApprovedPlan::load(&path).unwrap();
+        assert_eq!(approved.items, 1);
+        let old: Planned = serde_json::from_str(line).unwrap();
+        assert_eq!(old.companion_objects, None);
+        assert!(approved.contains(&old));
+        // Today's plan of the same deletion, its companions resolved, is the
+        // same approved deletion.
+        let mut today = old.clone();
+        today.companion_objects = Some(vec![]);
+        assert!(approved.contains(&today));
+    }
+
+    #[test]
     fn a_readable_spool_gives_back_every_item_in_order() {
         let mut spool = Spool::new().unwrap();
         let keys: Vec<String> = (0..1000).map(|i| format!("k{i}")).collect();
