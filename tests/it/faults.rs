@@ -517,6 +517,21 @@ fn fault_injection_on_a_local_folder_cannot_reorder_its_walk() {
     );
 }
 
+#[test]
+fn fault_injection_on_a_local_folder_cannot_hide_from_a_range_listing() {
+    let mut w = World::new();
+    w.stores
+        .push_str("[stores.inject_faults]\nseed = 1\nhide = 0.5\n");
+    w.write_config();
+    let out = w.lethe(&["plan"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("inject_faults.hide applies to object-store URLs"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Three day folders, each with two recordings kept for disputes by their
 /// sidecars (which sort before them) and two expired ones without a sidecar.
 async fn ordered_corpus(bucket: &Bucket) -> (BTreeSet<String>, BTreeSet<String>) {
