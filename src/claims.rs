@@ -10,12 +10,20 @@
 //!
 //! Every item that is not deleted records a claim on its own key and on the
 //! keys of its sidecars and companions; every delete item records a need for
-//! each object it would remove. Both go through an external merge sort (runs
-//! of [`RUN`] records in memory, spilled to unnamed temporary files), so that
-//! memory stays flat at millions of objects; a merge then pairs each need
-//! with the first claim on the same key, and a second sort hands the blocked
-//! needs back in plan order, to be applied to the delete items as they are
-//! read back from the spool.
+//! each object it would remove; every listed object that is not a recording
+//! candidate (a sidecar, a companion, an object no rule matches) records
+//! that it exists, with its size and e_tag. All go through an external merge
+//! sort (runs of [`RUN`] records in memory, spilled to unnamed temporary
+//! files), so that memory stays flat at millions of objects; a merge then
+//! pairs each need with the first claim on the same key, and each companion
+//! need with the listing's entry of it, and a second sort hands the blocked
+//! needs and the listed companions back in plan order, to be applied to the
+//! delete items as they are read back from the spool.
+//!
+//! A companion is rendered from a template and may not exist: it is deleted
+//! only when the scan's listing showed it (see [`Claims::need_listed`]), so
+//! that no second listing is needed to find it and a certificate never names
+//! an object that did not exist.
 //!
 //! Keys are compared by a 16-byte SHA-256 prefix of `store\0key`: a collision
 //! (never seen at 2^-64 per pair) can only keep an object, never delete one.
@@ -24,6 +32,8 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 
+use chrono::{DateTime, Utc};
+use object_store::ObjectMeta;
 use sha2::{Digest, Sha256};
 
 /// Records held in memory before a sorted run is spilled to disk.
@@ -60,6 +70,24 @@ pub struct Blocked {
     pub claim: String,
 }
 
+/// What the listing showed of an object: the facts its intent carries.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
+    pub size: u64,
+    pub e_tag: Option<String>,
+    pub last_modified: DateTime<Utc>,
+}
+
+/// What the claims say of one delete item's needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Its needs a claim blocks, by part.
+    pub blocked: Vec<Blocked>,
+    /// Its companion needs that nothing blocks and the listing showed, by
+    /// part; a companion need in neither list is absent from the store.
+    pub listed: Vec<(Part, Seen)>,
+}
+
 type Digest16 = [u8; 16];
 
 /// How an object is known in claims and approved plans: 16 bytes of the
@@ -75,28 +103,41 @@ pub(crate) fn digest(store: &str, key: &str) -> Digest16 {
     out
 }
 
-/// A record of the first sort: claims sort before the needs of the same key,
-/// and a need of an object as a recording before its needs as a companion.
+/// A record of the first sort: claims sort before the listing's entry of
+/// the same key, which sorts before its needs, and a need of an object as a
+/// recording before its needs as a sidecar or companion.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Entry {
     digest: Digest16,
-    /// 0: claim that keeps, 1: claim of doubt, 2: need as a recording
-    /// (part 0), 3: need as a sidecar or companion.
+    /// [`CLAIM_KEEPS`], [`CLAIM_DOUBT`], [`EXISTS`] (text: the [`Seen`] as
+    /// JSON), [`NEED_RECORDING`] (part 0), [`NEED`] (a sidecar, or any
+    /// object after the first round), [`NEED_LISTED`] (a companion).
     tag: u8,
     item: u64,
     part: Part,
     text: String,
 }
 
-/// A record of the second sort: blocked needs by plan position.
+const CLAIM_KEEPS: u8 = 0;
+const CLAIM_DOUBT: u8 = 1;
+const EXISTS: u8 = 2;
+const NEED_RECORDING: u8 = 3;
+const NEED: u8 = 4;
+const NEED_LISTED: u8 = 5;
+
+/// A record of the second sort: blocked needs and listed companions by plan
+/// position.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct Block {
     item: u64,
     part: Part,
-    /// 0: kept, 1: doubt, 2: shared with another deletion.
+    /// 0: kept, 1: doubt, 2: shared with another deletion, 3: listed (text:
+    /// the [`Seen`] as JSON).
     tag: u8,
     text: String,
 }
+
+const BLOCK_LISTED: u8 = 3;
 
 /// Fixed-layout binary records for the sort's spill files.
 trait Record: Ord + Sized {
@@ -340,9 +381,9 @@ impl Claims {
         self.entries.push(Entry {
             digest: digest(&self.store, key),
             tag: match strength {
-                Strength::Keeps => 0,
+                Strength::Keeps => CLAIM_KEEPS,
                 // A claim is never "shared"; say doubt, the stronger.
-                Strength::Doubt | Strength::Shared => 1,
+                Strength::Doubt | Strength::Shared => CLAIM_DOUBT,
             },
             item: 0,
             part: 0,
@@ -350,19 +391,53 @@ impl Claims {
         })
     }
 
-    /// Delete item number `item` would remove `key` as its object `part`.
+    /// The store's listing showed `object`, which is not a recording
+    /// candidate: a companion need of its key is met by it.
+    pub fn exists(&mut self, object: &ObjectMeta) -> io::Result<()> {
+        let seen = Seen {
+            size: object.size,
+            e_tag: object.e_tag.clone(),
+            last_modified: object.last_modified,
+        };
+        self.entries.push(Entry {
+            digest: digest(&self.store, object.location.as_ref()),
+            tag: EXISTS,
+            item: 0,
+            part: 0,
+            text: serde_json::to_string(&seen).map_err(io::Error::other)?,
+        })
+    }
+
+    /// Delete item number `item` would remove `key` as its object `part`
+    /// (its recording, part 0, or an object it already knows to exist).
     pub fn need(&mut self, key: &str, item: u64, part: Part) -> io::Result<()> {
         self.needs += 1;
         self.entries.push(Entry {
             digest: digest(&self.store, key),
-            tag: if part == 0 { 2 } else { 3 },
+            tag: if part == 0 { NEED_RECORDING } else { NEED },
             item,
             part,
             text: String::new(),
         })
     }
 
-    /// The blocked needs, in plan order (by item, then part).
+    /// Delete item number `item` would remove `key` as its object `part`
+    /// if the listing showed it (a companion): unless blocked, it comes back
+    /// in [`Resolved::listed`] with what the listing said of it, or not at
+    /// all when the listing did not show it.
+    pub fn need_listed(&mut self, key: &str, item: u64, part: Part) -> io::Result<()> {
+        self.needs += 1;
+        self.entries.push(Entry {
+            digest: digest(&self.store, key),
+            tag: NEED_LISTED,
+            item,
+            part,
+            text: String::new(),
+        })
+    }
+
+    /// The blocked needs and the listed companions, in plan order (by
+    /// item, then part).
     pub fn resolve(self) -> io::Result<BlockedNeeds> {
         if self.needs == 0 {
             return Ok(BlockedNeeds {
@@ -373,14 +448,23 @@ impl Claims {
         let run = self.entries.run;
         let mut entries = self.entries.finish()?;
         let mut blocks = Sorter::<Block>::new(run);
-        // The first claim on the current key, if any; whether a need of it was seen.
+        // The first claim on the current key, if any; the listing's entry
+        // of it; whether a need of it was seen.
         let mut current: Option<(Digest16, u8, String)> = None;
+        let mut listed: Option<(Digest16, String)> = None;
         let mut needed: Option<Digest16> = None;
         while let Some(e) = entries.next()? {
             if current.as_ref().is_some_and(|(d, _, _)| *d != e.digest) {
                 current = None;
             }
-            if e.tag < 2 {
+            if listed.as_ref().is_some_and(|(d, _)| *d != e.digest) {
+                listed = None;
+            }
+            if e.tag == EXISTS {
+                if listed.is_none() {
+                    listed = Some((e.digest, e.text));
+                }
+            } else if e.tag < EXISTS {
                 // Claims of doubt sort after those that keep: a doubt wins.
                 match &mut current {
                     Some((_, tag, text)) if e.tag > *tag => {
@@ -407,6 +491,16 @@ impl Claims {
                 })?;
             } else {
                 needed = Some(e.digest);
+                if e.tag == NEED_LISTED
+                    && let Some((_, seen)) = &listed
+                {
+                    blocks.push(Block {
+                        item: e.item,
+                        part: e.part,
+                        tag: BLOCK_LISTED,
+                        text: seen.clone(),
+                    })?;
+                }
             }
         }
         Ok(BlockedNeeds {
@@ -416,21 +510,24 @@ impl Claims {
     }
 }
 
-/// The blocked needs of a store, read in plan order alongside the spool.
+/// The blocked needs and listed companions of a store, read in plan order
+/// alongside the spool.
 pub struct BlockedNeeds {
     sorted: Sorted<Block>,
     peeked: Option<Block>,
 }
 
 impl BlockedNeeds {
-    /// Whether no need at all is blocked (the common case: nothing to apply).
+    /// Whether no need at all is blocked and no companion was listed
+    /// (nothing to apply: every companion need, if any, is absent).
     pub fn is_empty(&self) -> bool {
         self.peeked.is_none() && matches!(&self.sorted, Sorted::Memory(v) if v.is_empty())
     }
 
-    /// The blocked needs of delete item `item`; items must be asked in increasing order.
-    pub fn of(&mut self, item: u64) -> io::Result<Vec<Blocked>> {
-        let mut out = Vec::new();
+    /// What the claims say of delete item `item`'s needs; items must be
+    /// asked in increasing order.
+    pub fn of(&mut self, item: u64) -> io::Result<Resolved> {
+        let mut out = Resolved::default();
         loop {
             let next = match self.peeked.take() {
                 Some(b) => b,
@@ -443,8 +540,11 @@ impl BlockedNeeds {
                 self.peeked = Some(next);
                 return Ok(out);
             }
-            if next.item == item {
-                out.push(Blocked {
+            if next.item == item && next.tag == BLOCK_LISTED {
+                let seen = serde_json::from_str(&next.text).map_err(io::Error::other)?;
+                out.listed.push((next.part, seen));
+            } else if next.item == item {
+                out.blocked.push(Blocked {
                     item: next.item,
                     part: next.part,
                     strength: match next.tag {
@@ -478,9 +578,98 @@ mod tests {
         let mut b = c.resolve().unwrap();
         let mut out = Vec::new();
         for i in 0..=needs.iter().map(|n| n.1).max().unwrap_or(0) {
-            out.extend(b.of(i).unwrap());
+            let resolved = b.of(i).unwrap();
+            assert!(resolved.listed.is_empty(), "no companion need here");
+            out.extend(resolved.blocked);
         }
         out
+    }
+
+    fn meta(key: &str, size: u64) -> ObjectMeta {
+        ObjectMeta {
+            location: key.into(),
+            last_modified: DateTime::from_timestamp(1_700_000_000, 5).unwrap(),
+            size,
+            e_tag: Some(format!("\"{key}\"")),
+            version: None,
+        }
+    }
+
+    #[test]
+    fn a_companion_need_is_listed_when_the_listing_showed_it_and_nothing_blocks_it() {
+        for run in [1, 2, 3, 1000] {
+            let mut c = Claims::with_run("s", run);
+            // Listed: two transcripts, a kept recording's transcript, a
+            // transcript two deletions share.
+            for (k, size) in [
+                ("t/1.txt", 11),
+                ("t/2.txt", 22),
+                ("t/kept.txt", 33),
+                ("t/shared.txt", 44),
+            ] {
+                c.exists(&meta(k, size)).unwrap();
+            }
+            c.claim("t/kept.txt", Strength::Keeps, "kept".into())
+                .unwrap();
+            c.need("r/1.wav", 0, 0).unwrap();
+            c.need_listed("t/1.txt", 0, 1).unwrap();
+            c.need_listed("t/absent.txt", 0, 2).unwrap();
+            c.need("r/2.wav", 1, 0).unwrap();
+            c.need("r/2.json", 1, 1).unwrap();
+            c.need_listed("t/2.txt", 1, 2).unwrap();
+            c.need_listed("t/kept.txt", 1, 3).unwrap();
+            c.need_listed("t/shared.txt", 1, 4).unwrap();
+            c.need("r/3.wav", 2, 0).unwrap();
+            c.need_listed("t/shared.txt", 2, 1).unwrap();
+            let mut b = c.resolve().unwrap();
+            assert!(!b.is_empty());
+            let seen = |k: &str, size| Seen {
+                size,
+                e_tag: Some(format!("\"{k}\"")),
+                last_modified: DateTime::from_timestamp(1_700_000_000, 5).unwrap(),
+            };
+            let first = b.of(0).unwrap();
+            assert_eq!(first.listed, vec![(1, seen("t/1.txt", 11))], "run of {run}");
+            assert!(
+                first.blocked.is_empty(),
+                "an absent companion is not blocked"
+            );
+            let second = b.of(1).unwrap();
+            assert_eq!(
+                second.listed,
+                vec![(2, seen("t/2.txt", 22)), (4, seen("t/shared.txt", 44))],
+                "run of {run}"
+            );
+            assert_eq!(
+                second
+                    .blocked
+                    .iter()
+                    .map(|b| (b.part, b.strength))
+                    .collect::<Vec<_>>(),
+                vec![(3, Strength::Keeps)]
+            );
+            let third = b.of(2).unwrap();
+            assert!(third.listed.is_empty(), "the first deletion removes it");
+            assert_eq!(
+                third
+                    .blocked
+                    .iter()
+                    .map(|b| (b.part, b.strength))
+                    .collect::<Vec<_>>(),
+                vec![(1, Strength::Shared)]
+            );
+        }
+    }
+
+    #[test]
+    fn a_companion_the_listing_did_not_show_comes_back_as_nothing_to_delete() {
+        let mut c = Claims::new("s");
+        c.exists(&meta("t/other.txt", 1)).unwrap();
+        c.need("r/1.wav", 0, 0).unwrap();
+        c.need_listed("t/1.txt", 0, 1).unwrap();
+        let mut b = c.resolve().unwrap();
+        assert!(b.is_empty());
+        assert_eq!(b.of(0).unwrap(), Resolved::default());
     }
 
     #[test]
@@ -562,7 +751,7 @@ mod tests {
         let mut other = Claims::new("b");
         other.need("k", 0, 0).unwrap();
         other.claim("j", Strength::Keeps, "y".into()).unwrap();
-        assert!(other.resolve().unwrap().of(0).unwrap().is_empty());
+        assert!(other.resolve().unwrap().of(0).unwrap().blocked.is_empty());
     }
 
     #[test]
@@ -579,7 +768,7 @@ mod tests {
         let mut b = c.resolve().unwrap();
         let mut seen = 0;
         for i in 0..5000u64 {
-            let got = b.of(i).unwrap();
+            let got = b.of(i).unwrap().blocked;
             if i % 7 == 0 {
                 assert_eq!(got.len(), 1, "item {i}");
                 assert_eq!(got[0].claim, format!("claim {i}"));

@@ -316,9 +316,17 @@ pub struct Planned {
     pub basis: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sidecars: Vec<ObjectRef>,
-    /// Companion keys; deleted with the recording when present.
+    /// Companion keys, as the rule's templates render them; deleted with
+    /// the recording when present.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub companions: Vec<String>,
+    /// Of a deletion's `companions`, those the scan's listing showed, with
+    /// what it said of them: the companions it deletes (see
+    /// [`crate::claims`]). `None` until the store's claims are resolved
+    /// (items that stay, plans of earlier releases): a deletion without it
+    /// deletes no companion and is not carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub companion_objects: Option<Vec<ObjectRef>>,
     /// Facts that holds and erasure requests select on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
@@ -420,6 +428,7 @@ pub fn any_item(
             basis: None,
             sidecars: vec![],
             companions: u.owns,
+            companion_objects: None,
             subject: u.subject,
             call_id: None,
             timezone: None,
@@ -516,6 +525,7 @@ fn recording_item(store: &str, r: Recording, decision: Decision) -> Planned {
         basis: expiry.map(|e| e.basis),
         sidecars: r.sidecars.iter().map(ObjectRef::from).collect(),
         companions: r.companions,
+        companion_objects: None,
         subject: r.subject,
         call_id: r.call_id,
         timezone: Some(r.timezone),

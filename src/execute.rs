@@ -12,9 +12,8 @@
 //! least what happened. Failures are values in the report, not early returns:
 //! one object that cannot be deleted does not stop the others.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
-use object_store::ObjectMeta;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -317,22 +316,10 @@ fn intent_for(
     })
 }
 
-/// The objects of one delete item, recording first. Companion keys are
-/// looked up; absent companions have nothing to delete.
-/// The companions of `item` that must be looked up in the store (those not
-/// already among its own objects).
-fn companions_to_check(item: &Planned) -> impl Iterator<Item = &String> {
-    item.companions
-        .iter()
-        .filter(|c| **c != item.key && !item.sidecars.iter().any(|s| s.key == **c))
-}
-
 /// One recording's objects to delete: the recording, its sidecars, and the
-/// companions that exist (`companions` holds what the store said of each).
-fn group_intents(
-    item: &Planned,
-    companions: &HashMap<String, Result<Option<ObjectMeta>, String>>,
-) -> Result<Vec<Intent>, String> {
+/// companions the scan's listing showed (`Planned::companion_objects`, found
+/// when the plan was resolved: no request here).
+fn group_intents(item: &Planned) -> Result<Vec<Intent>, String> {
     let object = item
         .object
         .as_ref()
@@ -356,22 +343,26 @@ fn group_intents(
             s.e_tag.clone(),
         ));
     }
-    for c in &item.companions {
-        if intents.iter().any(|i| &i.key == c) {
+    let listed = match &item.companion_objects {
+        Some(listed) => listed.as_slice(),
+        None if item.companions.is_empty() => &[],
+        None => {
+            return Err(
+                "its companions were not matched against the store's listing: not deleted".into(),
+            );
+        }
+    };
+    for c in listed {
+        if intents.iter().any(|i| i.key == c.key) {
             continue;
         }
-        match companions.get(c) {
-            Some(Ok(Some(meta))) => intents.extend(intent_for(
-                item,
-                Role::Companion,
-                c,
-                meta.size,
-                meta.e_tag.clone(),
-            )),
-            Some(Ok(None)) => {}
-            Some(Err(e)) => return Err(format!("cannot check companion {c}: {e}")),
-            None => return Err(format!("companion {c} was not checked")),
-        }
+        intents.extend(intent_for(
+            item,
+            Role::Companion,
+            &c.key,
+            c.size,
+            c.e_tag.clone(),
+        ));
     }
     Ok(intents)
 }
@@ -590,8 +581,8 @@ struct Ready {
 /// Executes the delete items of one store. Items that are not deletions are
 /// ignored.
 ///
-/// Two stages work at once: one prepares each batch (finds which of its
-/// companions exist, records its intents, fenced and checked against the
+/// Two stages work at once: one prepares each batch (its groups of
+/// objects, then its intents, recorded fenced and checked against the
 /// holds), the other deletes the batches whose intents are durable, up to
 /// the store's `max_in_flight` at a time ([`crate::store::Throttle`]), and
 /// records each batch's outcomes. So the database records batch N+1 while
@@ -709,8 +700,8 @@ async fn delete_batch<J: Journal>(
     BatchDone { outcomes, aborted }
 }
 
-/// Prepares the batches of `items` one after another: resolves each
-/// group's objects, records the intents, and hands the recorded groups to
+/// Prepares the batches of `items` one after another: makes each group's
+/// intents, records them, and hands the recorded groups to
 /// `ready`. Stops at a stop request, a journal failure, or `halt`.
 #[allow(clippy::too_many_arguments)]
 async fn prepare_batches<J: Journal>(
@@ -736,24 +727,11 @@ async fn prepare_batches<J: Journal>(
             report.interrupted = true;
             return report;
         }
-        // Resolve each group's objects: the batch's companions are looked up together.
-        let lookups: Vec<String> = {
-            let mut seen = HashSet::new();
-            batch
-                .iter()
-                .flat_map(companions_to_check)
-                .filter(|c| seen.insert(c.as_str()))
-                .cloned()
-                .collect()
-        };
-        // As the store verifies absence: one listing of their range, or a head each.
-        let found = store.lookup_many(&lookups, options.concurrency).await;
-        let companions: HashMap<String, Result<Option<ObjectMeta>, String>> =
-            lookups.into_iter().zip(found).collect();
+        // Each group's objects, companions as the scan's listing showed them.
         let groups: Vec<(Planned, Result<Vec<Intent>, String>)> = batch
             .into_iter()
             .map(|item| {
-                let g = group_intents(&item, &companions);
+                let g = group_intents(&item);
                 (item, g)
             })
             .collect();

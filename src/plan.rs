@@ -6,9 +6,11 @@
 //! steps with bounded memory. First every listed object is classified and
 //! decided: items that stay are handed out at once and record their claims
 //! (see [`crate::claims`]); delete items go to an unnamed spool file and
-//! record what they need. Then the claims are resolved, and the delete items
-//! are read back and handed out with whatever something else still keeps
-//! taken out of them, or kept whole.
+//! record what they need; every other listed object records that it exists.
+//! Then the claims are resolved, and the delete items are read back and
+//! handed out with whatever something else still keeps taken out of them, or
+//! kept whole, and with the companions the listing showed
+//! ([`Planned::companion_objects`]): the only companions a run deletes.
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
@@ -17,13 +19,13 @@ use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
 use tracing::info;
 
-use crate::claims::{Blocked, Claims, Strength};
+use crate::claims::{Blocked, Claims, Part, Seen, Strength};
 use crate::classify::{Classified, classify};
 use crate::decide::{Action, KeptObject, Orders, Planned, Shard, StoreStats, any_item, in_scope};
 use crate::policy::Policy;
 use crate::report::printable;
 use crate::scan::{Scanned, scan};
-use crate::store::Store;
+use crate::store::{ObjectRef, Store};
 
 /// Sidecar reads in flight per store.
 const SCAN_CONCURRENCY: usize = 16;
@@ -97,6 +99,10 @@ pub async fn plan_store(
         // Objects outside the shard are not planned here, but still claim
         // what they keep: a recording of another shard keeps its companions.
         let mine = scope.shard.is_none_or(|s| s.owns(store.name(), key));
+        // What a companion need is matched with: the listing showed it.
+        if let Scanned::Owned(meta) | Scanned::Unmatched(meta) = &entry {
+            claims.exists(meta).map_err(PlanFailure::Sink)?;
+        }
         let doubt = matches!(entry, Scanned::Problem { .. });
         let classified = classify(entry, policy);
         if let Classified::Owned(_) = classified {
@@ -118,10 +124,14 @@ pub async fn plan_store(
         }
         if planned && item.action == Action::Delete {
             let index = deletes.len();
+            let companions_from = 1 + item.sidecars.len();
             for (part, key) in item.objects().enumerate() {
-                claims
-                    .need(key, index, part as u32)
-                    .map_err(PlanFailure::Sink)?;
+                if part >= companions_from {
+                    claims.need_listed(key, index, part as u32)
+                } else {
+                    claims.need(key, index, part as u32)
+                }
+                .map_err(PlanFailure::Sink)?;
             }
             deletes.push(&item).map_err(PlanFailure::Sink)?;
             continue;
@@ -135,8 +145,11 @@ pub async fn plan_store(
         }
     }
     // Resolve in rounds: a deletion kept whole (its own key is claimed)
-    // claims its objects in turn, for the deletions still to be judged.
+    // claims its objects in turn, for the deletions still to be judged. The
+    // first round also says which companions the listing showed; later
+    // rounds need only those.
     let (mut kept_whole, mut kept_objects) = (0u64, 0u64);
+    let mut first = true;
     loop {
         let mut blocked = claims.resolve().map_err(PlanFailure::Sink)?;
         if blocked.is_empty() {
@@ -147,13 +160,17 @@ pub async fn plan_store(
         let mut whole = 0u64;
         for (index, item) in deletes.into_items().map_err(PlanFailure::Sink)?.enumerate() {
             let mut item = item.map_err(PlanFailure::Sink)?;
-            let blocks = blocked.of(index as u64).map_err(PlanFailure::Sink)?;
+            let resolved = blocked.of(index as u64).map_err(PlanFailure::Sink)?;
+            let blocks = resolved.blocked;
             if blocks
                 .iter()
                 .any(|b| b.part == 0 && b.strength == Strength::Shared)
             {
                 // The same key listed twice: the first listing's deletion stands.
                 continue;
+            }
+            if first {
+                set_listed(&mut item, resolved.listed);
             }
             if !blocks.is_empty() && apply(&mut item, blocks) {
                 whole += 1;
@@ -173,12 +190,17 @@ pub async fn plan_store(
         kept_whole += whole;
         deletes = next;
         claims = next_claims;
+        first = false;
         if whole == 0 {
             break;
         }
     }
     for item in deletes.into_items().map_err(PlanFailure::Sink)? {
-        let item = item.map_err(PlanFailure::Sink)?;
+        let mut item = item.map_err(PlanFailure::Sink)?;
+        // The claims were resolved: a companion the first round did not
+        // hand back as listed (all of them, if it handed back nothing) is
+        // absent from the store, and has nothing to delete.
+        item.companion_objects.get_or_insert_with(Vec::new);
         kept_objects += item.kept.len() as u64;
         plan.stats.count(&item);
         on_item(&item).map_err(PlanFailure::Sink)?;
@@ -239,6 +261,28 @@ fn claim_all(claims: &mut Claims, item: &Planned, doubt: bool) -> std::io::Resul
     Ok(())
 }
 
+/// Records on a delete item the companions the listing showed (parts
+/// numbered as [`Planned::objects`] numbers them), before anything is taken
+/// out of it.
+fn set_listed(item: &mut Planned, listed: Vec<(Part, Seen)>) {
+    let companions_from = 1 + item.sidecars.len();
+    let objects = listed
+        .into_iter()
+        .filter_map(|(part, seen)| {
+            let key = item
+                .companions
+                .get((part as usize).checked_sub(companions_from)?)?;
+            Some(ObjectRef {
+                key: key.clone(),
+                size: seen.size,
+                e_tag: seen.e_tag,
+                last_modified: seen.last_modified,
+            })
+        })
+        .collect();
+    item.companion_objects = Some(objects);
+}
+
 /// Takes out of a delete item what claims keep. Returns whether the whole
 /// recording is kept: when its own key is claimed, or when one of its
 /// objects cannot be checked.
@@ -264,6 +308,7 @@ fn apply(item: &mut Planned, blocks: Vec<Blocked>) -> bool {
             item.reason = format!("kept: its own retention ended, but {}", b.claim);
         }
         item.expires_at = None;
+        item.companion_objects = None;
         return true;
     }
     let sidecars = item.sidecars.len();
@@ -285,7 +330,10 @@ fn apply(item: &mut Planned, blocks: Vec<Blocked>) -> bool {
         if i <= sidecars {
             item.sidecars.remove(i - 1);
         } else {
-            item.companions.remove(i - 1 - sidecars);
+            let key = item.companions.remove(i - 1 - sidecars);
+            if let Some(objects) = &mut item.companion_objects {
+                objects.retain(|o| o.key != key);
+            }
         }
     }
     false
@@ -550,6 +598,25 @@ mod tests {
             let why = failed.lock().unwrap().clone();
             assert!(why.is_some_and(|w| !w.is_empty()));
         }
+    }
+
+    #[test]
+    fn a_plan_written_before_companions_were_listed_is_still_approved() {
+        // An earlier release's line: companion keys only, no companion_objects.
+        let line = r#"{"action":"delete","basis":"b","code":"expired","companions":["transcripts/C-1.txt"],"expires_at":"2025-12-01T00:00:00Z","key":"calls/C-1.wav","object":{"key":"calls/C-1.wav","last_modified":"2025-05-31T00:00:00Z","size":1},"purpose":"quality","reason":"quality expired","recorded_at":"2025-05-31T00:00:00Z","store":"recordings"}"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approved.jsonl");
+        std::fs::write(&path, format!("{line}\n")).unwrap();
+        let approved = ApprovedPlan::load(&path).unwrap();
+        assert_eq!(approved.items, 1);
+        let old: Planned = serde_json::from_str(line).unwrap();
+        assert_eq!(old.companion_objects, None);
+        assert!(approved.contains(&old));
+        // Today's plan of the same deletion, its companions resolved, is the
+        // same approved deletion.
+        let mut today = old.clone();
+        today.companion_objects = Some(vec![]);
+        assert!(approved.contains(&today));
     }
 
     #[test]

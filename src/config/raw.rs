@@ -135,6 +135,8 @@ pub(super) struct RawFaults {
     pub delay: Option<String>,
     #[serde(default)]
     pub reorder: usize,
+    #[serde(default)]
+    pub hide: f64,
 }
 
 #[derive(Deserialize)]

@@ -99,6 +99,11 @@ pub struct FaultSettings {
     /// (0: the store's own order), as a store that promises no order may list
     /// them.
     pub reorder: usize,
+    /// In a range listing (`list_with_offset`: what absence checks ask
+    /// for), the chance per entry that a present key is left out, as an
+    /// eventually consistent store or a buggy gateway may list: at most one
+    /// key per listing, and each key at most once per process.
+    pub hide: f64,
 }
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DeletionMode {
@@ -606,11 +611,16 @@ fn verify_setting(url: &str, value: &str) -> std::result::Result<VerifySetting, 
 /// `[stores.inject_faults]`, checked: chances between 0 and 1 that add up
 /// to at most 1 per request. On a local folder the faults are a disk's
 /// (reads, checks and deletes; the walk itself is not faulted, and
-/// `reorder` does not apply to it).
+/// `reorder` and `hide` do not apply to it).
 fn fault_settings(url: &str, f: &RawFaults) -> std::result::Result<FaultSettings, String> {
     if url.starts_with("file:") && f.reorder > 0 {
         return Err(
             "inject_faults.reorder applies to object-store URLs (s3, az, gs): a local folder's walk is not reordered".into(),
+        );
+    }
+    if url.starts_with("file:") && f.hide > 0.0 {
+        return Err(
+            "inject_faults.hide applies to object-store URLs (s3, az, gs): a local folder is checked with a stat of each file, never a range listing".into(),
         );
     }
     let chances = [
@@ -620,6 +630,7 @@ fn fault_settings(url: &str, f: &RawFaults) -> std::result::Result<FaultSettings
         ("lost_reply", f.lost_reply),
         ("slow", f.slow),
         ("partial", f.partial),
+        ("hide", f.hide),
     ];
     for (name, p) in chances {
         if !(0.0..=1.0).contains(&p) {
@@ -655,6 +666,7 @@ fn fault_settings(url: &str, f: &RawFaults) -> std::result::Result<FaultSettings
         partial: f.partial,
         delay,
         reorder: f.reorder,
+        hide: f.hide,
     })
 }
 

@@ -159,8 +159,20 @@ impl PlanSink for TextPlan<'_> {
                         .join(", ")
                 )?;
             }
-            if !item.companions.is_empty() {
-                write!(
+            match &item.companion_objects {
+                // Known from the listing: the companions it deletes.
+                Some(listed) if !listed.is_empty() => write!(
+                    self.out,
+                    "; with companion {}",
+                    listed
+                        .iter()
+                        .map(|c| printable(&c.key))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )?,
+                Some(_) => {}
+                None if item.companions.is_empty() => {}
+                None => write!(
                     self.out,
                     "; with companions if present: {}",
                     item.companions
@@ -168,7 +180,7 @@ impl PlanSink for TextPlan<'_> {
                         .map(|c| printable(c))
                         .collect::<Vec<_>>()
                         .join(", ")
-                )?;
+                )?,
             }
         }
         for k in &item.kept {

@@ -1,5 +1,5 @@
-//! Whether deleted objects are gone, and which companions exist before a
-//! delete: a listing of the batch's key range, or a `head` of each.
+//! Whether deleted objects are gone: a listing of the batch's key range,
+//! or a `head` of each.
 //!
 //! S3, Azure Blob and GCS list consistently after a delete (their
 //! statements are quoted in ARCHITECTURE.md), so one listing of the range a
@@ -17,9 +17,13 @@
 //! shown the whole range: its keys not seen are checked with a `head`. A
 //! listing that fails leaves its keys unchecked (an error each), as a
 //! failed `head` does. A local folder is always checked with a `head`
-//! (a `stat`), which costs less there than a listing. The same lookup tells
-//! which of a batch's companions exist (and their size) before their
-//! intents are written: a companion a listing does not show is not deleted.
+//! (a `stat`), which costs less there than a listing.
+//!
+//! This is only ever asked whether deleted keys are gone. Which companions
+//! exist is not looked up here: the scan's own listing says so, matched to
+//! each deletion's companions in `crate::claims`, so a listing that hides a
+//! present companion from a lookup cannot make a run delete the recording
+//! and leave its companion behind, unreported.
 
 use std::collections::{HashMap, HashSet};
 
@@ -135,21 +139,9 @@ impl Store {
     }
 
     /// Each of `keys`' metadata, `None` where it does not exist, as this
-    /// store verifies: one listing of their range (a `head` for each key it
-    /// could not decide), or a `head` each. In the order of `keys`.
-    pub async fn lookup_many(
-        &self,
-        keys: &[String],
-        concurrency: usize,
-    ) -> Vec<std::result::Result<Option<ObjectMeta>, String>> {
-        self.lookup_checked(keys, concurrency)
-            .await
-            .into_iter()
-            .map(|(r, _)| r)
-            .collect()
-    }
-
-    /// [`Store::lookup_many`], with how each answer was found.
+    /// store verifies (one listing of their range, a `head` for each key it
+    /// could not decide; or a `head` each), with how each answer was found.
+    /// In the order of `keys`.
     async fn lookup_checked(
         &self,
         keys: &[String],

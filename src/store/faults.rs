@@ -1,7 +1,8 @@
 //! A fault-injecting `ObjectStore`: wraps a real client and, driven by a
 //! seed, fails some of its requests the way cloud stores fail: transient
 //! errors, throttling, timeouts, slow answers, answers lost after the request
-//! was carried out, and bulk deletes in which single keys fail.
+//! was carried out, bulk deletes in which single keys fail, listings out of
+//! order, and range listings that leave out a present key (`hide`).
 //!
 //! It exists for the fault suite (`tests/it/faults.rs`), which turns it on
 //! with `[stores.inject_faults]` and checks that no fault ever leads to a
@@ -50,6 +51,23 @@ impl Fault {
 
 /// With `reorder`, the pages shuffled together (memory: this many pages).
 pub const REORDERED_PAGES: usize = 4;
+
+/// With `hide`, how many keys a process remembers having hidden (so that it
+/// hides each at most once); once full, nothing more is hidden.
+pub const HIDDEN_KEYS: usize = 1 << 16;
+
+/// The keys hidden so far in this process, by store and key.
+static HIDDEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Whether `key` of `store` may be hidden now: it never was, and the set of
+/// hidden keys has room to remember it (then it is remembered).
+fn hide_once(store: &str, key: &str) -> bool {
+    let Ok(mut hidden) = HIDDEN.lock() else {
+        return false;
+    };
+    hidden.len() < HIDDEN_KEYS && hidden.insert(format!("{store}\0{key}"))
+}
 
 #[derive(Debug)]
 pub struct FaultyStore {
@@ -169,6 +187,116 @@ impl FaultyStore {
                 f.await
             }
         }
+    }
+
+    /// `listing` as a faulty store lists: it may fail at its start or part
+    /// way through, and its pages may come out of order: with `reorder`,
+    /// pages of that many entries, each in the store's order, every
+    /// [`REORDERED_PAGES`] of them listed in an order drawn from the seed.
+    fn faulted(
+        &self,
+        listing: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let settings = self.settings;
+        let local = self.local;
+        let at_start = self.request_fault();
+        let base = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
+        if let Some(fault @ (Fault::Error | Fault::Throttle | Fault::Timeout)) = at_start {
+            return futures::stream::iter(vec![Err(injected(
+                local,
+                fault.as_str(),
+                "list",
+                "start",
+            ))])
+            .boxed();
+        }
+        // Mid-listing, a page fails with the request error chance, roughly
+        // once per thousand entries at the configured rate.
+        let mid = (settings.error + settings.throttle) / 1000.0;
+        let mut n = 0u64;
+        let mut failed = false;
+        let listing = listing
+            .filter_map(move |item| {
+                n += 1;
+                let out = if failed {
+                    None
+                } else if draw(settings.seed, base + n) < mid {
+                    failed = true;
+                    Some(Err(injected(
+                        local,
+                        "error",
+                        "list",
+                        &format!("after {n} entries"),
+                    )))
+                } else {
+                    Some(item)
+                };
+                futures::future::ready(out)
+            })
+            .boxed();
+        if settings.reorder == 0 {
+            return listing;
+        }
+        let shuffles = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
+        let page = settings.reorder;
+        let mut drawn = 0u64;
+        listing
+            .chunks(page * REORDERED_PAGES)
+            .map(move |window| {
+                let mut pages: Vec<Vec<Result<ObjectMeta>>> = Vec::new();
+                let mut window = window.into_iter().peekable();
+                while window.peek().is_some() {
+                    pages.push(window.by_ref().take(page).collect());
+                }
+                // Fisher-Yates over the pages, driven by the seed.
+                for i in (1..pages.len()).rev() {
+                    drawn += 1;
+                    let j = (draw(settings.seed, shuffles + drawn) * (i + 1) as f64) as usize;
+                    pages.swap(i, j.min(i));
+                }
+                tracing::warn!(
+                    fault = "reorder",
+                    op = "list",
+                    pages = pages.len(),
+                    "injected fault"
+                );
+                futures::stream::iter(pages.into_iter().flatten())
+            })
+            .flatten()
+            .boxed()
+    }
+
+    /// `listing`, leaving out with `hide`'s chance per entry one present key
+    /// (at most one per listing), each key at most once per process.
+    fn hiding(
+        &self,
+        listing: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let settings = self.settings;
+        if settings.hide <= 0.0 {
+            return listing;
+        }
+        let base = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
+        let store = self.inner.to_string();
+        let mut n = 0u64;
+        let mut hid = false;
+        listing
+            .filter(move |item| {
+                n += 1;
+                let keep = match item {
+                    Ok(meta) if !hid && draw(settings.seed, base + n) < settings.hide => {
+                        let key = meta.location.as_ref();
+                        if hide_once(&store, key) {
+                            hid = true;
+                            tracing::warn!(fault = "hide", op = "list", key, "injected fault");
+                        }
+                        !hid
+                    }
+                    _ => true,
+                };
+                futures::future::ready(keep)
+            })
+            .boxed()
     }
 }
 
@@ -305,79 +433,20 @@ impl ObjectStore for FaultyStore {
     }
 
     /// A listing may fail at its start or part way through, and its pages
-    /// may come out of order: with `reorder`, pages of that many entries,
-    /// each in the store's order, every [`REORDERED_PAGES`] of them listed
-    /// in an order drawn from the seed.
+    /// may come out of order: see [`FaultyStore::faulted`].
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let settings = self.settings;
-        let local = self.local;
-        let at_start = self.request_fault();
-        let base = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
-        if let Some(fault @ (Fault::Error | Fault::Throttle | Fault::Timeout)) = at_start {
-            return futures::stream::iter(vec![Err(injected(
-                local,
-                fault.as_str(),
-                "list",
-                "start",
-            ))])
-            .boxed();
-        }
-        // Mid-listing, a page fails with the request error chance, roughly
-        // once per thousand entries at the configured rate.
-        let mid = (settings.error + settings.throttle) / 1000.0;
-        let mut n = 0u64;
-        let mut failed = false;
-        let listing = self
-            .inner
-            .list(prefix)
-            .filter_map(move |item| {
-                n += 1;
-                let out = if failed {
-                    None
-                } else if draw(settings.seed, base + n) < mid {
-                    failed = true;
-                    Some(Err(injected(
-                        local,
-                        "error",
-                        "list",
-                        &format!("after {n} entries"),
-                    )))
-                } else {
-                    Some(item)
-                };
-                futures::future::ready(out)
-            })
-            .boxed();
-        if settings.reorder == 0 {
-            return listing;
-        }
-        let shuffles = self.draws.fetch_add(1 << 32, Ordering::Relaxed);
-        let page = settings.reorder;
-        let mut drawn = 0u64;
-        listing
-            .chunks(page * REORDERED_PAGES)
-            .map(move |window| {
-                let mut pages: Vec<Vec<Result<ObjectMeta>>> = Vec::new();
-                let mut window = window.into_iter().peekable();
-                while window.peek().is_some() {
-                    pages.push(window.by_ref().take(page).collect());
-                }
-                // Fisher-Yates over the pages, driven by the seed.
-                for i in (1..pages.len()).rev() {
-                    drawn += 1;
-                    let j = (draw(settings.seed, shuffles + drawn) * (i + 1) as f64) as usize;
-                    pages.swap(i, j.min(i));
-                }
-                tracing::warn!(
-                    fault = "reorder",
-                    op = "list",
-                    pages = pages.len(),
-                    "injected fault"
-                );
-                futures::stream::iter(pages.into_iter().flatten())
-            })
-            .flatten()
-            .boxed()
+        self.faulted(self.inner.list(prefix))
+    }
+
+    /// A range listing (what absence checks ask for) meets the faults of
+    /// any listing and, with `hide`, may leave out one present key.
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let listing = self.faulted(self.inner.list_with_offset(prefix, offset));
+        self.hiding(listing)
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -416,7 +485,55 @@ mod tests {
             partial: 0.3,
             delay: std::time::Duration::from_millis(1),
             reorder: 0,
+            hide: 0.0,
         }
+    }
+
+    async fn listed(faulty: &FaultyStore, offset: &str) -> Vec<String> {
+        faulty
+            .list_with_offset(Some(&Path::from("hide")), &Path::from(offset))
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_range_listing_hides_one_present_key_at_a_time_and_each_only_once() {
+        let mem = Arc::new(InMemory::new());
+        let keys: Vec<String> = (0..5).map(|i| format!("hide/k{i}")).collect();
+        for k in &keys {
+            mem.put(&Path::from(k.as_str()), PutPayload::from("x"))
+                .await
+                .unwrap();
+        }
+        let faulty = FaultyStore::new(
+            mem.clone(),
+            FaultSettings {
+                seed: 3,
+                hide: 1.0,
+                ..Default::default()
+            },
+        );
+        // The whole listing is never hidden from: the scan sees every key.
+        let all: Vec<String> = faulty
+            .list(Some(&Path::from("hide")))
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        assert_eq!(all, keys);
+        let mut hidden = Vec::new();
+        for _ in 0..keys.len() {
+            let got = listed(&faulty, "hide/k").await;
+            assert_eq!(got.len(), keys.len() - 1, "one key left out: {got:?}");
+            let missing: Vec<&String> = keys.iter().filter(|k| !got.contains(k)).collect();
+            assert!(!hidden.contains(missing[0]), "{} hidden twice", missing[0]);
+            hidden.push(missing[0].clone());
+        }
+        // Every key was hidden once; none is hidden again, by this store or
+        // another over the same objects.
+        assert_eq!(listed(&faulty, "hide/k").await, keys);
+        let again = FaultyStore::new(mem, faulty.settings);
+        assert_eq!(listed(&again, "hide/k").await, keys);
     }
 
     #[test]

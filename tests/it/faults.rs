@@ -1,10 +1,12 @@
 //! Store faults: S3 (moto), Azure Blob (Azurite) and GCS (fake-gcs-server)
 //! behind the fault-injecting client (`[stores.inject_faults]`,
 //! `src/store/faults.rs`), across many seeds.
-//! Transient errors, throttling, timeouts, slow answers, lost replies and
-//! partial bulk-delete failures may make a run fail, never make it delete
-//! what it must keep or certify what still exists; whatever failed is
-//! reported with exit 1 and finished by the next run.
+//! Transient errors, throttling, timeouts, slow answers, lost replies,
+//! partial bulk-delete failures and range listings that hide a present key
+//! may make a run fail, never make it delete what it must keep, certify what
+//! still exists, or leave a companion or sidecar of a deleted recording
+//! behind unreported; whatever failed is reported with exit 1 and finished by
+//! the next run.
 //!
 //! `LETHE_FAULT_SEEDS` sets the number of seeds (CI: 8; long mode: 100).
 
@@ -105,6 +107,8 @@ fn walk(root: &std::path::Path, dir: &std::path::Path) -> BTreeSet<String> {
 struct Corpus {
     expired: BTreeSet<String>,
     kept: BTreeSet<String>,
+    /// Each expired recording's sidecar and companion, by recording.
+    owned: Vec<(String, String)>,
 }
 
 async fn corpus(target: &Target) -> Corpus {
@@ -112,14 +116,17 @@ async fn corpus(target: &Target) -> Corpus {
     let new = months_ago(2);
     let mut expired = BTreeSet::new();
     let mut kept = BTreeSet::new();
+    let mut owned = Vec::new();
     for i in 0..40 {
         let rec = format!("calls/quality/{old}/E-{i:03}.wav");
         expired.insert(rec.clone());
         if i % 2 == 0 {
             expired.insert(format!("transcripts/E-{i:03}.txt"));
+            owned.push((rec.clone(), format!("transcripts/E-{i:03}.txt")));
         }
         if i % 5 == 0 {
             expired.insert(rec.replace(".wav", ".json"));
+            owned.push((rec.clone(), rec.replace(".wav", ".json")));
         }
     }
     for i in 0..5 {
@@ -142,11 +149,23 @@ async fn corpus(target: &Target) -> Corpus {
         };
         target.put(k, body).await;
     }
-    Corpus { expired, kept }
+    Corpus {
+        expired,
+        kept,
+        owned,
+    }
 }
 
 fn injected_faults(o: &std::process::Output) -> usize {
     stderr(o).matches("injected fault").count()
+}
+
+/// Keys a range listing hid (`hide`), by the run's log.
+fn hidden_keys(o: &std::process::Output) -> usize {
+    stderr(o)
+        .lines()
+        .filter(|l| l.contains("injected fault") && l.contains("hide"))
+        .count()
 }
 
 #[tokio::test]
@@ -156,6 +175,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(8);
     let (mut faults_total, mut failed_first_runs, mut retried) = (0, 0, 0);
+    let (mut hidden_total, mut orphans_reported) = (0, 0);
     let mut kinds = std::collections::BTreeMap::new();
     for seed in 0..seeds {
         // Each kind of store in turn, each at every fault scale.
@@ -168,9 +188,15 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         w.safety = "max_deletions = 1000000\nmax_fraction = 1.0\n".into();
         // At full scale a quarter of requests meet some fault and a fifth of
         // the keys of a bulk delete fail alone; every third seed is gentler.
+        // A cloud store's range listings also hide a present key now and
+        // then (a local folder is checked with a stat, never a range listing).
         let k = [1.0, 0.5, 0.05][((seed / 4) % 3) as usize];
+        let hide = match target {
+            Target::Cloud(_) => format!("hide = {}\n", 0.5 * k),
+            Target::Local(_) => String::new(),
+        };
         w.stores = target.store_toml(Some(format!(
-            "seed = {seed}\nerror = {}\nthrottle = {}\ntimeout = {}\nlost_reply = {}\nslow = {}\npartial = {}\ndelay = \"20ms\"\n",
+            "seed = {seed}\nerror = {}\nthrottle = {}\ntimeout = {}\nlost_reply = {}\nslow = {}\npartial = {}\ndelay = \"20ms\"\n{hide}",
             0.08 * k,
             0.06 * k,
             0.03 * k,
@@ -201,6 +227,7 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         let first = w.lethe(&["run"]);
         let faults = injected_faults(&first);
         faults_total += faults;
+        hidden_total += hidden_keys(&first);
         kinds.get_mut(&kind).unwrap().1 += faults;
         let code = code(&first);
         assert!(
@@ -220,6 +247,24 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
                 !present.contains(&k),
                 "seed {seed} ({kind}): certified {k} still exists"
             );
+        }
+        // A sidecar or companion whose recording is gone has no listing left
+        // to lead back to it: if it is still there, the ledger keeps its
+        // intent open (failed, skipped or unconfirmed) for the next run.
+        for (recording, object) in &c.owned {
+            if present.contains(recording) || !present.contains(object) {
+                continue;
+            }
+            let open = w.sql(&format!(
+                "SELECT COUNT(*) FROM pending_intent p JOIN ledger l ON l.seq = p.seq WHERE l.object_key = '{object}'"
+            ));
+            assert_eq!(
+                open,
+                "1",
+                "seed {seed} ({kind}): {recording} was deleted, {object} is left behind and no pending intent says so\n{}",
+                stderr(&first)
+            );
+            orphans_reported += 1;
         }
         let left: Vec<&String> = c.expired.intersection(&present).collect();
         if !left.is_empty() {
@@ -282,11 +327,15 @@ async fn no_store_fault_leads_to_a_wrongful_or_uncertified_deletion() {
         assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
     }
     eprintln!(
-        "fault suite: {seeds} seeds (kind: (seeds, faults) {kinds:?}), {faults_total} faults injected, {failed_first_runs} first runs failed (exit 1), {retried} objects finished by the next run, 0 wrongful deletions"
+        "fault suite: {seeds} seeds (kind: (seeds, faults) {kinds:?}), {faults_total} faults injected ({hidden_total} keys hidden from range listings), {failed_first_runs} first runs failed (exit 1), {retried} objects finished by the next run ({orphans_reported} sidecars or companions of deleted recordings left pending), 0 wrongful deletions"
     );
     assert!(
         kinds.values().all(|&(_, faults)| faults > 0),
         "the faults were never injected on some kind: {kinds:?}"
+    );
+    assert!(
+        seeds < 4 || hidden_total > 0,
+        "no range listing ever hid a key: the suite misses the case"
     );
 }
 
@@ -468,6 +517,21 @@ fn fault_injection_on_a_local_folder_cannot_reorder_its_walk() {
     );
 }
 
+#[test]
+fn fault_injection_on_a_local_folder_cannot_hide_from_a_range_listing() {
+    let mut w = World::new();
+    w.stores
+        .push_str("[stores.inject_faults]\nseed = 1\nhide = 0.5\n");
+    w.write_config();
+    let out = w.lethe(&["plan"]);
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("inject_faults.hide applies to object-store URLs"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Three day folders, each with two recordings kept for disputes by their
 /// sidecars (which sort before them) and two expired ones without a sidecar.
 async fn ordered_corpus(bucket: &Bucket) -> (BTreeSet<String>, BTreeSet<String>) {
@@ -560,5 +624,83 @@ async fn a_listing_out_of_order_never_deletes_what_a_sidecar_keeps() {
     assert!(
         failed > 0,
         "no seed listed a kept recording before its sidecar"
+    );
+}
+
+/// A store whose range listings hide a present key once each (`hide = 1.0`:
+/// every range listing hides the first key it may, an eventually consistent
+/// store or a buggy gateway), on S3 (moto): companions are known from the
+/// run's own listing, so every transcript of a deleted recording is deleted
+/// with it, whatever a later listing hides, and the certificate names
+/// exactly what was deleted. The kept recordings' transcripts, which lie
+/// among them, are what the verification listings hide.
+#[tokio::test]
+async fn a_listing_that_hides_present_keys_leaves_no_transcript_behind() {
+    let bucket = Bucket::new(Kind::S3).await;
+    let mut w = World::new();
+    w.env = bucket.env();
+    let old = months_ago(8);
+    let (mut deleted, mut kept) = (BTreeSet::new(), BTreeSet::new());
+    for i in 0..30 {
+        // Expired, with its transcript.
+        let rec = format!("calls/quality/{old}/C-{i:03}a.wav");
+        let transcript = format!("transcripts/C-{i:03}a.txt");
+        bucket.put(&format!("tenant-a/{rec}"), "audio").await;
+        bucket.put(&format!("tenant-a/{transcript}"), "text").await;
+        deleted.extend([rec, transcript]);
+        // Kept for disputes by its sidecar, with its transcript: both sort
+        // among the deleted ones.
+        let rec = format!("calls/quality/{old}/C-{i:03}b.wav");
+        let sidecar = rec.replace(".wav", ".json");
+        let transcript = format!("transcripts/C-{i:03}b.txt");
+        bucket.put(&format!("tenant-a/{rec}"), "audio").await;
+        bucket
+            .put(
+                &format!("tenant-a/{sidecar}"),
+                r#"{"purposes":["disputes"]}"#,
+            )
+            .await;
+        bucket.put(&format!("tenant-a/{transcript}"), "text").await;
+        kept.extend([rec, sidecar, transcript]);
+    }
+    w.safety = "max_deletions = 1000000\nmax_fraction = 1.0\n".into();
+    w.stores = format!(
+        "{}[stores.inject_faults]\nseed = 7\nhide = 1.0\n",
+        bucket.store_toml(
+            "recordings",
+            "tenant-a",
+            "listing_order = \"lexicographic\"\n"
+        )
+    );
+    w.write_config();
+    let out = w.lethe(&["run"]);
+    assert_exit(&out, 0);
+    assert!(
+        hidden_keys(&out) > 0,
+        "no listing hid a key:\n{}",
+        stderr(&out)
+    );
+    let present: BTreeSet<String> = bucket
+        .keys()
+        .await
+        .iter()
+        .filter_map(|k| k.strip_prefix("tenant-a/").map(str::to_string))
+        .collect();
+    assert_eq!(present, kept, "exactly the kept objects remain");
+    let certified: Vec<String> = w.all_certified();
+    assert_eq!(
+        certified.len(),
+        deleted.len(),
+        "each deleted object certified once"
+    );
+    assert_eq!(
+        certified.into_iter().collect::<BTreeSet<_>>(),
+        deleted,
+        "the certificate names exactly what was deleted"
+    );
+    assert_eq!(w.sql("SELECT COUNT(*) FROM pending_intent"), "0");
+    assert_exit(
+        &w.lethe(&["verify", w.cert(1).to_str().unwrap(), "--check-store"]),
+        0,
     );
 }

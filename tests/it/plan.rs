@@ -27,7 +27,9 @@ fn plan_as_of_applies_calendar_months() {
     let after = w.lethe(&["plan", "--as-of", "2025-12-01"]);
     assert_exit(&after, 0);
     let text = stdout(&after);
-    assert!(text.contains("DELETE calls/quality/2025/05/31/C-1.wav  quality expired 2025-12-01T00:00:00Z (6 months retention); counted to the end of the day, as 2025-05-31 (UTC) has no time of day in the key; with sidecar calls/quality/2025/05/31/C-1.json; with companions if present: transcripts/C-1.txt"), "{text}");
+    assert!(text.contains("DELETE calls/quality/2025/05/31/C-1.wav  quality expired 2025-12-01T00:00:00Z (6 months retention); counted to the end of the day, as 2025-05-31 (UTC) has no time of day in the key; with sidecar calls/quality/2025/05/31/C-1.json\n"), "{text}");
+    // Its transcript was not listed: the plan names no companion to delete.
+    assert!(!text.contains("transcripts/C-1.txt"), "{text}");
     // Everything that cannot be established is reported with its reason.
     assert!(
         text.contains("REPORT calls/training/2099/01/01/C-2.wav  kept: recorded in the future"),
@@ -84,6 +86,44 @@ fn plan_json_is_one_document_with_every_item() {
     assert_eq!(doc["stores"][0]["stats"]["delete"], 1);
     assert_eq!(doc["stores"][0]["stats"]["owned"], 1);
     assert_eq!(doc["safety"]["ok"], true);
+}
+
+/// A companion is known from the listing the plan already makes: the plan
+/// names the transcripts that exist, with their size, and no other.
+#[test]
+fn a_plan_names_the_companions_the_listing_showed_and_only_those() {
+    let w = World::new();
+    for id in ["C-1", "C-2"] {
+        w.put(&format!("calls/quality/2025/05/31/{id}.wav"), "a");
+    }
+    w.put("transcripts/C-1.txt", "twelve bytes");
+    let out = w.lethe(&["plan", "--as-of", "2026-01-01"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("C-1.wav  quality expired 2025-12-01T00:00:00Z (6 months retention); counted to the end of the day, as 2025-05-31 (UTC) has no time of day in the key; with companion transcripts/C-1.txt\n"),
+        "{text}"
+    );
+    assert!(!text.contains("transcripts/C-2.txt"), "{text}");
+    let out = w.lethe(&["plan", "--as-of", "2026-01-01", "--format", "json"]);
+    assert_exit(&out, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = doc["stores"][0]["items"].as_array().unwrap();
+    let item = |id: &str| {
+        items
+            .iter()
+            .find(|i| i["key"] == format!("calls/quality/2025/05/31/{id}.wav"))
+            .unwrap()
+    };
+    let listed = item("C-1")["companion_objects"].as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["key"], "transcripts/C-1.txt");
+    assert_eq!(listed[0]["size"], 12);
+    assert_eq!(
+        item("C-1")["companions"],
+        serde_json::json!(["transcripts/C-1.txt"])
+    );
+    assert_eq!(item("C-2")["companion_objects"], serde_json::json!([]));
 }
 
 #[test]

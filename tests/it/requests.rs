@@ -100,8 +100,8 @@ impl Drop for Proxy {
 /// (companion) for every third, among 300 recent ones, on S3 declared
 /// lexicographic (as AWS S3 is by default): the run lists, deletes in
 /// bulk and verifies by listing, with no `head` at all and a few list and
-/// delete requests per thousand objects; each sidecar is read once (the
-/// floor). Every expired object is gone and certified, every recent one
+/// delete requests per thousand objects (companions found in the scan's
+/// listing, not listed again); each sidecar is read once (the floor). Every expired object is gone and certified, every recent one
 /// stays.
 #[tokio::test]
 async fn a_run_on_s3_sends_a_few_requests_per_thousand_deletions() {
@@ -224,8 +224,13 @@ async fn requests_per_deletion(kind: Kind) -> BTreeMap<String, u64> {
         150,
         "{kind:?}: each sidecar read once, nothing else: {counts:?}"
     );
+    // The scan's pages (three of 1,000 keys; Azure lists 5,000 a page) and
+    // per batch of 500 three range listings verifying absence (recordings,
+    // sidecars, transcripts): companions are known from the scan's listing,
+    // not listed again (15 listings on S3 and GCS, 14 on Azure, when each
+    // batch listed its transcripts' range to find them).
     assert!(
-        count("list") as f64 / deleted <= 0.01,
+        count("list") <= 12,
         "{kind:?}: {} listings for {deleted} deletions: {counts:?}",
         count("list")
     );
@@ -233,7 +238,7 @@ async fn requests_per_deletion(kind: Kind) -> BTreeMap<String, u64> {
     // of 256.
     if kind == Kind::S3 {
         assert!(
-            requests as f64 / deleted <= 0.01,
+            requests as f64 / deleted <= 0.0085,
             "{kind:?}: {requests} list, head and delete requests for {deleted} deletions: {counts:?}"
         );
     }
