@@ -502,33 +502,31 @@ fn every_certificate_missing_from_the_destination_is_rebuilt() {
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
 }
 
-#[test]
-fn fault_injection_on_a_local_folder_cannot_reorder_its_walk() {
+/// `[stores.inject_faults]` with `setting` on a local folder is a config
+/// error (exit 2) that says `why`.
+fn refused_on_a_folder(setting: &str, why: &str) {
     let mut w = World::new();
     w.stores
-        .push_str("[stores.inject_faults]\nseed = 1\nerror = 0.5\nreorder = 3\n");
+        .push_str(&format!("[stores.inject_faults]\nseed = 1\n{setting}\n"));
     w.write_config();
     let out = w.lethe(&["plan"]);
     assert_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("a local folder's walk is not reordered"),
-        "{}",
-        stderr(&out)
+    assert!(stderr(&out).contains(why), "{}", stderr(&out));
+}
+
+#[test]
+fn fault_injection_on_a_local_folder_cannot_reorder_its_walk() {
+    refused_on_a_folder(
+        "error = 0.5\nreorder = 3",
+        "a local folder's walk is not reordered",
     );
 }
 
 #[test]
 fn fault_injection_on_a_local_folder_cannot_hide_from_a_range_listing() {
-    let mut w = World::new();
-    w.stores
-        .push_str("[stores.inject_faults]\nseed = 1\nhide = 0.5\n");
-    w.write_config();
-    let out = w.lethe(&["plan"]);
-    assert_exit(&out, 2);
-    assert!(
-        stderr(&out).contains("inject_faults.hide applies to object-store URLs"),
-        "{}",
-        stderr(&out)
+    refused_on_a_folder(
+        "hide = 0.5",
+        "inject_faults.hide applies to object-store URLs",
     );
 }
 

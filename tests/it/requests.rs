@@ -45,21 +45,17 @@ impl Proxy {
 
     /// The requests counted so far, by kind.
     pub async fn counts(&self) -> BTreeMap<String, u64> {
-        let body = http()
-            .get(format!("{}/_counts", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        serde_json::from_str(&body).unwrap()
+        self.figures("_counts").await
     }
 
     /// The most requests of each kind that were in flight at once.
     pub async fn peaks(&self) -> BTreeMap<String, u64> {
+        self.figures("_peaks").await
+    }
+
+    async fn figures(&self, what: &str) -> BTreeMap<String, u64> {
         let body = http()
-            .get(format!("{}/_peaks", self.url))
+            .get(format!("{}/{what}", self.url))
             .send()
             .await
             .unwrap()
