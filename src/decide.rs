@@ -371,6 +371,13 @@ impl Planned {
             .chain(self.sidecars.iter().map(|s| s.key.as_str()))
             .chain(self.companions.iter().map(String::as_str))
     }
+
+    /// The companion key object `part` of [`Planned::objects`] is, if it is
+    /// one (not the item's own key or a sidecar).
+    pub fn companion_at(&self, part: usize) -> Option<&String> {
+        self.companions
+            .get(part.checked_sub(1 + self.sidecars.len())?)
+    }
 }
 
 /// Turns a classified object into a plan item (`None` for owned objects,

@@ -124,9 +124,8 @@ pub async fn plan_store(
         }
         if planned && item.action == Action::Delete {
             let index = deletes.len();
-            let companions_from = 1 + item.sidecars.len();
             for (part, key) in item.objects().enumerate() {
-                if part >= companions_from {
+                if item.companion_at(part).is_some() {
                     claims.need_listed(key, index, part as u32)
                 } else {
                     claims.need(key, index, part as u32)
@@ -265,13 +264,10 @@ fn claim_all(claims: &mut Claims, item: &Planned, doubt: bool) -> std::io::Resul
 /// numbered as [`Planned::objects`] numbers them), before anything is taken
 /// out of it.
 fn set_listed(item: &mut Planned, listed: Vec<(Part, Seen)>) {
-    let companions_from = 1 + item.sidecars.len();
     let objects = listed
         .into_iter()
         .filter_map(|(part, seen)| {
-            let key = item
-                .companions
-                .get((part as usize).checked_sub(companions_from)?)?;
+            let key = item.companion_at(part as usize)?;
             Some(ObjectRef {
                 key: key.clone(),
                 size: seen.size,
