@@ -522,3 +522,44 @@ fn an_object_two_deletions_remove_is_deleted_and_certified_once() {
         "one intent per object"
     );
 }
+
+/// An approved plan carries the companions its own listing showed, but the
+/// run deletes what the run's listing shows: a transcript removed since the
+/// review is not claimed as deleted, one written since is deleted with its
+/// recording, and the certificate names exactly what went.
+#[test]
+fn an_approved_plan_deletes_the_companions_the_run_listed() {
+    let w = world(
+        r#"
+recordings:
+  - { name: cc, store: recordings, match: "calls/{purpose}/{recorded:%Y/%m/%d}/{call_id}.wav",
+      companions: ["transcripts/{call_id}.txt"] }
+"#,
+    );
+    let day = months_ago(11);
+    let (a, b) = (
+        format!("calls/quality/{day}/C-1.wav"),
+        format!("calls/quality/{day}/C-2.wav"),
+    );
+    for k in [&a, &b] {
+        w.put(k, "audio");
+    }
+    w.put("transcripts/C-1.txt", "text");
+    let plan_file = w.path("approved.jsonl");
+    assert_exit(&w.lethe(&["plan", "--out", plan_file.to_str().unwrap()]), 0);
+    assert!(
+        std::fs::read_to_string(&plan_file)
+            .unwrap()
+            .contains("transcripts/C-1.txt"),
+        "the reviewed plan names the listed transcript"
+    );
+    // After the review: C-1's transcript is removed, C-2's is written.
+    std::fs::remove_file(w.store().join("transcripts/C-1.txt")).unwrap();
+    w.put("transcripts/C-2.txt", "text");
+    assert_exit(&w.lethe(&["run", "--plan", plan_file.to_str().unwrap()]), 0);
+    assert!(present(&w).is_empty(), "{:?}", present(&w));
+    assert_eq!(
+        sorted(w.manifest_keys(1)),
+        sorted(vec![a, b, "transcripts/C-2.txt".into()])
+    );
+}
