@@ -328,8 +328,7 @@ impl ManifestWriter {
 
     pub fn push(&mut self, entry: &ManifestEntry) -> Result<(), CertificateError> {
         self.line.clear();
-        let value = serde_json::to_value(entry)?;
-        jcs::write_value(&value, &mut self.line);
+        jcs::write(entry, &mut self.line).map_err(serde_json::Error::from)?;
         self.tree.push_leaf_data(&self.line);
         self.line.push(b'\n');
         self.sha.update(&self.line);

@@ -30,7 +30,8 @@ pub(crate) struct NewRow {
     pub store: Option<String>,
     pub key: Option<String>,
     pub ref_seq: Option<i64>,
-    pub body: Value,
+    /// The body in canonical JSON.
+    pub body: String,
 }
 
 /// A stored row.
@@ -222,12 +223,7 @@ impl Ledger {
         let mut stored_rows = Vec::with_capacity(rows.len());
         for row in rows {
             seq += 1;
-            let body = String::from_utf8(jcs::value_to_vec(&row.body)).map_err(|e| {
-                LedgerError::Corrupt {
-                    seq,
-                    message: e.to_string(),
-                }
-            })?;
+            let body = row.body;
             let mut stored = LedgerRow {
                 seq,
                 kind: row.kind.as_str().to_string(),

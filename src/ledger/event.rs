@@ -159,18 +159,25 @@ impl Event {
 
     /// The row's body as JSON (the chain stores its canonical form).
     pub fn body(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_slice(&self.canonical_body()?)
+    }
+
+    /// The row's body in canonical JSON, written straight from the event
+    /// (no `Value` on the way): the bytes the chain stores and hashes.
+    pub fn canonical_body(&self) -> Result<Vec<u8>, serde_json::Error> {
+        use crate::certificate::jcs::to_vec;
         match self {
-            Event::RunStarted(b) => serde_json::to_value(b),
-            Event::RunFinished(b) => serde_json::to_value(b),
-            Event::ShardPlanned(b) => serde_json::to_value(b),
-            Event::Intent(b) => serde_json::to_value(b),
-            Event::Outcome(b) => serde_json::to_value(b),
-            Event::Certificate(b) => serde_json::to_value(b),
-            Event::HoldPlaced(b) => serde_json::to_value(b),
-            Event::HoldReleaseRequested { request, .. } => serde_json::to_value(request),
-            Event::HoldReleaseApproved { approval, .. } => serde_json::to_value(approval),
-            Event::HoldReleased { release, .. } => serde_json::to_value(release),
-            Event::ErasureRequested(b) => serde_json::to_value(b),
+            Event::RunStarted(b) => to_vec(b),
+            Event::RunFinished(b) => to_vec(b),
+            Event::ShardPlanned(b) => to_vec(b),
+            Event::Intent(b) => to_vec(b),
+            Event::Outcome(b) => to_vec(b),
+            Event::Certificate(b) => to_vec(b),
+            Event::HoldPlaced(b) => to_vec(b),
+            Event::HoldReleaseRequested { request, .. } => to_vec(request),
+            Event::HoldReleaseApproved { approval, .. } => to_vec(approval),
+            Event::HoldReleased { release, .. } => to_vec(release),
+            Event::ErasureRequested(b) => to_vec(b),
         }
     }
 
@@ -182,7 +189,8 @@ impl Event {
             store: self.store().map(str::to_string),
             key: self.key().map(str::to_string),
             ref_seq: self.ref_seq(),
-            body: self.body()?,
+            body: String::from_utf8(self.canonical_body()?)
+                .map_err(<serde_json::Error as serde::ser::Error>::custom)?,
         })
     }
 

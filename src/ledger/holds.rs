@@ -13,7 +13,6 @@ use sqlx::any::AnyRow;
 
 use super::event::{Event, Kind, Release, ReleaseApproval, ReleaseRequest};
 use super::{Ledger, LedgerError, Result};
-use crate::certificate::jcs;
 use crate::hold::Hold;
 
 /// A hold as the ledger knows it: placed, and perhaps released.
@@ -115,7 +114,7 @@ impl Ledger {
                 message: e.to_string(),
             })?;
         // The index keeps the hold exactly as the row's body has it.
-        let body = String::from_utf8_lossy(&jcs::value_to_vec(&row.body)).into_owned();
+        let body = row.body.clone();
         let seq = self.append_in(&mut tx, vec![row]).await?[0];
         sqlx::query("INSERT INTO hold (case_id, placed_seq, body) VALUES ($1, $2, $3)")
             .bind(hold.case.clone())

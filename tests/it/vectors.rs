@@ -27,6 +27,14 @@ fn rfc8785_vectors() {
             String::from_utf8_lossy(&expected),
             "{name:?}"
         );
+        // The direct path (typed values are written without a `Value`) on
+        // the same vectors: `Value` serializes through it member by member.
+        let direct = jcs::to_vec(&value).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&direct),
+            String::from_utf8_lossy(&expected),
+            "{name:?}, written directly"
+        );
         checked += 1;
     }
     assert_eq!(checked, 6);

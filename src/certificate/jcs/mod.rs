@@ -10,11 +10,15 @@
 use serde::Serialize;
 use serde_json::Value;
 
-/// Canonical JSON bytes of any serializable value.
+mod ser;
+
+pub use ser::write;
+
+/// Canonical JSON bytes of any serializable value, written straight from it
+/// (see [`write`]).
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let value = serde_json::to_value(value)?;
     let mut out = Vec::with_capacity(256);
-    write_value(&value, &mut out);
+    write(value, &mut out)?;
     Ok(out)
 }
 
