@@ -4,8 +4,8 @@
 //! predecessor's hash, starting from [`GENESIS`]; any edited, inserted,
 //! removed or reordered row breaks a link.
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -17,6 +17,9 @@ use super::event::{Event, Kind, OutcomeBody};
 use super::sql::{Placeholders, ROWS_PER_STATEMENT, select_rows, values_statement};
 use super::{CertificateRecord, Ledger, LedgerError, Result, timestamp};
 use crate::certificate::jcs;
+
+/// Ledger rows read by one query when rows are streamed.
+const PAGE_ROWS: i64 = 2000;
 
 /// The hash a chain starts from.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -301,28 +304,58 @@ impl Ledger {
 
     /// Every row in order, streamed.
     pub fn rows(&self) -> BoxStream<'_, Result<LedgerRow>> {
-        sqlx::query(select_rows!("ORDER BY seq"))
-            .fetch(&self.pool)
-            .map(|r| {
-                r.map_err(LedgerError::from)
-                    .and_then(|row| LedgerRow::from_any(&row))
-            })
-            .boxed()
+        self.paged(None, 1, i64::MAX)
     }
 
     /// Rows of one kind with `from <= seq <= to`, streamed in order.
     pub fn rows_of_kind(&self, kind: Kind, from: i64, to: i64) -> BoxStream<'_, Result<LedgerRow>> {
-        sqlx::query(select_rows!(
-            "WHERE kind = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq"
-        ))
-        .bind(kind.as_str())
-        .bind(from)
-        .bind(to)
-        .fetch(&self.pool)
-        .map(|r| {
-            r.map_err(LedgerError::from)
-                .and_then(|row| LedgerRow::from_any(&row))
+        self.paged(Some(kind), from, to)
+    }
+
+    /// Rows with `from <= seq <= to` (of one kind, if given), read
+    /// [`PAGE_ROWS`] at a time in order and streamed. A page is one query:
+    /// a query streamed row by row hands each row over from SQLite's worker
+    /// thread on its own, a thread woken per row.
+    fn paged(&self, kind: Option<Kind>, from: i64, to: i64) -> BoxStream<'_, Result<LedgerRow>> {
+        futures::stream::try_unfold(Some(from), move |next| async move {
+            let Some(from) = next.filter(|from| *from <= to) else {
+                return Ok::<_, LedgerError>(None);
+            };
+            let page = match kind {
+                Some(kind) => {
+                    sqlx::query(select_rows!(
+                        "WHERE kind = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq LIMIT $4"
+                    ))
+                    .bind(kind.as_str())
+                    .bind(from)
+                    .bind(to)
+                    .bind(PAGE_ROWS)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => {
+                    sqlx::query(select_rows!(
+                        "WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3"
+                    ))
+                    .bind(from)
+                    .bind(to)
+                    .bind(PAGE_ROWS)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+            };
+            let rows = page
+                .iter()
+                .map(LedgerRow::from_any)
+                .collect::<Result<Vec<_>>>()?;
+            let next = match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE_ROWS => last.seq.checked_add(1),
+                _ => None,
+            };
+            let rows = rows.into_iter().map(Ok::<_, LedgerError>);
+            Ok(Some((futures::stream::iter(rows), next)))
         })
+        .try_flatten()
         .boxed()
     }
 
