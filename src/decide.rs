@@ -56,6 +56,8 @@ pub struct Orders {
     pub erasures: HashMap<String, String>,
     /// Plan only the recordings of this subject (digest): an erasure being carried out.
     pub only_subject: Option<String>,
+    /// The register of data subjects' requests, for the notices of late ones.
+    pub requests: Vec<crate::request::Request>,
 }
 
 impl Orders {

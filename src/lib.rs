@@ -27,6 +27,7 @@ pub mod pass;
 pub mod plan;
 pub mod policy;
 pub mod report;
+pub mod request;
 pub mod scan;
 pub mod store;
 pub mod telemetry;

@@ -80,6 +80,7 @@ pub struct Telemetry {
     last_exit_code: IntGauge,
     in_progress: IntGauge,
     skipped: IntCounter,
+    requests_overdue: IntGauge,
 }
 
 impl Telemetry {
@@ -151,6 +152,11 @@ impl Telemetry {
             "Scheduled runs skipped because the previous one was still in progress.",
         )?;
         registry.register(Box::new(skipped.clone()))?;
+        let requests_overdue = IntGauge::new(
+            "lethe_requests_overdue",
+            "Data subjects' requests past their GDPR Art. 12(3) deadline and not answered, as of the last run.",
+        )?;
+        registry.register(Box::new(requests_overdue.clone()))?;
         Ok(Self {
             registry,
             scanned,
@@ -165,6 +171,7 @@ impl Telemetry {
             last_exit_code,
             in_progress,
             skipped,
+            requests_overdue,
         })
     }
 
@@ -181,6 +188,11 @@ impl Telemetry {
     pub fn set_last_success(&self, ended: DateTime<Utc>) {
         self.last_success
             .set(ended.timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// The requests a run found late (see [`crate::request::late_notices`]).
+    pub fn set_requests_overdue(&self, n: u64) {
+        self.requests_overdue.set(n as i64);
     }
 
     /// Records a finished run.

@@ -12,6 +12,7 @@ mod demo;
 mod hold;
 mod plan;
 mod progress;
+mod requests;
 mod run;
 mod verify;
 
@@ -143,9 +144,18 @@ enum Command {
         /// The erasure request's id (e.g. DSR-2026-0042)
         #[arg(long)]
         request: String,
+        /// When the request was received (a date or RFC 3339 time; default: now,
+        /// or when `requests open` registered it)
+        #[arg(long, value_name = "DATE")]
+        received: Option<String>,
         /// Show what would be erased and kept; delete and record nothing
         #[arg(long)]
         dry_run: bool,
+    },
+    /// The register of data subjects' requests and their GDPR Art. 12(3) deadlines
+    Requests {
+        #[command(subcommand)]
+        command: RequestsCommand,
     },
     /// Legal holds: freeze recordings for a case, whatever their retention
     Hold {
@@ -244,6 +254,53 @@ pub(crate) enum HoldCommand {
     Show {
         /// The case id of the hold
         case: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum RequestsCommand {
+    /// Register a request when it arrives; `erase --request R` answers it later
+    Open {
+        /// What the subject asked for
+        #[arg(long, value_enum)]
+        kind: crate::request::RequestKind,
+        /// The subject, as the `{subject}` capture or a sidecar's `subject` names it
+        /// (the register keeps only its SHA-256)
+        #[arg(long)]
+        subject: String,
+        /// The request's id (e.g. DSR-2026-0042); it names this request for good
+        #[arg(long)]
+        request: String,
+        /// Who registers it (recorded in the ledger)
+        #[arg(long)]
+        by: String,
+        /// When it was received (a date or RFC 3339 time; default: now)
+        #[arg(long, value_name = "DATE")]
+        received: Option<String>,
+    },
+    /// List the requests not yet answered (or all, with --all): received, deadline, late or on time
+    List {
+        /// Also list answered requests
+        #[arg(long)]
+        all: bool,
+        /// Output format: text for people, json for programs
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// The one extension Art. 12(3) allows, before the first deadline passes
+    Extend {
+        /// The request's id
+        #[arg(long)]
+        request: String,
+        /// Who extends it (recorded in the ledger)
+        #[arg(long)]
+        by: String,
+        /// Why (the subject must be told the reasons)
+        #[arg(long)]
+        reason: String,
+        /// Further months: 1 or 2
+        #[arg(long, default_value_t = crate::request::MAX_EXTENSION_MONTHS)]
+        months: u32,
     },
 }
 
@@ -360,8 +417,34 @@ async fn dispatch(cli: Cli, out: &mut dyn Write) -> Outcome {
         Command::Erase {
             subject,
             request,
+            received,
             dry_run,
-        } => run::erase(&args, &subject, &request, dry_run, out).await,
+        } => run::erase(&args, &subject, &request, received.as_deref(), dry_run, out).await,
+        Command::Requests { command } => match command {
+            RequestsCommand::Open {
+                kind,
+                subject,
+                request,
+                by,
+                received,
+            } => {
+                let opening = requests::Opening {
+                    kind,
+                    subject: &subject,
+                    request: &request,
+                    by: &by,
+                    received: received.as_deref(),
+                };
+                requests::open(&args, opening, out).await
+            }
+            RequestsCommand::List { all, format } => requests::list(&args, all, format, out).await,
+            RequestsCommand::Extend {
+                request,
+                by,
+                reason,
+                months,
+            } => requests::extend(&args, &request, &by, &reason, months, out).await,
+        },
         Command::Hold { command } => hold::dispatch(&args, command, out).await,
         Command::Keygen { out: path } => keygen(&path, out),
         Command::Demo { dir } => demo::demo(&dir, out).await,

@@ -53,13 +53,16 @@ pub(crate) async fn run(args: &Args, mode: Mode, start: Start<'_>, out: &mut dyn
     let result = configured(args, mode, &start, out).await;
     if let Some(t) = start.telemetry {
         match &result {
-            Ok((exit, outcome)) => t.record_run(
-                &outcome.figures(),
-                outcome.metrics_status(),
-                *exit as i64,
-                clock.elapsed(),
-                outcome.finished_at,
-            ),
+            Ok((exit, outcome)) => {
+                t.set_requests_overdue(outcome.late_requests);
+                t.record_run(
+                    &outcome.figures(),
+                    outcome.metrics_status(),
+                    *exit as i64,
+                    clock.elapsed(),
+                    outcome.finished_at,
+                )
+            }
             // A pass that failed records the failure.
             Err(f) => t.record_run(
                 &[],
@@ -236,10 +239,12 @@ pub(crate) async fn erase(
     args: &Args,
     subject: &str,
     request: &str,
+    received: Option<&str>,
     dry_run: bool,
     out: &mut dyn Write,
 ) -> Outcome {
     let (subject, request) = (subject.trim().to_string(), request.trim().to_string());
+    let received = super::requests::parse_received(received, crate::clock::SystemClock::read())?;
     if subject.is_empty() || request.is_empty() {
         return Err(Failure {
             exit: Exit::Usage,
@@ -252,6 +257,10 @@ pub(crate) async fn erase(
         stop: stop_on_signal(),
         progress: true,
     };
-    let mode = crate::pass::Mode::Erasure { subject, request };
+    let mode = crate::pass::Mode::Erasure {
+        subject,
+        request,
+        received,
+    };
     run(args, mode, start, out).await
 }

@@ -33,10 +33,14 @@ pub enum Kind {
     ErasureRequested,
     /// A shard's plan counts, for the limits of its whole pass.
     ShardPlanned,
+    /// A data subject's request registered, with when it was received.
+    RequestOpened,
+    /// A request's deadline extended (Art. 12(3)).
+    RequestExtended,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::RunStarted,
         Kind::Intent,
         Kind::Outcome,
@@ -48,6 +52,8 @@ impl Kind {
         Kind::HoldReleaseApproved,
         Kind::ErasureRequested,
         Kind::ShardPlanned,
+        Kind::RequestOpened,
+        Kind::RequestExtended,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -63,6 +69,8 @@ impl Kind {
             Kind::HoldReleaseApproved => "hold-release-approved",
             Kind::ErasureRequested => "erasure-requested",
             Kind::ShardPlanned => "shard-planned",
+            Kind::RequestOpened => "request-opened",
+            Kind::RequestExtended => "request-extended",
         }
     }
 
@@ -106,6 +114,8 @@ pub enum Event {
         release: Release,
     },
     ErasureRequested(ErasureRequest),
+    RequestOpened(RequestOpened),
+    RequestExtended(RequestExtended),
 }
 
 impl Event {
@@ -122,6 +132,8 @@ impl Event {
             Event::HoldReleaseApproved { .. } => Kind::HoldReleaseApproved,
             Event::HoldReleased { .. } => Kind::HoldReleased,
             Event::ErasureRequested(_) => Kind::ErasureRequested,
+            Event::RequestOpened(_) => Kind::RequestOpened,
+            Event::RequestExtended(_) => Kind::RequestExtended,
         }
     }
 
@@ -178,6 +190,8 @@ impl Event {
             Event::HoldReleaseApproved { approval, .. } => to_vec(approval),
             Event::HoldReleased { release, .. } => to_vec(release),
             Event::ErasureRequested(b) => to_vec(b),
+            Event::RequestOpened(b) => to_vec(b),
+            Event::RequestExtended(b) => to_vec(b),
         }
     }
 
@@ -225,6 +239,8 @@ impl Event {
                 release: parse(kind, body)?,
             },
             Kind::ErasureRequested => Event::ErasureRequested(parse(kind, body)?),
+            Kind::RequestOpened => Event::RequestOpened(parse(kind, body)?),
+            Kind::RequestExtended => Event::RequestExtended(parse(kind, body)?),
         })
     }
 }
@@ -425,6 +441,32 @@ pub struct ReleaseApproval {
 pub struct ErasureRequest {
     pub request: String,
     pub subject_sha256: String,
+    #[serde(with = "millis")]
+    pub at: DateTime<Utc>,
+}
+
+/// A data subject's request registered: by whom, and when it was received
+/// (Art. 12(3) counts from then). The subject only by the SHA-256 of its id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestOpened {
+    pub request: String,
+    pub kind: crate::request::RequestKind,
+    pub subject_sha256: String,
+    #[serde(with = "millis")]
+    pub received: DateTime<Utc>,
+    /// Who registered it; none when it was answered without being
+    /// registered first (the answering command registered it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+/// A request's one extension (Art. 12(3): up to two further months).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestExtended {
+    pub request: String,
+    pub months: u32,
+    pub by: String,
+    pub reason: String,
     #[serde(with = "millis")]
     pub at: DateTime<Utc>,
 }

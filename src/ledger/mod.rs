@@ -28,6 +28,7 @@ mod index;
 mod journal;
 mod lease;
 mod pool;
+mod requests;
 mod runs;
 mod sql;
 
@@ -35,12 +36,13 @@ pub use certificates::Coverage;
 pub use chain::{ChainReport, GENESIS, LedgerRow};
 pub use event::{
     CertificateRecord, ErasureRequest, Event, Kind, OutcomeBody, PolicyRef, Purpose, Release,
-    ReleaseApproval, ReleaseRequest, RunFinished, RunStarted, RunStatus, ShardPlan, StoreFinished,
-    StoreRef, Tool,
+    ReleaseApproval, ReleaseRequest, RequestExtended, RequestOpened, RunFinished, RunStarted,
+    RunStatus, ShardPlan, StoreFinished, StoreRef, Tool,
 };
 pub use holds::{HoldRecord, ReleaseState};
 pub use journal::RunJournal;
 pub use lease::{Holder, Lease, LeaseError, RETENTION_LEASE};
+pub use requests::Refusal;
 pub use runs::RunRow;
 
 pub type Result<T, E = LedgerError> = std::result::Result<T, E>;

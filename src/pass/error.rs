@@ -38,6 +38,9 @@ pub enum PassError {
     /// An erasure request id already names another subject.
     #[error(transparent)]
     RequestReused(LedgerError),
+    /// The request id is registered for another kind of request or subject.
+    #[error("{0}")]
+    RequestRefused(String),
     #[error("{context}")]
     Ledger {
         context: &'static str,
@@ -81,7 +84,8 @@ impl PassError {
             | PassError::Key(_)
             | PassError::DeletionMode(_)
             | PassError::ForeignDestination(_)
-            | PassError::RequestReused(_) => ErrorKind::Refused,
+            | PassError::RequestReused(_)
+            | PassError::RequestRefused(_) => ErrorKind::Refused,
             PassError::ClockSkew { .. } => ErrorKind::Unsafe,
             PassError::Ledger { .. }
             | PassError::Lease(_)

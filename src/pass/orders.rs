@@ -63,5 +63,9 @@ pub async fn orders_from(ledger: &Ledger) -> Result<Orders, PassError> {
             .await
             .map_err(PassError::ledger(CONTEXT))?,
         only_subject: None,
+        requests: ledger
+            .requests()
+            .await
+            .map_err(PassError::ledger(CONTEXT))?,
     })
 }

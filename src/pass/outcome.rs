@@ -85,6 +85,8 @@ pub struct RunOutcome {
     pub certificate: Option<String>,
     pub approved: Option<ApprovedSummary>,
     pub erasure: Option<ErasureOutcome>,
+    /// Data subjects' requests past their Art. 12(3) deadline, unanswered.
+    pub late_requests: u64,
     /// The instant the ledger records as the run's end.
     pub finished_at: DateTime<Utc>,
 }

@@ -36,6 +36,7 @@ pub async fn preview(
     on_delete: &mut dyn FnMut(&Planned) -> std::io::Result<()>,
 ) -> std::io::Result<Preview> {
     let mut notices = review_notices(&orders.holds, now);
+    notices.extend(crate::request::late_notices(&orders.requests, now));
     notices.extend(
         policy
             .warnings()

@@ -44,13 +44,21 @@ pub enum Mode {
         shard: Option<Shard>,
     },
     /// A data subject's erasure request (GDPR Art. 17), carried out now.
-    Erasure { subject: String, request: String },
+    Erasure {
+        subject: String,
+        request: String,
+        /// When the request was received, if before this run (Art. 12(3)
+        /// counts from then); a request registered earlier keeps its own.
+        received: Option<DateTime<Utc>>,
+    },
 }
 
 impl Mode {
     pub fn erasure(&self) -> Option<(&str, &str)> {
         match self {
-            Mode::Erasure { subject, request } => Some((subject, request)),
+            Mode::Erasure {
+                subject, request, ..
+            } => Some((subject, request)),
             Mode::Retention { .. } => None,
         }
     }
@@ -253,6 +261,8 @@ struct Pass<'a> {
     problems: Vec<String>,
     erasure: Option<ErasureOutcome>,
     not_approved: u64,
+    /// Requests past their deadline and not answered, as notices.
+    late_requests: Vec<String>,
     interrupted: bool,
 }
 
@@ -293,6 +303,7 @@ impl<'a> Pass<'a> {
                 ..Default::default()
             }),
             not_approved: 0,
+            late_requests: Vec::new(),
             interrupted: false,
         })
     }
@@ -305,6 +316,10 @@ impl<'a> Pass<'a> {
         // The orders first: an index that differs from the chain stops the
         // run before it records or completes anything.
         let orders = self.orders_in_force().await?;
+        self.late_requests = crate::request::late_notices(&orders.requests, self.now);
+        for notice in &self.late_requests {
+            warn!("{notice}");
+        }
         if self.recorder.is_some() {
             self.prepare().await?;
         }
@@ -505,6 +520,7 @@ impl<'a> Pass<'a> {
         if let Some((subject, request)) = self.job.mode.erasure() {
             let digest = crate::hold::subject_digest(subject);
             if let Some(rec) = &self.recorder {
+                self.register_erasure(rec.ledger, request, &digest).await?;
                 rec.ledger
                     .record_erasure(self.run_id, request, &digest, self.now)
                     .await
@@ -520,6 +536,36 @@ impl<'a> Pass<'a> {
             orders.only_subject = Some(digest);
         }
         Ok(orders)
+    }
+
+    /// Registers the erasure request (or finds it registered, received
+    /// earlier): the register counts its deadline from its receipt.
+    async fn register_erasure(
+        &self,
+        ledger: &crate::ledger::Ledger,
+        request: &str,
+        digest: &str,
+    ) -> Result<(), PassError> {
+        let received = match &self.job.mode {
+            Mode::Erasure { received, .. } => received.unwrap_or(self.now),
+            Mode::Retention { .. } => self.now,
+        };
+        let opened = crate::ledger::RequestOpened {
+            request: request.to_string(),
+            kind: crate::request::RequestKind::Erasure,
+            subject_sha256: digest.to_string(),
+            received,
+            by: None,
+        };
+        ledger
+            .open_request(self.run_id, &opened)
+            .await
+            .map_err(|source| PassError::Ledger {
+                context: "cannot register the erasure request; nothing was deleted",
+                source,
+            })?
+            .map(|_| ())
+            .map_err(|refusal| PassError::RequestRefused(refusal.to_string()))
     }
 
     /// Plans every store into its spool: the safety limits need the whole
@@ -779,6 +825,7 @@ impl<'a> Pass<'a> {
                 not_approved: self.not_approved,
             }),
             erasure: self.erasure,
+            late_requests: self.late_requests.len() as u64,
             finished_at,
         }
     }

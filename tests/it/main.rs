@@ -28,6 +28,7 @@ mod operate;
 mod plan;
 mod preflight;
 mod properties;
+mod register;
 mod requests;
 mod run;
 mod security;
