@@ -272,3 +272,55 @@ async fn the_register_counts_deadlines_in_calendar_months_and_shows_late_answers
 for_each_db! {
     register_deadlines_and_late_answers => the_register_counts_deadlines_in_calendar_months_and_shows_late_answers,
 }
+
+/// The register's rows are in the hash chain: an edited received date,
+/// extension or kind, or a removed registration, fails `ledger verify`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_or_removed_request_row_fails_ledger_verification() {
+    let w = World::new();
+    assert_exit(&open(&w, "access", "CUST-3", "DSR-3", "2026-01-31"), 0);
+    let received = days_ago(3).to_string();
+    assert_exit(&open(&w, "access", "CUST-4", "DSR-4", &received), 0);
+    assert_exit(
+        &w.lethe(&[
+            "requests",
+            "extend",
+            "--request",
+            "DSR-4",
+            "--by",
+            "dpo",
+            "--reason",
+            "complex",
+        ]),
+        0,
+    );
+    // A run after them: its certificate anchors the rows before it.
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+    let db = w.path("lethe.db");
+    let pristine = w.path("pristine.db");
+    std::fs::copy(&db, &pristine).unwrap();
+    let mutants = [
+        "UPDATE ledger SET body = replace(body, '2026-01-31', '2026-03-31') WHERE kind = 'request-opened'",
+        "UPDATE ledger SET body = replace(body, '\"access\"', '\"erasure\"') WHERE kind = 'request-opened'",
+        "UPDATE ledger SET body = replace(body, '\"months\":2', '\"months\":1') WHERE kind = 'request-extended'",
+        "UPDATE ledger SET body = replace(body, 'complex', 'simple') WHERE kind = 'request-extended'",
+        "DELETE FROM ledger WHERE kind = 'request-extended'",
+        "DELETE FROM ledger WHERE seq = (SELECT MIN(seq) FROM ledger WHERE kind = 'request-opened')",
+    ];
+    for sql in mutants {
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(w.path(&format!("lethe.db{suffix}")));
+        }
+        std::fs::copy(&pristine, &db).unwrap();
+        w.exec(sql).await;
+        let out = w.lethe(&["ledger", "verify"]);
+        assert_eq!(
+            code(&out),
+            4,
+            "{sql} was not detected:\n{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+}
