@@ -89,7 +89,74 @@ pub struct Purpose {
     pub retain_text: String,
     pub minimum_text: Option<String>,
     pub basis: String,
+    /// The GDPR Art. 6(1) ground the purpose rests on, where the policy
+    /// states it: it decides what a subject may withdraw or object to.
+    pub lawful_basis: Option<LawfulBasis>,
+    /// Who receives the recordings kept for this purpose (Art. 13(1)(e),
+    /// 15(1)(c)), as the policy names them.
+    pub recipients: Vec<String>,
     pub origin: Origin,
+}
+
+/// The lawful basis of a purpose (GDPR Art. 6(1), and Art. 17(3)(e) for
+/// legal claims), as a policy spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LawfulBasis {
+    Consent,
+    Contract,
+    LegalObligation,
+    VitalInterest,
+    PublicTask,
+    LegitimateInterest,
+    LegalClaims,
+}
+
+impl LawfulBasis {
+    pub const ALL: [LawfulBasis; 7] = [
+        LawfulBasis::Consent,
+        LawfulBasis::Contract,
+        LawfulBasis::LegalObligation,
+        LawfulBasis::VitalInterest,
+        LawfulBasis::PublicTask,
+        LawfulBasis::LegitimateInterest,
+        LawfulBasis::LegalClaims,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LawfulBasis::Consent => "consent",
+            LawfulBasis::Contract => "contract",
+            LawfulBasis::LegalObligation => "legal-obligation",
+            LawfulBasis::VitalInterest => "vital-interest",
+            LawfulBasis::PublicTask => "public-task",
+            LawfulBasis::LegitimateInterest => "legitimate-interest",
+            LawfulBasis::LegalClaims => "legal-claims",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<LawfulBasis> {
+        LawfulBasis::ALL.into_iter().find(|b| b.as_str() == text)
+    }
+
+    /// What a subject can do against a purpose on this basis, if anything:
+    /// withdraw consent (Art. 7(3)) or object (Art. 21(1): public task,
+    /// legitimate interest).
+    pub fn withdrawal(self) -> Option<&'static str> {
+        match self {
+            LawfulBasis::Consent => Some("withdrawal of consent (GDPR Art. 7(3))"),
+            LawfulBasis::LegitimateInterest | LawfulBasis::PublicTask => {
+                Some("objection (GDPR Art. 21(1))")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LawfulBasis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -138,6 +205,10 @@ struct RawPurpose {
     #[serde(default)]
     minimum: Option<Spanned<String>>,
     basis: Spanned<String>,
+    #[serde(default)]
+    lawful_basis: Option<Spanned<String>>,
+    #[serde(default)]
+    recipients: Vec<Spanned<String>>,
     #[serde(default)]
     #[allow(dead_code)]
     description: Option<String>,
@@ -326,6 +397,32 @@ fn build_purpose(
         );
         return None;
     }
+    let lawful_basis = match &purpose.lawful_basis {
+        Some(b) => match LawfulBasis::parse(b.value.trim()) {
+            Some(basis) => Some(basis),
+            None => {
+                let all: Vec<&str> = LawfulBasis::ALL.iter().map(|b| b.as_str()).collect();
+                c.at(
+                    b,
+                    format!(
+                        "lawful_basis: {:?} is not one of {}",
+                        b.value,
+                        all.join(", ")
+                    ),
+                );
+                return None;
+            }
+        },
+        None => None,
+    };
+    let mut recipients = Vec::new();
+    for r in &purpose.recipients {
+        if r.value.trim().is_empty() {
+            c.at(r, "recipients: a recipient must be named (an empty one says nothing)");
+            return None;
+        }
+        recipients.push(normalize_space(&r.value));
+    }
     Some(Purpose {
         name: name.to_string(),
         retain,
@@ -333,6 +430,8 @@ fn build_purpose(
         retain_text: normalize_space(&purpose.retain.value),
         minimum_text: purpose.minimum.as_ref().map(|m| normalize_space(&m.value)),
         basis: purpose.basis.value.trim().to_string(),
+        lawful_basis,
+        recipients,
         origin: c.origin(spanned),
     })
 }
@@ -984,5 +1083,43 @@ recordings:
         assert!(load(&[("p.yaml", ok)]).is_ok());
         let bad = "purposes:\n  d: { retain: 1 year, minimum: 366 days, basis: \"x\" }\nrecordings:\n  - { name: r, store: s, match: \"{purpose}/{call_id}\" }\n";
         assert!(errors(&[("p.yaml", bad)])[0].contains("shorter than the legal minimum"));
+    }
+
+    #[test]
+    fn a_lawful_basis_and_recipients_are_read_and_a_misspelt_basis_is_located() {
+        let ok = r#"
+purposes:
+  training: { retain: 12 months, lawful_basis: consent, basis: "consent to training" }
+  quality:  { retain: 6 months, lawful_basis: legitimate-interest, basis: "Art. 6(1)(f)", recipients: ["QA vendor (processor)"] }
+  mifid:    { retain: 5 years, minimum: 5 years, lawful_basis: legal-obligation, basis: "MiFID II" }
+  plain:    { retain: 1 year, basis: "x" }
+recordings:
+  - { name: r, store: s, match: "{purpose}/{call_id}.wav" }
+"#;
+        let p = load(&[("p.yaml", ok)]).unwrap();
+        let basis = |n: &str| p.purpose(n).unwrap().lawful_basis;
+        assert_eq!(basis("training"), Some(LawfulBasis::Consent));
+        assert_eq!(basis("mifid"), Some(LawfulBasis::LegalObligation));
+        assert_eq!(basis("plain"), None, "a policy without it keeps working");
+        assert_eq!(
+            p.purpose("quality").unwrap().recipients,
+            vec!["QA vendor (processor)".to_string()]
+        );
+        assert!(LawfulBasis::Consent.withdrawal().is_some());
+        assert!(LawfulBasis::LegitimateInterest.withdrawal().is_some());
+        assert!(LawfulBasis::LegalObligation.withdrawal().is_none());
+        assert!(LawfulBasis::LegalClaims.withdrawal().is_none());
+        assert!(LawfulBasis::Contract.withdrawal().is_none());
+
+        let bad = "purposes:\n  t: { retain: 1 year, lawful_basis: consnt, basis: \"x\" }\n  q: { retain: 1 year, basis: \"x\", recipients: [\" \"] }\nrecordings:\n  - { name: r, store: s, match: \"{purpose}/{call_id}\" }\n";
+        let errs = errors(&[("p.yaml", bad)]).join("\n");
+        assert!(
+            errs.contains("policies/p.yaml:2:38: lawful_basis: \"consnt\" is not one of consent, contract, legal-obligation"),
+            "{errs}"
+        );
+        assert!(
+            errs.contains("policies/p.yaml:3:49: recipients: a recipient must be named"),
+            "{errs}"
+        );
     }
 }
