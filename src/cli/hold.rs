@@ -2,12 +2,15 @@
 
 use std::io::Write;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use chrono::NaiveDate;
 use tracing::{info, warn};
 
 use super::HoldCommand;
-use super::{Exit, Failure, Format, OrExit, Outcome, load_policy, output_error, resolve_settings};
+use super::{
+    Exit, Failure, Format, OrExit, Outcome, load_policy, output_error, required, resolve_settings,
+    usage,
+};
 use crate::config::{Args, Settings};
 use crate::decide::Action;
 use crate::hold::{Hold, Selector};
@@ -27,22 +30,6 @@ pub(crate) struct Placement {
     pub review: Option<String>,
     /// Skip counting what the hold covers now.
     pub no_scan: bool,
-}
-
-fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        exit: Exit::Usage,
-        error: anyhow!(message.into()),
-    }
-}
-
-fn required(name: &str, value: &str) -> Result<String, Failure> {
-    let v = value.trim();
-    if v.is_empty() {
-        Err(usage(format!("--{name} must not be empty")))
-    } else {
-        Ok(v.to_string())
-    }
 }
 
 fn ledger_failure(e: LedgerError) -> Failure {

@@ -310,6 +310,24 @@ enum LedgerCommand {
     Verify,
 }
 
+/// A usage error (exit 2) saying `message`.
+pub(crate) fn usage(message: impl Into<String>) -> Failure {
+    Failure {
+        exit: Exit::Usage,
+        error: anyhow::anyhow!(message.into()),
+    }
+}
+
+/// A required text argument, trimmed; empty is a usage error.
+pub(crate) fn required(name: &str, value: &str) -> Result<String, Failure> {
+    let v = value.trim();
+    if v.is_empty() {
+        Err(usage(format!("--{name} must not be empty")))
+    } else {
+        Ok(v.to_string())
+    }
+}
+
 /// Threads for blocking work: the local walk, sidecar reads and deletes
 /// in a local folder, file I/O. Tokio's default is 512, and an idle one
 /// lives 10 s: a daemon whose passes come closer than that keeps waking

@@ -3,12 +3,14 @@
 
 use std::io::Write;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use tracing::info;
 
-use super::{Exit, Failure, Format, OrExit, Outcome, output_error, resolve_settings};
+use super::{
+    Exit, Failure, Format, OrExit, Outcome, output_error, required, resolve_settings, usage,
+};
 use crate::config::Args;
 use crate::ledger::{Ledger, Refusal, RequestExtended, RequestOpened};
 use crate::report::printable;
@@ -16,22 +18,6 @@ use crate::request::{MAX_EXTENSION_MONTHS, Request, RequestKind, Standing};
 
 /// The run id under which the register's rows are recorded.
 const REGISTER_RUN: &str = "requests";
-
-fn usage(message: impl Into<String>) -> Failure {
-    Failure {
-        exit: Exit::Usage,
-        error: anyhow!(message.into()),
-    }
-}
-
-fn required(name: &str, value: &str) -> Result<String, Failure> {
-    let v = value.trim();
-    if v.is_empty() {
-        Err(usage(format!("--{name} must not be empty")))
-    } else {
-        Ok(v.to_string())
-    }
-}
 
 fn refused(refusal: Refusal) -> Failure {
     usage(refusal.to_string())

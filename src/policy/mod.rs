@@ -418,7 +418,10 @@ fn build_purpose(
     let mut recipients = Vec::new();
     for r in &purpose.recipients {
         if r.value.trim().is_empty() {
-            c.at(r, "recipients: a recipient must be named (an empty one says nothing)");
+            c.at(
+                r,
+                "recipients: a recipient must be named (an empty one says nothing)",
+            );
             return None;
         }
         recipients.push(normalize_space(&r.value));
