@@ -51,10 +51,10 @@ impl Ledger {
         if let Some(known) = register.iter().find(|r| r.request == opened.request) {
             if known.kind != opened.kind || known.subject_sha256 != opened.subject_sha256 {
                 return Ok(Err(Refusal::Reused(format!(
-                    "request {} is registered for another {}: a request id names one request for good",
+                    "request {} was already used for another {}: a request id names one request for good",
                     opened.request,
                     if known.kind != opened.kind {
-                        format!("kind ({})", known.kind)
+                        format!("kind of request ({})", known.kind)
                     } else {
                         "subject".to_string()
                     }
