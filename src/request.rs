@@ -22,11 +22,12 @@ pub const MAX_EXTENSION_MONTHS: u32 = 2;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum RequestKind {
-    /// Which recordings are held, why, until when, and a copy (Art. 15).
+    // (Plain comments: clap would list doc comments as per-value help.)
+    // Which recordings are held, why, until when, and a copy (Art. 15).
     Access,
-    /// Erasure (Art. 17).
+    // Erasure (Art. 17).
     Erasure,
-    /// Consent withdrawn (Art. 7(3)) or an objection (Art. 21).
+    // Consent withdrawn (Art. 7(3)) or an objection (Art. 21).
     Withdrawal,
 }
 
