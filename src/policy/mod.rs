@@ -983,7 +983,7 @@ mod tests {
         let text = SAMPLE.replace("    sidecar:", "    sidecr:");
         let errs = errors(&[("retention.yaml", &text)]);
         assert!(
-            errs[0].starts_with("policies/retention.yaml:32:"),
+            errs[0].starts_with("policies/retention.yaml:31:"),
             "{errs:?}"
         );
         assert!(errs[0].contains("sidecr"), "{errs:?}");
@@ -1055,7 +1055,7 @@ recordings:
         let err = p.check_stores(&["archive"]).unwrap_err().to_string();
         assert!(
             err.contains(
-                "policies/retention.yaml:29:11: rule \"contact-centre\" names store \"recordings\""
+                "policies/retention.yaml:28:11: rule \"contact-centre\" names store \"recordings\""
             ),
             "{err}"
         );
