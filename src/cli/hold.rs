@@ -288,15 +288,9 @@ fn describe(hold: &Hold) -> String {
 }
 
 async fn records(args: &Args) -> Result<Vec<HoldRecord>, Failure> {
-    let settings = resolve_settings(args)?;
-    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
-        && !path.exists()
-    {
+    let Some(ledger) = super::existing_ledger(args).await? else {
         return Ok(Vec::new());
-    }
-    let ledger = Ledger::open(&settings.database)
-        .await
-        .or_exit(Exit::Runtime)?;
+    };
     let holds = ledger.holds().await.or_exit(Exit::Runtime)?;
     ledger.close().await;
     Ok(holds)

@@ -310,6 +310,24 @@ enum LedgerCommand {
     Verify,
 }
 
+/// The config's ledger, opened, if it exists: a SQLite file not yet
+/// created is no ledger yet (nothing recorded), for the listing commands.
+pub(crate) async fn existing_ledger(
+    args: &crate::config::Args,
+) -> Result<Option<crate::ledger::Ledger>, Failure> {
+    let settings = resolve_settings(args)?;
+    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
+        && !path.exists()
+    {
+        return Ok(None);
+    }
+    crate::ledger::Ledger::open(&settings.database)
+        .await
+        .context("cannot open the ledger")
+        .or_exit(Exit::Runtime)
+        .map(Some)
+}
+
 /// A usage error (exit 2) saying `message`.
 pub(crate) fn usage(message: impl Into<String>) -> Failure {
     Failure {

@@ -78,14 +78,13 @@ pub(crate) async fn open(args: &Args, o: Opening<'_>, out: &mut dyn Write) -> Ou
         by: Some(required("by", o.by)?),
     };
     let ledger = open_ledger(args).await?;
-    let request = ledger
+    let (request, new) = ledger
         .open_request(REGISTER_RUN, &opened)
         .await
         .context("cannot register the request")
         .or_exit(Exit::Runtime)?
         .map_err(refused)?;
     ledger.close().await;
-    let again = request.received != opened.received;
     info!(
         request = %request.request,
         kind = %request.kind,
@@ -97,10 +96,10 @@ pub(crate) async fn open(args: &Args, o: Opening<'_>, out: &mut dyn Write) -> Ou
         "{} request {} {}: received {}, answer by {} (GDPR Art. 12(3))",
         request.kind,
         printable(&request.request),
-        if again {
-            "was already registered"
-        } else {
+        if new {
             "registered"
+        } else {
+            "was already registered"
         },
         request.received.format("%Y-%m-%d"),
         request.deadline()
@@ -163,16 +162,9 @@ struct Line<'a> {
 
 /// The register as the ledger has it; empty when there is no ledger yet.
 pub(crate) async fn register(args: &Args) -> Result<Vec<Request>, Failure> {
-    let settings = resolve_settings(args)?;
-    if let Some(path) = crate::ledger::sqlite_path(&settings.database)
-        && !path.exists()
-    {
+    let Some(ledger) = super::existing_ledger(args).await? else {
         return Ok(Vec::new());
-    }
-    let ledger = Ledger::open(&settings.database)
-        .await
-        .context("cannot open the ledger")
-        .or_exit(Exit::Runtime)?;
+    };
     let requests = ledger
         .requests()
         .await

@@ -40,12 +40,13 @@ impl std::fmt::Display for Refusal {
 impl Ledger {
     /// Registers a request, or finds it registered already: the same id for
     /// the same kind and subject is the request as first registered (its
-    /// received date kept), for another kind or subject refused.
+    /// received date kept; `false` beside it), for another kind or subject
+    /// refused.
     pub async fn open_request(
         &self,
         run_id: &str,
         opened: &RequestOpened,
-    ) -> Result<std::result::Result<Request, Refusal>> {
+    ) -> Result<std::result::Result<(Request, bool), Refusal>> {
         let mut tx = self.begin().await?;
         let register = register_in(&mut tx).await?;
         if let Some(known) = register.iter().find(|r| r.request == opened.request) {
@@ -60,12 +61,12 @@ impl Ledger {
                     }
                 ))));
             }
-            return Ok(Ok(known.clone()));
+            return Ok(Ok((known.clone(), false)));
         }
         self.append_event_in(&mut tx, run_id, &Event::RequestOpened(opened.clone()))
             .await?;
         tx.commit().await?;
-        Ok(Ok(opened_request(opened)))
+        Ok(Ok((opened_request(opened), true)))
     }
 
     /// Records a request's one extension, if `allowed` (given the request
@@ -229,14 +230,16 @@ mod tests {
     #[tokio::test]
     async fn a_request_id_names_one_request_and_keeps_its_received_date() {
         let (_dir, ledger) = scratch().await;
-        let first = ledger
+        let (first, new) = ledger
             .open_request("r", &opened("DSR-1", RequestKind::Access, "aa"))
             .await
             .unwrap()
             .unwrap();
+        assert!(new);
         let mut later = opened("DSR-1", RequestKind::Access, "aa");
         later.received = "2026-04-20T09:00:00Z".parse().unwrap();
-        let again = ledger.open_request("r", &later).await.unwrap().unwrap();
+        let (again, new) = ledger.open_request("r", &later).await.unwrap().unwrap();
+        assert!(!new);
         assert_eq!(again.received, first.received);
         for other in [
             opened("DSR-1", RequestKind::Erasure, "aa"),

@@ -63,6 +63,14 @@ impl Mode {
         }
     }
 
+    /// When an erasure request was received, if the command said.
+    pub fn received(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Mode::Erasure { received, .. } => *received,
+            Mode::Retention { .. } => None,
+        }
+    }
+
     pub fn approved(&self) -> Option<&ApprovedPlan> {
         match self {
             Mode::Retention { approved, .. } => approved.as_ref(),
@@ -546,10 +554,7 @@ impl<'a> Pass<'a> {
         request: &str,
         digest: &str,
     ) -> Result<(), PassError> {
-        let received = match &self.job.mode {
-            Mode::Erasure { received, .. } => received.unwrap_or(self.now),
-            Mode::Retention { .. } => self.now,
-        };
+        let received = self.job.mode.received().unwrap_or(self.now);
         let opened = crate::ledger::RequestOpened {
             request: request.to_string(),
             kind: crate::request::RequestKind::Erasure,
