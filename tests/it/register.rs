@@ -324,3 +324,55 @@ async fn an_edited_or_removed_request_row_fails_ledger_verification() {
         );
     }
 }
+
+/// Two desks registering one request id at once, for two subjects: the
+/// write transaction serialises them, so exactly one is registered and the
+/// other refused, whichever comes first.
+async fn one_request_id_registered_from_two_processes_at_once_names_one_subject(db: Db) {
+    let mut w = World::new();
+    w.use_db(db).await;
+    // The ledger exists before the race (its schema is made once).
+    assert_exit(&open(&w, "access", "CUST-0", "DSR-0", "2026-11-02"), 0);
+    for round in 0..5 {
+        let id = format!("DSR-RACE-{round}");
+        let children: Vec<_> = ["CUST-A", "CUST-B"]
+            .iter()
+            .map(|subject| {
+                w.command(&[
+                    "requests",
+                    "open",
+                    "--kind",
+                    "erasure",
+                    "--subject",
+                    subject,
+                    "--request",
+                    &id,
+                    "--by",
+                    "desk",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        let codes: Vec<i32> = children
+            .into_iter()
+            .map(|c| code(&c.wait_with_output().unwrap()))
+            .collect();
+        let mut sorted = codes.clone();
+        sorted.sort();
+        assert_eq!(sorted, vec![0, 2], "round {round}: {codes:?}");
+        let rows = w
+            .scalar(&format!(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM ledger WHERE kind = 'request-opened' AND body LIKE '%\"{id}\"%'"
+            ))
+            .await;
+        assert_eq!(rows, "1", "round {round}");
+    }
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
+
+for_each_db! {
+    register_race => one_request_id_registered_from_two_processes_at_once_names_one_subject,
+}
