@@ -551,3 +551,34 @@ fn a_ledger_and_certificates_of_the_release_before_listing_verification_still_ve
     assert!(w.exists("calls/disputes/2026/10/01/D-1.wav"));
     assert_exit(&w.lethe(&["ledger", "verify"]), 0);
 }
+
+/// The release before the requests register and canonical JSON written
+/// straight from typed values (8ba140e): its ledger and certificates verify,
+/// a run of this release continues their chain, its erasure request is in
+/// the register (received when it was made, answered by its receipt), and
+/// the erasure still acts on a recording that comes back.
+#[test]
+fn a_ledger_and_certificates_of_the_release_before_the_register_still_verify_and_continue() {
+    let w = an_earlier_release_still_verifies_and_continues("release-8ba140e");
+    assert_eq!(w.payload(3)["format"], 2);
+    assert_eq!(w.manifest_keys(3), vec!["calls/quality/2025/02/10/H-1.wav"]);
+    let out = w.lethe(&["requests", "list", "--all", "--format", "json"]);
+    assert_exit(&out, 0);
+    let register: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let register = register.as_array().unwrap();
+    assert_eq!(register.len(), 1, "{register:?}");
+    assert_eq!(register[0]["request"], "REQ-1");
+    assert_eq!(register[0]["kind"], "erasure");
+    assert_eq!(register[0]["standing"], "on-time");
+    assert_eq!(register[0]["answered"]["by"], "erasure receipt #2");
+    let key = "calls/feedback/2026/11/21/E-2.wav";
+    w.put(key, "restored");
+    w.put(
+        "calls/feedback/2026/11/21/E-2.json",
+        r#"{"subject":"cust-erase"}"#,
+    );
+    assert_exit(&w.lethe(&["run"]), 0);
+    assert!(!w.exists(key));
+    assert!(w.manifest_keys(5).contains(&key.to_string()));
+    assert_exit(&w.lethe(&["ledger", "verify"]), 0);
+}
