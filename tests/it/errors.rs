@@ -46,7 +46,7 @@ fn a_broken_policy_names_file_line_and_column_and_stops_the_run() {
     let file = w.path("policies/retention.yaml");
     assert!(
         err.contains(&format!(
-            "{}:5:27: retain: expected a duration",
+            "{}:6:13: retain: expected a duration",
             file.display()
         )),
         "{err}"
